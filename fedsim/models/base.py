@@ -1,0 +1,39 @@
+"""The contract every fedsim model keeps: pixel-space input, normalisation inside."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class ImageClassifier(nn.Module):
+    """A classifier of images in [0, 1] that normalises its own input.
+
+    Attacks optimise in pixel space and metrics score there, so the model carries
+    the data set's mean and std as buffers and applies them first in `forward`.
+    Subclasses build `self.body`, which sees normalised input.
+    """
+
+    body: nn.Module
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> None:
+        super().__init__()
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.num_classes = int(num_classes)
+        channels = self.input_shape[0]
+        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(channels, 1, 1))
+        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(channels, 1, 1))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.input_mean) / self.input_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.normalize(x))
