@@ -1,0 +1,111 @@
+"""What an attack is given (a target) and what it returns (a reconstruction)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from attacks.errors import AttackError
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """What the adversary knows; attacks declare what they need and are refused up front otherwise."""
+
+    labels_known: bool = False
+    bn_stats_known: bool = False
+    mechanism_known: bool = True
+    local_hparams_known: bool = True
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How the client turned its batch into the update it sent.
+
+    `fedsgd`: the update is the gradient of the mean batch loss at the start parameters.
+    `fedavg`: the update is the weight delta (new − start) after `local_steps` SGD steps
+    of learning rate `local_lr`, each on `local_batch_size` samples of the batch.
+    """
+
+    kind: Literal["fedsgd", "fedavg"] = "fedsgd"
+    local_steps: int = 1
+    local_lr: float = 0.1
+    local_batch_size: int | None = None
+
+
+@dataclass
+class AttackTarget:
+    """One intercepted update and everything the adversary knows about how it was made.
+
+    `model` holds the exact parameters (and buffers) the client started from; its
+    `forward` takes pixel-space images in [0, 1]. `update` has one tensor per
+    parameter, in `model.parameters()` order. `mechanism`, when known, is the
+    defense's likelihood p(observed | candidate) (see `defenses.mechanisms`).
+    """
+
+    model: nn.Module
+    update: Sequence[torch.Tensor]
+    batch_size: int
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    labels: torch.Tensor | None = None
+    mechanism: object | None = None
+    protocol: Protocol = field(default_factory=Protocol)
+    threat: ThreatModel = field(default_factory=ThreatModel)
+    bn_train_mode: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse shapes and values no attack can work with, before any optimisation."""
+        params = list(self.model.parameters())
+        if len(self.update) != len(params):
+            raise AttackError(f"update: {len(self.update)} tensors for a model with {len(params)} parameters")
+        for i, (u, p) in enumerate(zip(self.update, params, strict=True)):
+            if tuple(u.shape) != tuple(p.shape):
+                raise AttackError(f"update[{i}]: shape {tuple(u.shape)} does not match parameter shape {tuple(p.shape)}")
+            if not torch.isfinite(u).all():
+                raise AttackError(f"update[{i}]: contains NaN or infinite values")
+        if self.batch_size < 1:
+            raise AttackError(f"batch_size: must be at least 1, got {self.batch_size}")
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise AttackError(f"input_shape: expected (channels, height, width), got {self.input_shape}")
+        if self.labels is not None:
+            if self.labels.shape != (self.batch_size,):
+                raise AttackError(f"labels: expected shape ({self.batch_size},), got {tuple(self.labels.shape)}")
+            if int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes:
+                raise AttackError(f"labels: values must lie in [0, {self.num_classes})")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work an attack may spend on one target."""
+
+    iterations: int = 200
+    restarts: int = 1
+    seconds: float | None = None
+
+
+@dataclass
+class Reconstruction:
+    """What an attack returns for one target.
+
+    `inputs` (batch, C, H, W) in [0, 1] and `labels` (batch,) of the best candidate;
+    `objective` holds the final objective of every restart (lower is better), and
+    `best` indexes the chosen one. `labels_inferred` is False where labels were given.
+    """
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    objective: torch.Tensor
+    best: int
+    iterations: int
+    seconds: float
+    labels_inferred: bool
+    status: Literal["ok", "timeout", "failed"] = "ok"
+    message: str = ""
