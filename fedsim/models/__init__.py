@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fedsim.models.base import ImageClassifier
-from fedsim.models.registry import MODELS, build_model
+from fedsim.models.base import ImageClassifier, count_parameters
+from fedsim.models.registry import MODELS, ModelRow, build_model, model_rows
 
-__all__ = ["MODELS", "ImageClassifier", "build_model"]
+__all__ = ["MODELS", "ImageClassifier", "ModelRow", "build_model", "count_parameters", "model_rows"]

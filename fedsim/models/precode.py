@@ -1,0 +1,92 @@
+"""PRECODE: a feed-forward classifier with a variational bottleneck before its head."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from fedsim.models.base import ImageClassifier
+
+
+class VariationalBottleneck(nn.Module):
+    """Encode to μ and log σ², sample z = μ + σ·ε in train mode (z = μ in eval), keep the KL.
+
+    ε comes from `generator` when one is set (it must live on the input's device), else
+    from the global RNG. `kl_loss` holds KL(N(μ, σ²) ‖ N(0, I)) of the last forward pass,
+    summed over latent units and averaged over the batch, still attached to the graph.
+    """
+
+    def __init__(self, in_features: int, latent: int) -> None:
+        super().__init__()
+        self.to_mean = nn.Linear(in_features, latent)
+        self.to_log_var = nn.Linear(in_features, latent)
+        self.generator: torch.Generator | None = None
+        self.kl_loss: torch.Tensor | None = None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        mean, log_var = self.to_mean(h), self.to_log_var(h)
+        kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var)
+        self.kl_loss = kl.sum(dim=1).mean()
+        if not self.training:
+            return mean
+        noise = torch.randn(
+            mean.shape, generator=self.generator, device=mean.device, dtype=mean.dtype
+        )
+        return mean + torch.exp(0.5 * log_var) * noise
+
+
+class Precode(ImageClassifier):
+    """flatten, dense 500 (with bias: the layer the analytic attack inverts), ReLU,
+    4 × (dense 500, ReLU), dense `latent`, ReLU, variational bottleneck of `latent` units,
+    dense 500, ReLU, dense classes — the FFN of Scheliga et al. with a 256-unit PRECODE layer.
+
+    Train with cross-entropy + β · `kl_loss` (the paper's β is 0.003).
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        hidden: int = 500,
+        depth: int = 5,
+        latent: int = 256,
+    ) -> None:
+        super().__init__(input_shape, num_classes, mean, std)
+        encoder: list[nn.Module] = [nn.Flatten()]
+        in_features = math.prod(self.input_shape)
+        for _ in range(depth):
+            encoder += [nn.Linear(in_features, hidden), nn.ReLU()]
+            in_features = hidden
+        encoder += [nn.Linear(in_features, latent), nn.ReLU()]
+        self.bottleneck = VariationalBottleneck(latent, latent)
+        self.body = nn.Sequential(
+            nn.Sequential(*encoder),
+            self.bottleneck,
+            nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)),
+        )
+
+    @property
+    def first_layer(self) -> nn.Linear:
+        """The fully connected input layer (weight and bias) whose gradient reveals the input."""
+        return self.body[0][1]
+
+    @property
+    def kl_loss(self) -> torch.Tensor:
+        """KL term of the last forward pass (batch mean); add β times it to the training loss."""
+        if self.bottleneck.kl_loss is None:
+            raise RuntimeError("Precode.kl_loss is defined only after a forward pass")
+        return self.bottleneck.kl_loss
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        """Source of the bottleneck's noise in train mode; None uses the global RNG."""
+        return self.bottleneck.generator
+
+    @generator.setter
+    def generator(self, generator: torch.Generator | None) -> None:
+        self.bottleneck.generator = generator
