@@ -1,3 +1,47 @@
-"""Client-side defenses against gradient leakage, each with the mechanism it induces."""
+"""Client-side defenses against gradient leakage, each with the mechanism it induces.
+
+    from defenses import parse_defense
+    defense = parse_defense("prune+gaussian:p=0.5,sigma=0.1")
+    sent = defense.transform_update(update, generator)
+    likelihood = defense.mechanism  # p(observed | clean), for the Bayes adversary
+
+`list_defenses()` gives the table of names, parameters and references; stacking is
+``"ats:policy=21-13-3 | dpsgd:clip=1,sigma=1"``; Flower mods live in
+`defenses.flower` (imported on its own, as it needs Flower).
+"""
 
 from __future__ import annotations
+
+from defenses.accounting import PrivacyLedger, dp_epsilon
+from defenses.base import STAGES, Defense, Parameter
+from defenses.client import batch_gradient, defended_fedavg_update, defended_gradient
+from defenses.composite import Composite, compose
+from defenses.errors import DefenseError
+from defenses.registry import (
+    DEFENSES,
+    UPDATE_STAGE,
+    DefenseInfo,
+    build_defense,
+    list_defenses,
+    parse_defense,
+)
+
+__all__ = [
+    "DEFENSES",
+    "STAGES",
+    "UPDATE_STAGE",
+    "Composite",
+    "Defense",
+    "DefenseError",
+    "DefenseInfo",
+    "Parameter",
+    "PrivacyLedger",
+    "batch_gradient",
+    "build_defense",
+    "compose",
+    "defended_fedavg_update",
+    "defended_gradient",
+    "dp_epsilon",
+    "list_defenses",
+    "parse_defense",
+]

@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 from defenses.mechanisms.base import Mechanism, Update
+from defenses.mechanisms.clipped import ClippedGaussianMechanism
+from defenses.mechanisms.masked import MaskedMechanism, PruneNoiseMixtureMechanism
 from defenses.mechanisms.noise import GaussianMechanism, LaplacianMechanism
+from defenses.mechanisms.quantized import SignMechanism, StochasticQuantizationMechanism
 
-__all__ = ["GaussianMechanism", "LaplacianMechanism", "Mechanism", "Update"]
+__all__ = [
+    "ClippedGaussianMechanism",
+    "GaussianMechanism",
+    "LaplacianMechanism",
+    "MaskedMechanism",
+    "Mechanism",
+    "PruneNoiseMixtureMechanism",
+    "SignMechanism",
+    "StochasticQuantizationMechanism",
+    "Update",
+]

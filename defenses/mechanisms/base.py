@@ -34,4 +34,7 @@ class Mechanism(ABC):
 def flat_difference(observed: Update, candidate: Update) -> torch.Tensor:
     """(N, D) differences candidate − observed over all parameters, concatenated."""
     n = candidate[0].shape[0]
-    return torch.cat([(c - o.unsqueeze(0)).reshape(n, -1) for o, c in zip(observed, candidate, strict=True)], dim=1)
+    return torch.cat(
+        [(c - o.unsqueeze(0)).reshape(n, -1) for o, c in zip(observed, candidate, strict=True)],
+        dim=1,
+    )

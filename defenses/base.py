@@ -1,0 +1,235 @@
+"""The defense contract: a named, parameterised client-side transform and its mechanism.
+
+A defense acts at one or more stages of a client's round, in this order:
+
+- ``batch``: `transform_batch(x, y, generator)` changes the training batch (ATS).
+- ``model``: `model_name` names the network the client must train, and
+  `extra_loss(model)` a term added to its loss (PRECODE and its KL term).
+- ``gradient``: `transform_gradients(model, x, y, grads, generator)` changes the
+  gradient of one local step, with the model and batch at hand (DP-SGD, Soteria).
+- ``update``: `transform_update(update, generator)` changes the outgoing update
+  (noise, pruning, quantisation).
+
+Every defense declares its parameters (`Parameter`: name, type, range, default,
+meaning), its paper `reference`, what it `protects` against, and its `mechanism`:
+the likelihood p(observed | clean) it induces, or None where the adversary is told
+no likelihood (heuristic defenses). Randomness comes only from the generator passed
+in: the same seed gives the same update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from defenses.errors import DefenseError
+from defenses.mechanisms.base import Mechanism
+
+STAGES = ("batch", "model", "gradient", "update")
+"""The stages a defense may act at, in the order a client applies them."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of a defense: its type, accepted values, default and meaning.
+
+    Numbers are checked against `low`/`high` (inclusive unless `*_open`); strings
+    against `choices` when given, or by the defense's own `validate` otherwise.
+    """
+
+    name: str
+    kind: type
+    default: Any
+    meaning: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    values: str = ""
+    """Accepted values in words, for strings checked by the defense's own `validate`."""
+
+    def accepted(self) -> str:
+        """The accepted values in words, for messages and `fedsim list defenses`."""
+        if self.values:
+            return self.values
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.kind is str:
+            return "a string"
+        kind = "an integer" if self.kind is int else "a number"
+        if self.low is None and self.high is None:
+            return kind
+        left = "(" if self.low_open or self.low is None else "["
+        right = ")" if self.high_open or self.high is None else "]"
+        low = "-inf" if self.low is None else _number(self.low)
+        high = "inf" if self.high is None else _number(self.high)
+        return f"{kind} in {left}{low}, {high}{right}"
+
+    def convert(self, defense: str, value: Any) -> Any:
+        """Parse (from a spec string) and check one value; DefenseError names the parameter."""
+        where = f"{defense}: parameter {self.name!r}"
+        if self.kind is str:
+            if not isinstance(value, str):
+                raise DefenseError(f"{where} must be {self.accepted()}, got {value!r}")
+            if self.choices and value not in self.choices:
+                raise DefenseError(f"{where}: unknown value {value!r}; accepted: {self.accepted()}")
+            return value
+        number = _to_number(value, self.kind)
+        if number is None or not math.isfinite(number):
+            raise DefenseError(f"{where} must be {self.accepted()}, got {value!r}")
+        too_low = self.low is not None and (
+            number < self.low or (self.low_open and number == self.low)
+        )
+        too_high = self.high is not None and (
+            number > self.high or (self.high_open and number == self.high)
+        )
+        if too_low or too_high:
+            raise DefenseError(f"{where} must be {self.accepted()}, got {value!r}")
+        return number
+
+    def describe(self) -> str:
+        """`name=default (accepted): meaning`, one line."""
+        return f"{self.name}={self.default} ({self.accepted()}): {self.meaning}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def _to_number(value: Any, kind: type) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float):
+        return None
+    if kind is int:
+        if not float(value).is_integer():
+            return None
+        return int(value)
+    return float(value)
+
+
+class Defense:
+    """Base of every defense; the defaults leave every stage unchanged.
+
+    Subclasses set the class attributes, list their `parameters`, and override the
+    stage methods they act at (and name those stages in `stages`). Parameter values
+    are validated on construction and become attributes of the same name.
+    """
+
+    name: ClassVar[str] = "defense"
+    reference: ClassVar[str] = ""
+    protects: ClassVar[str] = ""
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+    stages: ClassVar[frozenset[str]] = frozenset()
+    perturbs_update: ClassVar[bool] = False
+    """True where the defense changes the gradient or update itself (not just the data)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.values = resolve_parameters(self.name, self.parameters, values)
+        for key, value in self.values.items():
+            setattr(self, key, value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks across parameters or of string formats; raise DefenseError."""
+
+    @property
+    def spec(self) -> str:
+        """The spec string that rebuilds this defense, e.g. ``gaussian:sigma=0.1``."""
+        if not self.values:
+            return self.name
+        args = ",".join(f"{k}={v}" for k, v in self.values.items())
+        return f"{self.name}:{args}"
+
+    @property
+    def mechanism(self) -> Mechanism | None:
+        """p(observed update | clean update); None: the adversary is told no likelihood."""
+        return None
+
+    def mechanism_for(self, batch_size: int) -> Mechanism | None:
+        """The mechanism for a client batch of `batch_size` samples (most do not depend on it)."""
+        return self.mechanism
+
+    @property
+    def mechanism_note(self) -> str:
+        """Why the mechanism is what it is (exact, heuristic, or absent)."""
+        return "no update perturbation" if not self.perturbs_update else "no likelihood stated"
+
+    @property
+    def model_name(self) -> str | None:
+        """Model stage: the network the client must train instead of the scenario's, or None."""
+        return None
+
+    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+        """Model stage: a term added to the training loss after each forward pass, or None."""
+        return None
+
+    def transform_batch(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch stage: the batch the client trains on (images in [0, 1])."""
+        return x, y
+
+    def transform_gradients(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        grads: list[torch.Tensor],
+        generator: torch.Generator,
+    ) -> list[torch.Tensor]:
+        """Gradient stage: the gradient of one local step, from the mean cross-entropy `grads`."""
+        return grads
+
+    def transform_update(
+        self, update: Sequence[torch.Tensor], generator: torch.Generator
+    ) -> list[torch.Tensor]:
+        """Update stage: what the client sends instead of `update` (one tensor per parameter)."""
+        return list(update)
+
+    def __repr__(self) -> str:
+        return f"<defense {self.spec}>"
+
+
+def resolve_parameters(
+    defense: str, parameters: Sequence[Parameter], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Defaults filled in, unknown names refused, every value checked."""
+    known = {p.name: p for p in parameters}
+    for key in values:
+        if key not in known:
+            accepted = ", ".join(known) if known else "none"
+            raise DefenseError(
+                f"{defense}: unknown parameter {key!r}; accepted parameters: {accepted}"
+            )
+    return {p.name: p.convert(defense, values.get(p.name, p.default)) for p in parameters}
+
+
+def draw_normal(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Standard normal noise shaped like `like`, drawn on the generator's device."""
+    noise = torch.randn(like.shape, generator=generator, device=generator.device, dtype=like.dtype)
+    return noise.to(like.device)
+
+
+def draw_uniform(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Uniform [0, 1) noise shaped like `like`, drawn on the generator's device."""
+    noise = torch.rand(like.shape, generator=generator, device=generator.device, dtype=like.dtype)
+    return noise.to(like.device)
+
+
+def draw_laplace(like: torch.Tensor, scale: float, generator: torch.Generator) -> torch.Tensor:
+    """Laplace(0, scale) noise shaped like `like` (inverse CDF of a uniform draw)."""
+    u = draw_uniform(like, generator) - 0.5
+    # 1 - 2|u| lies in (0, 1]; clamp keeps log finite at the open end of rand's range.
+    return -scale * torch.sign(u) * torch.log1p(-2 * u.abs()).clamp_min(-60.0)

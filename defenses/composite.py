@@ -1,0 +1,154 @@
+"""Stacking defenses: stages apply in the order given, and the composed mechanism.
+
+A composed defense runs each stage of its parts in order (all batch transforms, then
+the model choice, then gradient transforms, then update transforms — each in the
+parts' order). The adversary is told one likelihood for the whole:
+
+- no part perturbs the gradient or update (e.g. ``ats`` alone): None;
+- exactly one part does: that part's mechanism (``ats | dpsgd`` → DP-SGD's);
+- Gaussian noise after Gaussian noise: Gaussian with the variances added, also after
+  DP-SGD (clipped Gaussian with the variances added);
+- ``prune`` then one ``gaussian`` or ``laplacian`` (noise on every coordinate, pruned
+  ones included): the mixture `PruneNoiseMixtureMechanism`;
+- anything else: None, with the reason in `mechanism_note` — the adversary is not
+  given a likelihood it cannot trust.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from defenses.base import Defense
+from defenses.dpsgd import DPSGD
+from defenses.errors import DefenseError
+from defenses.mechanisms import GaussianMechanism, Mechanism
+from defenses.mechanisms.clipped import ClippedGaussianMechanism
+from defenses.mechanisms.masked import PruneNoiseMixtureMechanism
+from defenses.noise import GaussianNoise, LaplacianNoise
+from defenses.pruning import RandomPrune
+
+
+class Composite(Defense):
+    """Several defenses applied in order as one; see the module note for its mechanism."""
+
+    name = "compose"
+    reference = "composition of the parts' references"
+    protects = "what its parts protect"
+
+    def __init__(self, parts: Sequence[Defense]) -> None:
+        if not parts:
+            raise DefenseError("compose: at least one defense is needed")
+        flat: list[Defense] = []
+        for part in parts:
+            flat.extend(part.parts if isinstance(part, Composite) else [part])
+        models = [p.name for p in flat if p.model_name is not None]
+        if len(models) > 1:
+            raise DefenseError(f"compose: at most one model-stage defense, got {', '.join(models)}")
+        self.parts = tuple(flat)
+        self.values = {}
+
+    @property
+    def stages(self) -> frozenset[str]:  # type: ignore[override]
+        return frozenset().union(*(p.stages for p in self.parts))
+
+    @property
+    def perturbs_update(self) -> bool:  # type: ignore[override]
+        return any(p.perturbs_update for p in self.parts)
+
+    @property
+    def spec(self) -> str:
+        return " | ".join(p.spec for p in self.parts)
+
+    @property
+    def model_name(self) -> str | None:
+        return next((p.model_name for p in self.parts if p.model_name is not None), None)
+
+    @property
+    def mechanism(self) -> Mechanism | None:
+        return self.mechanism_for(1)
+
+    def mechanism_for(self, batch_size: int) -> Mechanism | None:
+        return _compose_mechanism(self.parts, batch_size)[0]
+
+    @property
+    def mechanism_note(self) -> str:
+        return _compose_mechanism(self.parts, 1)[1]
+
+    @property
+    def kl_weight(self) -> float:
+        """The model-stage part's KL weight (PRECODE), else 0."""
+        return max((float(getattr(p, "kl_weight", 0.0)) for p in self.parts), default=0.0)
+
+    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+        terms = [t for t in (p.extra_loss(model) for p in self.parts) if t is not None]
+        return sum(terms[1:], terms[0]) if terms else None
+
+    def transform_batch(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        for part in self.parts:
+            x, y = part.transform_batch(x, y, generator)
+        return x, y
+
+    def transform_gradients(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        grads: list[torch.Tensor],
+        generator: torch.Generator,
+    ) -> list[torch.Tensor]:
+        for part in self.parts:
+            grads = part.transform_gradients(model, x, y, grads, generator)
+        return grads
+
+    def transform_update(
+        self, update: Sequence[torch.Tensor], generator: torch.Generator
+    ) -> list[torch.Tensor]:
+        out = list(update)
+        for part in self.parts:
+            out = part.transform_update(out, generator)
+        return out
+
+
+def compose(parts: Sequence[Defense]) -> Defense:
+    """One defense applying `parts` in order (a single part is returned as is)."""
+    return parts[0] if len(parts) == 1 and not isinstance(parts[0], Composite) else Composite(parts)
+
+
+def _compose_mechanism(parts: Sequence[Defense], batch_size: int) -> tuple[Mechanism | None, str]:
+    active = [p for p in parts if p.perturbs_update]
+    if not active:
+        return None, "no part perturbs the update; the adversary is told no likelihood"
+    if len(active) == 1:
+        return active[0].mechanism_for(
+            batch_size
+        ), f"the mechanism of {active[0].name}: {active[0].mechanism_note}"
+    names = " then ".join(p.name for p in active)
+    first, rest = active[0], active[1:]
+    if all(isinstance(p, GaussianNoise) for p in rest):
+        extra = sum(p.sigma**2 for p in rest)
+        if isinstance(first, GaussianNoise):
+            return GaussianMechanism(
+                math.sqrt(first.sigma**2 + extra)
+            ), f"{names}: Gaussian, variances added"
+        if isinstance(first, DPSGD):
+            std = math.sqrt((first.sigma * first.clip / batch_size) ** 2 + extra)
+            return ClippedGaussianMechanism(
+                first.clip, std
+            ), f"{names}: clipped Gaussian, variances added"
+    if isinstance(first, RandomPrune) and len(rest) == 1:
+        noise = rest[0]
+        if isinstance(noise, GaussianNoise):
+            return PruneNoiseMixtureMechanism(
+                first.p, "gaussian", noise.sigma
+            ), f"{names}: mixture per coordinate"
+        if isinstance(noise, LaplacianNoise):
+            return PruneNoiseMixtureMechanism(
+                first.p, "laplacian", noise.b
+            ), f"{names}: mixture per coordinate"
+    return None, f"{names}: no closed-form composed likelihood; the adversary is told none"

@@ -1,0 +1,14 @@
+"""No defense: the client sends its honest update (the baseline of every experiment)."""
+
+from __future__ import annotations
+
+from defenses.base import Defense
+
+
+class NoDefense(Defense):
+    """Every stage unchanged; the adversary chooses its own distance (mechanism None)."""
+
+    name = "none"
+    reference = "—"
+    protects = "nothing (baseline)"
+    stages = frozenset()

@@ -1,0 +1,192 @@
+"""Noise and pruning defenses: the noise they add matches their parameters, and their
+mechanisms rank the clean update above perturbed candidates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from defenses import parse_defense
+from defenses.mechanisms import GaussianMechanism
+
+SHAPES = [(40, 30), (40,), (10, 40), (10,)]  # 2 050 coordinates, like a small dense net
+Z = 5.0  # tolerance in standard errors: a false failure has probability < 1e-6
+
+
+def clean_update(seed: int = 1) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g) * 0.3 for s in SHAPES]
+
+
+def flat(update: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([u.reshape(-1) for u in update])
+
+
+def draws(spec: str, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clean, observed) flattened: `count` independent defended copies of one update."""
+    defense = parse_defense(spec)
+    clean = clean_update()
+    g = torch.Generator().manual_seed(seed)
+    observed = torch.stack([flat(defense.transform_update(clean, g)) for _ in range(count)])
+    return flat(clean), observed
+
+
+def test_gaussian_noise_matches_sigma() -> None:
+    sigma = 0.1
+    clean, observed = draws(f"gaussian:sigma={sigma}", 20)
+    noise = (observed - clean).reshape(-1)
+    n = noise.numel()
+    assert abs(noise.mean()) < Z * sigma / math.sqrt(n)
+    # Standard error of the sample variance of a normal: σ² √(2 / (n − 1)).
+    assert abs(noise.var() - sigma**2) < Z * sigma**2 * math.sqrt(2 / (n - 1))
+
+
+def test_laplacian_noise_matches_scale() -> None:
+    b = 0.1
+    clean, observed = draws(f"laplacian:b={b}", 20)
+    noise = (observed - clean).reshape(-1)
+    n = noise.numel()
+    # Var(X) = 2b²; |X| is exponential with mean b and variance b².
+    assert abs(noise.mean()) < Z * math.sqrt(2) * b / math.sqrt(n)
+    assert abs(noise.abs().mean() - b) < Z * b / math.sqrt(n)
+    # Median of |X| is b·ln 2 (checks the shape, not only the scale); its standard error is b/√n.
+    assert abs(noise.abs().median() - b * math.log(2)) < Z * b / math.sqrt(n)
+
+
+@pytest.mark.parametrize(
+    "spec", ["prune:p=0.3", "prune+gaussian:p=0.3,sigma=0.1", "prune+laplacian:p=0.3,b=0.1"]
+)
+def test_pruning_keeps_fraction_p_with_a_fresh_mask(spec: str) -> None:
+    p = 0.3
+    clean, observed = draws(spec, 20)
+    kept = observed != 0
+    n = kept.numel()
+    assert abs(kept.float().mean() - p) < Z * math.sqrt(p * (1 - p) / n)
+    assert not torch.equal(kept[0], kept[1])  # fresh mask per update
+
+
+def test_soft_pruning_adds_noise_on_kept_coordinates_only() -> None:
+    sigma = 0.1
+    clean, observed = draws(f"prune+gaussian:p=0.5,sigma={sigma}", 20)
+    kept = observed != 0
+    noise = (observed - clean)[kept]
+    n = noise.numel()
+    assert abs(noise.var() - sigma**2) < Z * sigma**2 * math.sqrt(2 / (n - 1))
+    # Pruned coordinates are exact zeros: the mechanism reads the mask from them.
+    assert torch.all(observed[~kept] == 0)
+
+
+def test_plain_pruning_copies_kept_coordinates_exactly() -> None:
+    clean, observed = draws("prune:p=0.5", 5)
+    kept = observed != 0
+    assert torch.equal(observed[kept], clean.expand_as(observed)[kept])
+
+
+def split(vector: torch.Tensor) -> list[torch.Tensor]:
+    """(N, D) → per-parameter tensors with a leading candidate dimension."""
+    out, start = [], 0
+    for s in SHAPES:
+        size = math.prod(s)
+        out.append(vector[:, start : start + size].reshape(vector.shape[0], *s))
+        start += size
+    return out
+
+
+@pytest.mark.parametrize(
+    "spec, noise_scale",
+    [
+        ("gaussian:sigma=0.1", 0.1),
+        ("laplacian:b=0.1", 0.1 * math.sqrt(2)),
+        ("prune+gaussian:p=0.5,sigma=0.1", 0.1),
+        ("prune+laplacian:p=0.5,b=0.1", 0.1 * math.sqrt(2)),
+        ("prune:p=0.5", 0.1),
+        ("prune:0.5 | gaussian:0.1", 0.1),
+    ],
+)
+def test_mechanism_ranks_clean_update_first(spec: str, noise_scale: float) -> None:
+    """Over many noisy updates, the clean update beats every perturbed candidate.
+
+    Perturbations have half the noise's norm; the clean update's expected margin is
+    then about √D/4 ≈ 11 standard deviations, so every comparison must go its way.
+    """
+    defense = parse_defense(spec)
+    mechanism = defense.mechanism
+    assert mechanism is not None
+    clean = clean_update()
+    dim = flat(clean).numel()
+    g = torch.Generator().manual_seed(3)
+    wins = 0
+    trials, others = 50, 10
+    for _ in range(trials):
+        observed = defense.transform_update(clean, g)
+        delta = torch.randn(others, dim, generator=g)
+        delta = delta / delta.norm(dim=1, keepdim=True) * 0.5 * noise_scale * math.sqrt(dim)
+        candidates = torch.cat([flat(clean).unsqueeze(0), flat(clean).unsqueeze(0) + delta])
+        ll = mechanism.log_likelihood(observed, split(candidates))
+        assert ll.shape == (others + 1,)
+        wins += int((ll[0] > ll[1:]).all())
+    assert wins == trials
+
+
+def test_gaussian_mechanism_is_the_exact_log_density() -> None:
+    """Differences of the mechanism equal differences of the true Gaussian log density."""
+    sigma = 0.1
+    clean = clean_update()
+    observed = parse_defense(f"gaussian:{sigma}").transform_update(
+        clean, torch.Generator().manual_seed(0)
+    )
+    candidates = flat(clean).unsqueeze(0) + 0.05 * torch.randn(4, flat(clean).numel())
+    ll = GaussianMechanism(sigma).log_likelihood(observed, split(candidates))
+    density = torch.distributions.Normal(candidates, sigma).log_prob(flat(observed)).sum(dim=1)
+    torch.testing.assert_close(ll - ll[0], density - density[0], rtol=1e-4, atol=1e-2)
+
+
+def test_prune_noise_mixture_is_the_exact_log_density() -> None:
+    p, sigma = 0.4, 0.1
+    mechanism = parse_defense(f"prune:{p} | gaussian:{sigma}").mechanism
+    assert mechanism is not None
+    clean = clean_update()
+    observed = parse_defense(f"prune:{p} | gaussian:{sigma}").transform_update(
+        clean, torch.Generator().manual_seed(0)
+    )
+    obs = flat(observed)
+    candidates = flat(clean).unsqueeze(0) + 0.05 * torch.randn(3, obs.numel())
+    normal = torch.distributions.Normal(0.0, sigma)
+    density = torch.logaddexp(
+        math.log(p) + normal.log_prob(obs - candidates),
+        math.log(1 - p) + normal.log_prob(obs).expand_as(candidates),
+    ).sum(dim=1)
+    ll = mechanism.log_likelihood(observed, split(candidates))
+    torch.testing.assert_close(ll, density, rtol=1e-5, atol=1e-2)
+
+
+def test_mechanism_is_differentiable_in_candidate() -> None:
+    clean = clean_update()
+    for spec in [
+        "gaussian",
+        "laplacian",
+        "prune+gaussian",
+        "prune+laplacian",
+        "topk",
+        "quantize",
+        "sign",
+    ]:
+        defense = parse_defense(spec)
+        observed = defense.transform_update(clean, torch.Generator().manual_seed(0))
+        candidate = [
+            (u + 0.01).unsqueeze(0).repeat(2, *([1] * u.dim())).requires_grad_(True) for u in clean
+        ]
+        ll = defense.mechanism.log_likelihood(observed, candidate)
+        ll.sum().backward()
+        assert all(c.grad is not None and torch.isfinite(c.grad).all() for c in candidate), spec
+
+
+def test_topk_keeps_the_largest_magnitudes() -> None:
+    clean = clean_update()
+    sent = parse_defense("topk:p=0.1").transform_update(clean, torch.Generator())
+    for u, s in zip(clean, sent, strict=True):
+        kept = s != 0
+        assert kept.sum() == math.ceil(0.1 * u.numel())
+        assert u[kept].abs().min() >= u[~kept].abs().max()

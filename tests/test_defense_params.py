@@ -1,0 +1,116 @@
+"""Specs, the registry, parameter validation (table-driven), and seeded determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from defenses import (
+    DEFENSES,
+    DefenseError,
+    build_defense,
+    defended_gradient,
+    list_defenses,
+    parse_defense,
+)
+from fedsim.models.cnn import PaperCNN
+
+BAD = [
+    ("gaussian:sigma=-0.1", "sigma", "(0, inf)"),
+    ("gaussian:-1", "sigma", "(0, inf)"),
+    ("gaussian:sigma=0", "sigma", "(0, inf)"),
+    ("gaussian:sigma=abc", "sigma", "a number"),
+    ("gaussian:tau=1", "tau", "sigma"),
+    ("laplacian:b=-2", "'b'", "(0, inf)"),
+    ("prune:p=1.5", "'p'", "(0, 1]"),
+    ("prune:p=-0.1", "'p'", "(0, 1]"),
+    ("prune+gaussian:p=2,sigma=0.1", "'p'", "(0, 1]"),
+    ("prune+gaussian:p=0.5,sigma=-1", "sigma", "(0, inf)"),
+    ("prune+laplacian:p=0.5,b=0", "'b'", "(0, inf)"),
+    ("topk:p=0", "'p'", "(0, 1]"),
+    ("dpsgd:clip=0", "clip", "(0, inf)"),
+    ("dpsgd:sigma=-1", "sigma", "[0, inf)"),
+    ("dpsgd:delta=1", "delta", "(0, 1)"),
+    ("soteria:rate=120", "rate", "[0, 100]"),
+    ("ats:policy=autoaugment", "policy", "21-13-3, 7-4-15, hybrid"),
+    ("ats:policy=21-13-99", "policy", "0-49"),
+    ("precode:beta=-1", "beta", "[0, inf)"),
+    ("quantize:bits=0", "bits", "[1, 16]"),
+    ("quantize:bits=2.5", "bits", "an integer"),
+    ("gaussian:0.1,0.2", "too many", "sigma"),
+    ("gaussian:sigma=0.1,0.2", "positional", "0.2"),
+    ("blur:1", "blur", "gaussian"),
+    ("", "empty", "none"),
+]
+
+
+@pytest.mark.parametrize("spec, names, accepted", BAD)
+def test_bad_parameter_is_refused_with_its_name(spec: str, names: str, accepted: str) -> None:
+    with pytest.raises(DefenseError) as info:
+        parse_defense(spec)
+    assert names in str(info.value)
+    assert accepted in str(info.value)
+
+
+def test_positional_keyword_and_object_specs_agree() -> None:
+    assert (
+        parse_defense("gaussian:0.1").spec
+        == parse_defense("gaussian:sigma=0.1").spec
+        == "gaussian:sigma=0.1"
+    )
+    assert parse_defense("prune+gaussian:0.5,0.2").spec == "prune+gaussian:p=0.5,sigma=0.2"
+    assert build_defense("laplacian", b=0.3).spec == "laplacian:b=0.3"
+    assert parse_defense(parse_defense("gaussian").spec).spec == "gaussian:sigma=0.1"
+    assert (
+        parse_defense(["ats:policy=7-4-15", "dpsgd"]).spec
+        == parse_defense("ats:policy=7-4-15 | dpsgd").spec
+    )
+
+
+def test_list_defenses_rows_cover_the_registry() -> None:
+    rows = list_defenses()
+    assert [r.name for r in rows] == list(DEFENSES)
+    expected = {
+        "gaussian",
+        "laplacian",
+        "prune",
+        "prune+gaussian",
+        "prune+laplacian",
+        "topk",
+        "dpsgd",
+    }
+    assert expected | {"soteria", "ats", "precode", "quantize", "sign", "none"} <= {
+        r.name for r in rows
+    }
+    gaussian = next(r for r in rows if r.name == "gaussian")
+    assert (
+        gaussian.defaults == "sigma=0.1" and gaussian.stages == ("update",) and gaussian.reference
+    )
+    assert all(r.protects and r.mechanism for r in rows)
+    name, parameters, protects, reference = gaussian  # the display row of `fedsim list defenses`
+    assert parameters == "sigma=0.1 (a number in (0, inf))" and protects and reference
+
+
+def test_precode_names_the_model_and_kl_weight() -> None:
+    defense = parse_defense("precode:beta=0.01")
+    assert (
+        defense.model_name == "precode" and defense.kl_weight == 0.01 and defense.mechanism is None
+    )
+
+
+SEEDED = ["gaussian", "laplacian", "prune", "prune+gaussian", "prune+laplacian", "topk", "quantize", "sign",
+          "dpsgd:clip=0.5,sigma=1", "soteria:rate=50", "ats:policy=hybrid", "ats:policy=7-4-15 | dpsgd"]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", SEEDED)
+def test_same_seed_same_update(spec: str) -> None:
+    model = PaperCNN((3, 16, 16), 5, [0.5] * 3, [0.25] * 3)
+    g = torch.Generator().manual_seed(9)
+    x, y = torch.rand(3, 3, 16, 16, generator=g), torch.randint(0, 5, (3,), generator=g)
+    defense = parse_defense(spec)
+    first = defended_gradient(defense, model, x, y, torch.Generator().manual_seed(1))
+    again = defended_gradient(defense, model, x, y, torch.Generator().manual_seed(1))
+    other = defended_gradient(defense, model, x, y, torch.Generator().manual_seed(2))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    deterministic = spec in ("topk", "sign") or spec.startswith("soteria")
+    assert deterministic == all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
