@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from defenses.accounting import PrivacyLedger, dp_epsilon
 from defenses.base import STAGES, Defense, Parameter
-from defenses.client import batch_gradient, defended_fedavg_update, defended_gradient
+from defenses.client import (
+    ClientUpdate,
+    batch_gradient,
+    client_update,
+    defended_fedavg_update,
+    defended_gradient,
+)
 from defenses.composite import Composite, compose
 from defenses.errors import DefenseError
 from defenses.registry import (
@@ -36,7 +42,9 @@ __all__ = [
     "DefenseInfo",
     "Parameter",
     "PrivacyLedger",
+    "ClientUpdate",
     "batch_gradient",
+    "client_update",
     "build_defense",
     "compose",
     "defended_fedavg_update",
