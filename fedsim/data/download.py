@@ -46,7 +46,7 @@ def missing_files_error(dataset: str, folder: Path, files: Iterable[str], reason
     listed = ", ".join(files)
     return DataError(
         f"{dataset}: {reason}. Put these files into {folder}: {listed} "
-        f"(or pass download=True when online, or point $FEDSIM_DATA at a folder that has them)"
+        f"(or, when online, let fedsim download them: --download on the command line, download=True in Python)"
     )
 
 

@@ -1,0 +1,7 @@
+"""The honest-but-curious auditor: a Flower strategy wrapper that attacks and records."""
+
+from __future__ import annotations
+
+from fedsim.auditor.strategy import LeakageAuditor
+
+__all__ = ["LeakageAuditor"]

@@ -1,0 +1,226 @@
+"""Run the scenario's attacks on one audited round and turn the results into records.
+
+A `RoundJob` holds copies of everything it needs (start parameters, recovered updates,
+ground truth), so it can run in a worker thread while the federation moves on. Every
+attack failure becomes a record with status 'failed' and the error's message.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
+from fedsim.auditor.scoring import score_reconstruction
+from fedsim.scenario.build import Federation, derived_seed
+from fedsim.scenario.components import build_attack
+from fedsim.scenario.config import AttackConfig
+
+_ATTACK_TAG = 0xA77C
+
+
+@dataclass
+class ClientCase:
+    """One intercepted update; `originals`/`true_labels` only where ground truth exists."""
+
+    client: int
+    update: list[torch.Tensor]
+    originals: torch.Tensor | None = None
+    true_labels: torch.Tensor | None = None
+
+
+@dataclass
+class RoundJob:
+    server_round: int
+    start_state: dict[str, torch.Tensor]
+    cases: list[ClientCase] = field(default_factory=list)
+
+
+@dataclass
+class AttackResult:
+    """What became of one attack on one case: the record line and the images for a grid."""
+
+    record: dict[str, Any]
+    inputs: torch.Tensor | None = None
+
+
+def seeded(attack: Any, seed: int) -> Any:
+    """A copy of `attack` with its `seed` option set, where it has one (else the attack itself).
+
+    Attacks draw their randomness from generators seeded by this option, so a round's
+    reconstructions are repeatable; an attack without a `seed` is repeatable only if
+    it is deterministic.
+    """
+    if not hasattr(attack, "seed"):
+        return attack
+    if dataclasses.is_dataclass(attack):
+        return dataclasses.replace(attack, seed=seed)
+    twin = copy.copy(attack)
+    twin.seed = seed
+    return twin
+
+
+def attack_targets(
+    attack: Any, targets: Sequence[AttackTarget], budget: Budget
+) -> list[Reconstruction | Exception]:
+    """Reconstruct every target: in one batched call where the attack offers one."""
+    batched = getattr(attack, "reconstruct_many", None)
+    if batched is not None and len(targets) > 1:
+        try:
+            return list(batched(list(targets), budget))
+        except Exception as error:  # noqa: BLE001 - an attack failure must not fail the round
+            return [error] * len(targets)
+    results: list[Reconstruction | Exception] = []
+    for target in targets:
+        try:
+            results.append(attack.reconstruct(target, budget))
+        except Exception as error:  # noqa: BLE001
+            results.append(error)
+    return results
+
+
+class AuditEngine:
+    """Builds targets for a round's cases and runs each configured attack on them."""
+
+    def __init__(
+        self,
+        federation: Federation,
+        device: torch.device,
+        attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
+    ) -> None:
+        """`attacks`: (config, attack object) pairs; default: built from the scenario's names."""
+        self.federation = federation
+        self.scenario = federation.scenario
+        self.device = device
+        if attacks is None:
+            attacks = [
+                (config, build_attack(config.name, dict(config.overrides), index))
+                for index, config in enumerate(self.scenario.attacks)
+            ]
+        self.attacks = list(attacks)
+
+    def threat_model(self) -> ThreatModel:
+        threat = self.scenario.audit.threat
+        return ThreatModel(
+            labels_known=threat.labels == "given",
+            bn_stats_known=threat.bn_stats_known,
+            mechanism_known=threat.mechanism_known,
+            local_hparams_known=threat.local_hparams_known,
+        )
+
+    def _target(self, model: torch.nn.Module, case: ClientCase) -> AttackTarget:
+        threat = self.threat_model()
+        labels = None
+        if threat.labels_known and case.true_labels is not None:
+            labels = case.true_labels.to(self.device)
+        return AttackTarget(
+            model=model,
+            update=[u.to(self.device) for u in case.update],
+            batch_size=self.scenario.protocol.batch_size,
+            input_shape=self.federation.info.input_shape,
+            num_classes=self.federation.info.num_classes,
+            labels=labels,
+            mechanism=self.federation.mechanism if threat.mechanism_known else None,
+            protocol=self.federation.attack_protocol(),
+            threat=threat,
+            bn_train_mode=True,
+        )
+
+    def _base_record(self, job: RoundJob, case: ClientCase, config: AttackConfig) -> dict[str, Any]:
+        return {
+            "round": job.server_round,
+            "client": case.client,
+            "attack": config.display_name,
+            "defense": self.scenario.defense_label,
+            "batch_size": self.scenario.protocol.batch_size,
+            "labels": self.scenario.audit.threat.labels,
+        }
+
+    def run(
+        self, job: RoundJob, on_result: Callable[[ClientCase, AttackResult], None] | None = None
+    ) -> list[tuple[ClientCase, AttackResult]]:
+        """Every attack on every case of `job`; results in (attack, client) order."""
+        model = self.federation.build_model()
+        model.load_state_dict(job.start_state)
+        model.to(self.device)
+        outcomes: list[tuple[ClientCase, AttackResult]] = []
+        for index, (config, attack) in enumerate(self.attacks):
+            budget = Budget(**self.scenario.budget_for(config).model_dump())
+            targets: list[AttackTarget] = []
+            ready: list[ClientCase] = []
+            for case in job.cases:
+                try:
+                    targets.append(self._target(model, case))
+                    ready.append(case)
+                except Exception as error:  # noqa: BLE001
+                    outcomes.append((case, self._failure(job, case, config, error, 0.0)))
+            started = time.perf_counter()
+            seed = derived_seed(self.scenario.seed, _ATTACK_TAG, job.server_round, index) % 2**31
+            # No global RNG here: this may run in a worker thread beside the federation.
+            results = attack_targets(seeded(attack, seed), targets, budget) if targets else []
+            elapsed = time.perf_counter() - started
+            for case, result in zip(ready, results, strict=True):
+                if isinstance(result, Exception):
+                    outcome = self._failure(job, case, config, result, elapsed / max(len(ready), 1))
+                else:
+                    outcome = self._success(job, case, config, result)
+                outcomes.append((case, outcome))
+        if on_result is not None:
+            for case, outcome in outcomes:
+                on_result(case, outcome)
+        return outcomes
+
+    def _failure(
+        self,
+        job: RoundJob,
+        case: ClientCase,
+        config: AttackConfig,
+        error: Exception,
+        seconds: float,
+    ) -> AttackResult:
+        record = self._base_record(job, case, config)
+        record.update(
+            psnr=None,
+            ssim=None,
+            label_accuracy=None,
+            objective=None,
+            iterations=0,
+            seconds=seconds,
+            status="failed",
+            message=f"{type(error).__name__}: {error}".splitlines()[0],
+        )
+        return AttackResult(record)
+
+    def _success(
+        self, job: RoundJob, case: ClientCase, config: AttackConfig, recon: Reconstruction
+    ) -> AttackResult:
+        record = self._base_record(job, case, config)
+        inputs = recon.inputs.detach().float().cpu()
+        scores = None
+        if case.originals is not None and case.true_labels is not None:
+            try:
+                scores = score_reconstruction(
+                    inputs, recon.labels, case.originals, case.true_labels
+                )
+            except Exception as error:  # noqa: BLE001
+                return self._failure(job, case, config, error, recon.seconds)
+        objective = recon.objective.detach().flatten()
+        record.update(
+            psnr=None if scores is None else scores.psnr,
+            ssim=None if scores is None else scores.ssim,
+            label_accuracy=None if scores is None else scores.label_accuracy,
+            objective=float(objective[recon.best]) if objective.numel() else None,
+            iterations=int(recon.iterations),
+            seconds=float(recon.seconds),
+            status=recon.status,
+            message=recon.message,
+        )
+        if scores is not None:
+            inputs = inputs[scores.order]
+        return AttackResult(record, inputs)

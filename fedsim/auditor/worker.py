@@ -1,0 +1,49 @@
+"""Runs audit jobs in order, in the calling thread or in one background thread.
+
+With a thread the federation's next round need not wait for this round's attacks;
+`drain()` waits for every job, so all results are recorded before a run ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+logger = logging.getLogger(__name__)
+
+
+class AuditWorker:
+    """FIFO executor of zero-argument jobs; a job's exception is logged, never raised."""
+
+    def __init__(self, threaded: bool = True) -> None:
+        self._pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedsim-audit")
+            if threaded
+            else None
+        )
+        self._pending: list[Future[None]] = []
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if self._pool is None:
+            self._guarded(job)
+            return
+        self._pending.append(self._pool.submit(self._guarded, job))
+
+    @staticmethod
+    def _guarded(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except Exception:  # noqa: BLE001 - recorded by the job itself where it can be
+            logger.exception("audit job failed")
+
+    def drain(self) -> None:
+        """Block until every submitted job has finished."""
+        for future in self._pending:
+            future.result()
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.drain()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

@@ -1,0 +1,1 @@
+"""Flower apps of fedsim: the ClientApp, the ServerApp and the simulation launcher."""

@@ -1,0 +1,85 @@
+"""The fedsim ClientApp: trains the scenario's model on its partition, applies the defenses.
+
+The server sends the resolved scenario (TOML text) in every train/evaluate config, so
+one stateless ClientApp serves the simulation engine and the deployment engine alike;
+the node's `partition-id` (from its `node_config`) says which client it is, and the
+reply carries it back in a ConfigRecord because node ids are random.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedsim.flower.local_update import local_update
+from fedsim.flower.protocol import FEDSIM_RECORD, PARTITION_KEY, SCENARIO_KEY, TORCH_THREADS_KEY
+from fedsim.scenario.build import Federation, build_federation
+from fedsim.scenario.loading import scenario_from_resolved
+
+app = ClientApp()
+
+
+def _federation(message: Message) -> Federation:
+    config = message.content.config_records["config"]
+    threads = int(config.get(TORCH_THREADS_KEY, 0))
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return build_federation(scenario_from_resolved(str(config[SCENARIO_KEY])))
+
+
+def _partition(context: Context, federation: Federation) -> int:
+    partition = int(context.node_config[PARTITION_KEY])
+    if not 0 <= partition < federation.num_clients:
+        raise ValueError(
+            f"partition-id {partition} outside the scenario's {federation.num_clients} clients"
+        )
+    return partition
+
+
+def _model(federation: Federation, message: Message) -> torch.nn.Module:
+    model = federation.build_model()
+    model.load_state_dict(message.content.array_records["arrays"].to_torch_state_dict())
+    return model
+
+
+@app.train()
+def train(message: Message, context: Context) -> Message:
+    """One round of local training on this partition's seeded batch."""
+    federation = _federation(message)
+    client = _partition(context, federation)
+    server_round = int(message.content.config_records["config"]["server-round"])
+    result = local_update(federation, _model(federation, message), client, server_round)
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord(result.state),
+            "metrics": MetricRecord(
+                {"num-examples": result.num_examples, "train-loss": result.loss}
+            ),
+            FEDSIM_RECORD: ConfigRecord({PARTITION_KEY: client}),
+        }
+    )
+    return Message(content=content, reply_to=message)
+
+
+@app.evaluate()
+def evaluate(message: Message, context: Context) -> Message:
+    """Loss and accuracy of the received model on this partition's training data."""
+    federation = _federation(message)
+    client = _partition(context, federation)
+    model = _model(federation, message).eval()
+    data = federation.train.subset(federation.partitions[client])
+    with torch.no_grad():
+        logits = model(data.images)
+        loss = float(F.cross_entropy(logits, data.labels))
+        accuracy = float((logits.argmax(dim=1) == data.labels).float().mean())
+    content = RecordDict(
+        {
+            "metrics": MetricRecord(
+                {"num-examples": len(data), "eval-loss": loss, "eval-acc": accuracy}
+            ),
+            FEDSIM_RECORD: ConfigRecord({PARTITION_KEY: client}),
+        }
+    )
+    return Message(content=content, reply_to=message)

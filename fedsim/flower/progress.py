@@ -1,0 +1,100 @@
+"""Live progress of a run: bars for rounds and attacks, one line per finished round.
+
+A round's line is printed once its evaluation and (if audited) its attacks are done,
+in round order: `round 3  acc 71.2%  loss 0.931  bayes 18.3 dB  l2 12.1 dB`, the best
+PSNR over the round's audited clients per attack, under the defense named in the
+header line (one defense per run).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fedsim.scenario.config import Scenario
+
+
+def expected_attack_runs(scenario: Scenario) -> int:
+    """Attack runs (round × client × attack) the schedule will produce, if no client fails."""
+    rounds = sum(scenario.audit.rounds.selects(r) for r in range(1, scenario.federation.rounds + 1))
+    clients = scenario.federation.per_round()
+    if scenario.audit.clients.sample is not None:
+        clients = min(clients, scenario.audit.clients.sample)
+    return rounds * clients * len(scenario.attacks)
+
+
+def round_line(record: dict[str, Any], leakage: list[dict[str, Any]]) -> str:
+    """The live line of one round."""
+    parts = [
+        f"round {record['round']:>3}",
+        f"acc {100 * record['accuracy']:5.1f}%",
+        f"loss {record['loss']:.3f}",
+    ]
+    best: dict[str, float | None] = {}
+    for item in leakage:
+        value = item.get("psnr")
+        current = best.get(item["attack"])
+        if value is not None and (current is None or value > current):
+            best[item["attack"]] = value
+        else:
+            best.setdefault(item["attack"], current)
+    for attack, value in best.items():
+        parts.append(f"{attack} {'failed' if value is None else f'{value:.1f} dB'}")
+    return "  ".join(parts)
+
+
+class RunProgress:
+    """A `RunObserver` that drives rich progress bars and prints the per-round lines."""
+
+    def __init__(self, scenario: Scenario, console: Console | None = None) -> None:
+        self.scenario = scenario
+        self.progress = Progress(
+            TextColumn("{task.description:<8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self._rounds = self.progress.add_task("rounds", total=scenario.federation.rounds)
+        attacks = expected_attack_runs(scenario)
+        self._attacks = self.progress.add_task("attacks", total=attacks, visible=attacks > 0)
+        self._lock = threading.Lock()
+        self._finished: dict[int, dict[str, Any]] = {}
+        self._audited: dict[int, list[dict[str, Any]]] = {}
+        self._next = 0
+
+    def __enter__(self) -> RunProgress:
+        self.progress.start()
+        header = f"defense {self.scenario.defense_label}; best PSNR per attack over audited clients"
+        self.progress.console.print(header, highlight=False, markup=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def round_finished(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._finished[record["round"]] = record
+            if record["round"] > 0:
+                self.progress.advance(self._rounds)
+            self._flush()
+
+    def round_audited(self, server_round: int, records: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._audited[server_round] = records
+            self.progress.advance(self._attacks, len(records))
+            self._flush()
+
+    def _flush(self) -> None:
+        while self._next in self._finished:
+            record = self._finished[self._next]
+            if record.get("audited") and self._next not in self._audited:
+                return
+            line = round_line(record, self._audited.pop(self._next, []))
+            self.progress.console.print(line, highlight=False, markup=False)
+            del self._finished[self._next]
+            self._next += 1

@@ -1,0 +1,25 @@
+"""Names of the records fedsim's server and clients exchange (besides Flower's own)."""
+
+from __future__ import annotations
+
+from flwr.app import Message
+
+FEDSIM_RECORD = "fedsim"
+"""ConfigRecord in every fedsim reply: which partition the client is (node ids are random)."""
+
+PARTITION_KEY = "partition-id"
+"""The client's partition id, as in Flower's `node_config`."""
+
+SCENARIO_KEY = "fedsim-scenario"
+"""Train/evaluate config entry holding the resolved scenario as TOML text."""
+
+TORCH_THREADS_KEY = "fedsim-torch-threads"
+"""Train/evaluate config entry: intra-op threads a client may use (0: leave as is)."""
+
+
+def reply_partition(message: Message) -> int | None:
+    """The partition id a fedsim client put in its reply, or None for other clients."""
+    record = message.content.config_records.get(FEDSIM_RECORD)
+    if record is None or PARTITION_KEY not in record:
+        return None
+    return int(record[PARTITION_KEY])

@@ -1,0 +1,166 @@
+"""The fedsim ServerApp: FedAvg wrapped by the leakage auditor, evaluated centrally each round.
+
+`run_federation` is the body; `make_server_app` binds it to a scenario for the
+in-process simulation, and the module-level `app` reads `scenario` (a path) and
+`out` (a run directory) from the run config for `flwr run` and the deployment engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+
+from fedsim.auditor.strategy import LeakageAuditor
+from fedsim.device import resolve_device
+from fedsim.flower.ordering import PartitionOrder
+from fedsim.flower.protocol import SCENARIO_KEY, TORCH_THREADS_KEY
+from fedsim.records import RunRecorder, run_header
+from fedsim.scenario.build import Federation, build_federation
+from fedsim.scenario.config import AttackConfig, Scenario
+from fedsim.scenario.loading import load_scenario, scenario_to_toml
+
+
+class RunObserver(Protocol):
+    """Told when a round's evaluation and a round's audit are done (progress display)."""
+
+    def round_finished(self, record: dict[str, Any]) -> None: ...
+
+    def round_audited(self, server_round: int, records: list[dict[str, Any]]) -> None: ...
+
+
+def evaluate_model(
+    federation: Federation, arrays: ArrayRecord, device: torch.device
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of the global model on the held-out split."""
+    model = federation.build_model()
+    model.load_state_dict(arrays.to_torch_state_dict())
+    model.to(device).eval()
+    data = federation.eval_set()
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(data), 500):
+            x = data.images[start : start + 500].to(device)
+            y = data.labels[start : start + 500].to(device)
+            logits = model(x)
+            total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(dim=1) == y).sum())
+    return total_loss / len(data), correct / len(data)
+
+
+def build_strategy(
+    federation: Federation,
+    recorder: RunRecorder | None,
+    observer: RunObserver | None,
+    attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
+) -> tuple[PartitionOrder, LeakageAuditor]:
+    """FedAvg (client sampling from the scenario) inside the auditor, inside the reply ordering."""
+    federation_config = federation.scenario.federation
+    per_round = federation_config.per_round()
+    inner = FedAvg(
+        fraction_train=per_round / federation_config.clients,
+        fraction_evaluate=0.0,
+        min_train_nodes=per_round,
+        min_evaluate_nodes=0,
+        min_available_nodes=federation_config.clients,
+    )
+    auditor = LeakageAuditor(
+        inner,
+        federation,
+        recorder=recorder,
+        on_round_audited=observer.round_audited if observer is not None else None,
+        attacks=attacks,
+    )
+    return PartitionOrder(auditor), auditor
+
+
+def run_federation(
+    grid: Grid,
+    scenario: Scenario,
+    recorder: RunRecorder | None,
+    observer: RunObserver | None = None,
+    torch_threads: int = 1,
+    attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
+) -> None:
+    """All rounds of `scenario`; records are written as they happen, attacks drained at the end.
+
+    `attacks` replaces the scenario's attacks by (config, attack object) pairs.
+    """
+    federation = build_federation(scenario)
+    device = resolve_device(scenario.device)
+    strategy, auditor = build_strategy(federation, recorder, observer, attacks)
+    started = time.perf_counter()
+
+    def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        loss, accuracy = evaluate_model(federation, arrays, device)
+        metrics = strategy.train_metrics.get(server_round)
+        record = {
+            "round": server_round,
+            "loss": loss,
+            "accuracy": accuracy,
+            "clients": strategy.clients.get(server_round, []),
+            "failures": strategy.failures.get(server_round, 0),
+            "train_loss": None if metrics is None else metrics.get("train-loss"),
+            "audited": server_round > 0
+            and scenario.audit.rounds.selects(server_round)
+            and bool(scenario.attacks),
+            "seconds": time.perf_counter() - started,
+        }
+        if recorder is not None:
+            recorder.append_round(record)
+        if observer is not None:
+            observer.round_finished(record)
+        return MetricRecord({"loss": loss, "accuracy": accuracy})
+
+    config = ConfigRecord(
+        {SCENARIO_KEY: scenario_to_toml(scenario), TORCH_THREADS_KEY: torch_threads}
+    )
+    try:
+        strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(federation.build_model().state_dict()),
+            num_rounds=scenario.federation.rounds,
+            train_config=config,
+            evaluate_config=ConfigRecord(dict(config)),
+            evaluate_fn=evaluate,
+        )
+    finally:
+        auditor.close()
+
+
+def make_server_app(
+    scenario: Scenario,
+    recorder: RunRecorder | None,
+    observer: RunObserver | None = None,
+    torch_threads: int = 1,
+) -> ServerApp:
+    """A ServerApp bound to `scenario` (in-process simulation)."""
+    server = ServerApp()
+
+    @server.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_federation(grid, scenario, recorder, observer, torch_threads)
+
+    return server
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """`flwr run` entry: run config `scenario` (path), optional `out` (run directory)."""
+    scenario = load_scenario(str(context.run_config["scenario"]))
+    out = context.run_config.get("out") or str(
+        Path(scenario.output) / f"{scenario.name}-{int(time.time())}"
+    )
+    recorder = RunRecorder(str(out))
+    recorder.write_scenario(scenario_to_toml(scenario, run_header(scenario.seed)))
+    run_federation(grid, scenario, recorder)

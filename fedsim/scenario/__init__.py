@@ -1,0 +1,37 @@
+"""Scenarios: a TOML file validated into a typed configuration, with `--set` overrides."""
+
+from __future__ import annotations
+
+from fedsim.scenario.config import (
+    AttackConfig,
+    AuditConfig,
+    BudgetConfig,
+    DataConfig,
+    FederationConfig,
+    ModelConfig,
+    ProtocolConfig,
+    Scenario,
+)
+from fedsim.scenario.loading import (
+    load_scenario,
+    parse_override,
+    scenario_from_resolved,
+    scenario_to_toml,
+    validate_scenario,
+)
+
+__all__ = [
+    "AttackConfig",
+    "AuditConfig",
+    "BudgetConfig",
+    "DataConfig",
+    "FederationConfig",
+    "ModelConfig",
+    "ProtocolConfig",
+    "Scenario",
+    "load_scenario",
+    "parse_override",
+    "scenario_from_resolved",
+    "scenario_to_toml",
+    "validate_scenario",
+]

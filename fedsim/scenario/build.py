@@ -1,0 +1,152 @@
+"""From a validated scenario to the objects a run uses: data, partitions, model, defenses.
+
+Client and auditor both build a `Federation` from the same scenario, so the auditor
+can recompute every client's batch (same partition, same seeded sampler) without
+anything but the update travelling over the federation.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from attacks.target import Protocol
+from fedsim.data.images import LabeledImages
+from fedsim.data.info import DatasetInfo
+from fedsim.data.partition import partition_dataset
+from fedsim.data.registry import get_dataset, load_dataset
+from fedsim.data.sampling import batch_indices
+from fedsim.errors import ConfigError
+from fedsim.models import ImageClassifier, build_model
+from fedsim.scenario.components import build_defense
+from fedsim.scenario.config import Scenario
+
+# Tags that keep the seeded streams derived from one scenario seed apart.
+_MODEL_INIT_TAG = 0x1417
+_DEFENSE_TAG = 0xDEF5
+_TRAIN_TAG = 0x7A17
+_AUDIT_TAG = 0xA0D1
+
+
+def derived_seed(seed: int, tag: int, *values: int) -> int:
+    """A 63-bit seed for one stream (tag) and position (round, client, …) of a scenario seed."""
+    sequence = np.random.SeedSequence([int(seed), int(tag), *(int(v) for v in values)])
+    return int(sequence.generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+@dataclass
+class Federation:
+    """Everything a scenario fixes before training starts; identical wherever it is built."""
+
+    scenario: Scenario
+    info: DatasetInfo
+    train: LabeledImages
+    test: LabeledImages
+    partitions: list[np.ndarray]
+    defense: Any
+    """Every client's defenses stacked as one (`defenses.parse_defense`; 'none' if empty)."""
+    template: ImageClassifier
+    """The model at its initial weights; `build_model` copies it."""
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.partitions)
+
+    @property
+    def model_name(self) -> str:
+        """The scenario's model, unless a defense's model stage names another (PRECODE)."""
+        return self.defense.model_name or self.scenario.model.name
+
+    def build_model(self) -> ImageClassifier:
+        """A fresh copy of the model with the scenario's seeded initial weights.
+
+        The template is built once, when the federation is; copies use no random
+        numbers, so building models never races with attacks in a worker thread.
+        """
+        return copy.deepcopy(self.template)
+
+    def batch_indices(self, client: int, server_round: int) -> np.ndarray:
+        """Data-set indices of client `client`'s batch in round `server_round` (seeded)."""
+        return batch_indices(
+            self.partitions[client],
+            self.scenario.protocol.batch_size,
+            self.scenario.seed,
+            server_round,
+            client,
+        )
+
+    def client_batch(self, client: int, server_round: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images in [0, 1] and labels of that batch, in the sampler's order."""
+        batch = self.train.subset(self.batch_indices(client, server_round))
+        return batch.images, batch.labels
+
+    def defense_generator(self, client: int, server_round: int) -> torch.Generator:
+        """The generator a client's defenses draw from in one round."""
+        return torch.Generator().manual_seed(
+            derived_seed(self.scenario.seed, _DEFENSE_TAG, server_round, client)
+        )
+
+    def train_seed(self, client: int, server_round: int) -> int:
+        """Seed of torch's global RNG while a client trains (stochastic layers)."""
+        return derived_seed(self.scenario.seed, _TRAIN_TAG, server_round, client)
+
+    def audit_rng(self, server_round: int) -> np.random.Generator:
+        """The generator that samples which clients of a round are audited."""
+        return np.random.default_rng(derived_seed(self.scenario.seed, _AUDIT_TAG, server_round))
+
+    def attack_protocol(self) -> Protocol:
+        """The scenario's protocol as the attacks describe it."""
+        p = self.scenario.protocol
+        return Protocol(
+            kind=p.kind,
+            local_steps=p.local_steps,
+            local_lr=p.lr,
+            local_batch_size=p.local_batch_size,
+        )
+
+    @property
+    def mechanism(self) -> object | None:
+        """p(observed | clean update) the defenses induce, None where none is stated."""
+        return self.defense.mechanism_for(self.scenario.protocol.batch_size)
+
+    def eval_set(self) -> LabeledImages:
+        """The held-out split the server evaluates on (its first `eval_samples`, if set)."""
+        limit = self.scenario.data.eval_samples
+        if limit is None or limit >= len(self.test):
+            return self.test
+        return self.test.subset(np.arange(limit))
+
+
+def build_federation(scenario: Scenario) -> Federation:
+    """Load the data, partition it and parse the defenses of `scenario`."""
+    return _build_cached(scenario.model_dump_json())
+
+
+@functools.lru_cache(maxsize=4)
+def _build_cached(scenario_json: str) -> Federation:
+    scenario = Scenario.model_validate_json(scenario_json)
+    entry = get_dataset(scenario.data.dataset)
+    data = scenario.data
+    train = load_dataset(data.dataset, "train", data.root, download=data.download)
+    test = load_dataset(data.dataset, "test", data.root, download=data.download)
+    try:
+        partitions = partition_dataset(
+            train.labels,
+            scenario.federation.clients,
+            scenario.data.partition,
+            scenario.seed,
+            alpha=scenario.data.alpha,
+            min_samples=scenario.protocol.batch_size,
+        )
+    except ConfigError as error:
+        raise ConfigError(f"data.partition: {error}") from None
+    defense = build_defense(scenario.defenses)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_seed(scenario.seed, _MODEL_INIT_TAG))
+        template = build_model(defense.model_name or scenario.model.name, entry.info)
+    return Federation(scenario, entry.info, train, test, partitions, defense, template)

@@ -1,0 +1,248 @@
+"""The typed scenario: every setting a run takes, validated, with extra keys refused.
+
+A scenario file is TOML; `fedsim.scenario.loading` reads it, applies `--set`
+overrides and validates it into `Scenario`. Field names here are the TOML keys, so
+an error's dotted location (`protocol.lr`) is where the user must look.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    """Base of every section: unknown keys are errors, values are not coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class DataConfig(_Strict):
+    """Which data set, where it lives, and how it is split across clients."""
+
+    dataset: str = "mnist-sample"
+    root: str | None = None
+    partition: Literal["iid", "dirichlet"] = "iid"
+    alpha: PositiveFloat | None = None
+    eval_samples: PositiveInt | None = None
+    """Held-out test samples the server evaluates on each round (None: the whole split)."""
+    download: bool = False
+    """Fetch missing data-set files into `root` (checksummed); offline runs leave it off."""
+
+    @model_validator(mode="after")
+    def _alpha_for_dirichlet(self) -> DataConfig:
+        if self.partition == "dirichlet" and self.alpha is None:
+            raise ValueError("alpha: the dirichlet partition needs alpha > 0")
+        if self.partition == "iid" and self.alpha is not None:
+            raise ValueError("alpha: only the dirichlet partition takes alpha")
+        return self
+
+
+class ModelConfig(_Strict):
+    name: str = "cnn"
+
+
+class FederationConfig(_Strict):
+    """How many clients exist and how many train each round.
+
+    `clients_per_round` is a count (integer) or a fraction of `clients` (a float in (0, 1]).
+    """
+
+    clients: PositiveInt = 4
+    clients_per_round: int | float = 1.0
+    rounds: PositiveInt = 3
+
+    @model_validator(mode="after")
+    def _count_fits(self) -> FederationConfig:
+        value = self.clients_per_round
+        if isinstance(value, int) and not 1 <= value <= self.clients:
+            raise ValueError(
+                f"clients_per_round: a count must lie in [1, clients = {self.clients}], got {value}"
+            )
+        if isinstance(value, float) and not 0 < value <= 1:
+            raise ValueError(f"clients_per_round: a fraction must lie in (0, 1], got {value}")
+        return self
+
+    def per_round(self) -> int:
+        """Number of clients that train in each round."""
+        if isinstance(self.clients_per_round, int):
+            return self.clients_per_round
+        return max(1, int(self.clients * self.clients_per_round))
+
+
+class ProtocolConfig(_Strict):
+    """What a client computes and sends.
+
+    `fedsgd`: one seeded batch of `batch_size`, the gradient g of the mean loss at the
+    start parameters θ; the client sends θ − lr·g so that FedAvg's weighted mean of the
+    replies is one SGD step of the mean gradient. `fedavg`: `local_steps` SGD steps of
+    `lr` on consecutive chunks of `local_batch_size` samples of the batch (the whole
+    batch when unset); the client sends its new weights.
+    """
+
+    kind: Literal["fedsgd", "fedavg"] = "fedsgd"
+    lr: PositiveFloat = 0.1
+    batch_size: PositiveInt = 4
+    local_steps: PositiveInt = 1
+    local_batch_size: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _fedavg_only(self) -> ProtocolConfig:
+        if self.kind == "fedsgd" and (self.local_steps != 1 or self.local_batch_size is not None):
+            raise ValueError(
+                "local_steps: fedsgd takes one step on the whole batch; use kind = 'fedavg'"
+            )
+        if self.local_batch_size is not None and self.local_batch_size > self.batch_size:
+            raise ValueError(
+                f"local_batch_size: {self.local_batch_size} exceeds batch_size ({self.batch_size})"
+            )
+        return self
+
+
+class BudgetConfig(_Strict):
+    """How much one attack may spend on one target."""
+
+    iterations: PositiveInt = 200
+    restarts: PositiveInt = 1
+    seconds: PositiveFloat | None = None
+
+
+class BudgetOverride(_Strict):
+    iterations: PositiveInt | None = None
+    restarts: PositiveInt | None = None
+    seconds: PositiveFloat | None = None
+
+
+class AttackConfig(_Strict):
+    """One attack by registry name, its option overrides, and (optionally) its own budget."""
+
+    name: str
+    overrides: dict[str, bool | int | float | str] = Field(default_factory=dict)
+    budget: BudgetOverride = Field(default_factory=BudgetOverride)
+    label: str | None = None
+    """Name in records and plots (default: `name`); lets one attack appear twice with other options."""
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+
+class RoundSchedule(_Strict):
+    """Which rounds are audited: at most one of `every`, `first`, `rounds` (none: every round)."""
+
+    every: PositiveInt | None = None
+    first: PositiveInt | None = None
+    rounds: list[PositiveInt] | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> RoundSchedule:
+        given = [k for k in ("every", "first", "rounds") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of every, first, rounds (got {', '.join(given)})")
+        return self
+
+    def selects(self, server_round: int) -> bool:
+        if self.every is not None:
+            return (server_round - 1) % self.every == 0
+        if self.first is not None:
+            return server_round <= self.first
+        if self.rounds is not None:
+            return server_round in self.rounds
+        return True
+
+
+class ClientSchedule(_Strict):
+    """Which of a round's clients are audited: all, or a seeded sample of `sample`."""
+
+    sample: PositiveInt | None = None
+
+
+class ThreatConfig(_Strict):
+    """What the honest-but-curious server knows (see `attacks.target.ThreatModel`)."""
+
+    labels: Literal["given", "inferred"] = "inferred"
+    bn_stats_known: bool = False
+    mechanism_known: bool = True
+    local_hparams_known: bool = True
+
+
+class AuditConfig(_Strict):
+    rounds: RoundSchedule = Field(default_factory=RoundSchedule)
+    clients: ClientSchedule = Field(default_factory=ClientSchedule)
+    threat: ThreatConfig = Field(default_factory=ThreatConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    worker: Literal["thread", "inline"] = "thread"
+    """`thread`: attacks run in a worker the next round need not wait for; `inline`: in the round."""
+    grids: bool = True
+    """Write originals-over-reconstructions PNG grids to `reconstructions/`."""
+
+
+class SimulationConfig(_Strict):
+    """Which engine runs the clients, and the resources Ray gives each client and the run.
+
+    `ray`: Flower's simulation engine, one virtual SuperNode per client; set `address`
+    to join an existing Ray cluster (`ray start --head` on one machine, `ray start
+    --address HEAD:6379` on the others, then `address = "auto"`), and the per-client
+    resources decide how many clients run at once. `inprocess`: clients run one after
+    another in this process (no Ray start-up; for tests and small runs). With a
+    stochastic model (PRECODE) and `audit.worker = "thread"`, in-process clients and the
+    attacks share torch's global RNG, so such runs are not repeatable bit for bit.
+    """
+
+    engine: Literal["ray", "inprocess"] = "ray"
+
+    cpus_per_client: PositiveFloat = 1.0
+    gpus_per_client: Annotated[float, Field(ge=0)] = 0.0
+    num_cpus: PositiveInt | None = None
+    """CPUs Ray may use on this machine (None: Ray's default, all of them)."""
+    address: str | None = None
+    """An existing Ray cluster to join (e.g. 'auto'); None starts a local one."""
+
+
+class Scenario(_Strict):
+    """A whole run: data, model, federation, protocol, defenses, attacks, audit, output."""
+
+    name: str = "scenario"
+    seed: Annotated[int, Field(ge=0)] = 0
+    device: str = "auto"
+    output: str = "runs"
+    """Parent folder of run directories (`<output>/<name>-<timestamp>`); `--out` names one exactly."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    federation: FederationConfig = Field(default_factory=FederationConfig)
+    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
+    defenses: list[str] = Field(default_factory=list)
+    """Defense spec strings applied by every client, in order (e.g. 'gaussian:sigma=0.01')."""
+    attacks: list[AttackConfig] = Field(default_factory=list)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+
+    @model_validator(mode="after")
+    def _device_name(self) -> Scenario:
+        if self.device not in ("auto", "cpu", "cuda") and not (
+            self.device.startswith("cuda:") and self.device[5:].isdigit()
+        ):
+            raise ValueError(
+                f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
+        labels = [a.display_name for a in self.attacks]
+        duplicates = sorted({x for x in labels if labels.count(x) > 1})
+        if duplicates:
+            raise ValueError(
+                f"attacks: {', '.join(duplicates)} appears twice; give each a distinct label"
+            )
+        return self
+
+    def budget_for(self, attack: AttackConfig) -> BudgetConfig:
+        """The audit budget with the attack's own overrides applied."""
+        own = attack.budget.model_dump(exclude_none=True)
+        return self.audit.budget.model_copy(update=own)
+
+    @property
+    def defense_label(self) -> str:
+        """How records name the defense chain: specs joined by '+', or 'none'."""
+        return "+".join(self.defenses) if self.defenses else "none"

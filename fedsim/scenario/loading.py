@@ -1,0 +1,156 @@
+"""Read a scenario file, apply `--set key=value` overrides, validate, and write it back.
+
+Every failure is a `ConfigError` with one line that names the field (dotted, with list
+indices: `attacks.0.name`), so the CLI can print it and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import ValidationError
+
+from fedsim.errors import ConfigError
+from fedsim.scenario.config import Scenario
+
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*): ")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.0.c=value` → (['a', 'b', '0', 'c'], value), the value read as a TOML value.
+
+    A value that is not valid TOML (`mnist`, `gaussian:sigma=0.1`) is taken as a string.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(
+            f"--set {text!r}: expected KEY=VALUE with a dotted KEY such as protocol.lr=0.05"
+        )
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set `value` at `path` inside the raw TOML tree, creating tables on the way.
+
+    Integer segments index lists (`attacks.1.name`); unknown keys are left for
+    validation to refuse with the field's name.
+    """
+    node: Any = raw
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        where = ".".join(path[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(
+                    f"--set {'.'.join(path)}: {where} is not an index of a list of {len(node)}"
+                )
+            index = int(part)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[:depth])} is not a table")
+        if last:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """The first problem as one line: `dotted.field: message`."""
+    first = error.errors()[0]
+    loc = [str(part) for part in first["loc"] if not _is_union_tag(part)]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    match = _FIELD_PREFIX.match(message)
+    if match:
+        loc.append(match.group(1))
+        message = message[match.end() :]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (not a scenario setting)"
+    elif "input" in first and first["type"] not in ("missing", "value_error"):
+        message = f"{message} (got {first['input']!r})"
+    field = ".".join(loc) or "scenario"
+    more = len(error.errors()) - 1
+    suffix = (
+        f" [and {more} more problem{'s' if more > 1 else ''}]"
+        if more and not _same_field(error)
+        else ""
+    )
+    return f"{field}: {message}{suffix}"
+
+
+def _is_union_tag(part: object) -> bool:
+    """Pydantic adds the tried type of a union member to the location; it names no field."""
+    return isinstance(part, str) and (
+        part in ("int", "float", "str", "bool", "list[int]")
+        or "[" in part
+        or part.startswith("constrained-")
+        or part.startswith("function-")
+    )
+
+
+def _same_field(error: ValidationError) -> bool:
+    """True when every problem is about one field (the members of one union)."""
+    locs = {tuple(p for p in e["loc"] if not _is_union_tag(p)) for e in error.errors()}
+    return len(locs) == 1
+
+
+def validate_scenario(raw: Mapping[str, Any]) -> Scenario:
+    """Validate a raw TOML tree into a `Scenario`; ConfigError names the first bad field."""
+    try:
+        return Scenario.model_validate(dict(raw))
+    except ValidationError as error:
+        raise ConfigError(f"scenario: {format_validation_error(error)}") from None
+
+
+def read_scenario_file(path: str | Path) -> dict[str, Any]:
+    """The raw TOML tree of a scenario file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"scenario: file {str(file)!r} not found") from None
+    except OSError as error:
+        raise ConfigError(f"scenario: cannot read {str(file)!r} ({error.strerror})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"scenario {file.name}: invalid TOML ({error})") from None
+
+
+def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    """Read, override (`key=value` strings, applied in order) and validate a scenario."""
+    raw = read_scenario_file(path)
+    for text in overrides:
+        keys, value = parse_override(text)
+        apply_override(raw, keys, value)
+    return validate_scenario(raw)
+
+
+def scenario_to_toml(scenario: Scenario, header: Mapping[str, Any] | None = None) -> str:
+    """The resolved scenario (every default filled in) as TOML; `header` goes first as `[run]`."""
+    tree: dict[str, Any] = {}
+    if header:
+        tree["run"] = dict(header)
+    tree.update(scenario.model_dump(mode="json", exclude_none=True))
+    return tomli_w.dumps(tree)
+
+
+def scenario_from_resolved(text: str) -> Scenario:
+    """Read back a resolved `scenario.toml` of a run directory (its `[run]` table ignored)."""
+    raw = tomllib.loads(text)
+    raw.pop("run", None)
+    return validate_scenario(raw)
