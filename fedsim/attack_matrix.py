@@ -1,0 +1,228 @@
+"""Attack × defense matrices on real images, without a federation (`fedsim attack`).
+
+Every image batch becomes the update a client would send (through `client_update`,
+exactly as in the federation), every attack reconstructs all batches of a defense
+in one batched call, and reconstructions are scored against the originals after
+optimal matching.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, ThreatModel
+from defenses.base import Defense
+from defenses.client import client_update
+from defenses.registry import parse_defense
+from fedsim.attack_specs import AttackSpec, parse_attack_spec
+from fedsim.data import load_dataset
+from fedsim.device import resolve_device
+from fedsim.errors import ConfigError
+from fedsim.metrics import label_accuracy, match_by_psnr, ssim
+from fedsim.models import build_model
+
+
+@dataclass(frozen=True)
+class MatrixSettings:
+    """What `fedsim attack` was asked for."""
+
+    dataset: str = "mnist-sample"
+    split: str = "test"
+    data_root: str | Path | None = None
+    download: bool = False
+    model: str = "cnn"
+    attacks: Sequence[str] = ("bayes",)
+    defenses: Sequence[str] = ("none",)
+    images: int = 10
+    batch_size: int = 1
+    first: int = 0
+    iterations: int | None = None
+    restarts: int = 1
+    labels_known: bool = True
+    seed: int = 0
+    device: str = "auto"
+    protocol: Protocol = field(default_factory=Protocol)
+
+
+@dataclass
+class CellResult:
+    """Scores of one attack against one defense over all attacked images."""
+
+    attack: str
+    defense: str
+    dataset: str
+    model: str
+    images: int
+    psnr: list[float]
+    ssim: list[float]
+    label_accuracy: float
+    seconds: float
+    statuses: list[str]
+
+    @property
+    def psnr_mean(self) -> float:
+        return statistics.fmean(self.psnr)
+
+    @property
+    def psnr_median(self) -> float:
+        return statistics.median(self.psnr)
+
+    @property
+    def ssim_mean(self) -> float:
+        return statistics.fmean(self.ssim)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attack": self.attack,
+            "defense": self.defense,
+            "dataset": self.dataset,
+            "model": self.model,
+            "images": self.images,
+            "psnr": self.psnr,
+            "psnr_mean": self.psnr_mean,
+            "psnr_median": self.psnr_median,
+            "ssim": self.ssim,
+            "ssim_mean": self.ssim_mean,
+            "label_accuracy": self.label_accuracy,
+            "seconds": self.seconds,
+            "statuses": self.statuses,
+        }
+
+
+@dataclass
+class _DefendedBatches:
+    defense: Defense
+    model_name: str
+    targets: list[AttackTarget]
+    originals: list[torch.Tensor]
+    labels: list[torch.Tensor]
+
+
+def _image_batches(settings: MatrixSettings) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    data = load_dataset(
+        settings.dataset, settings.split, settings.data_root, download=settings.download
+    )
+    count = settings.images * settings.batch_size
+    if settings.first < 0 or settings.first + count > len(data):
+        raise ConfigError(
+            f"--images: {settings.images} batches of {settings.batch_size} from index {settings.first} "
+            f"need {settings.first + count} images; {settings.dataset}/{settings.split} has {len(data)}"
+        )
+    chosen = data.subset(list(range(settings.first, settings.first + count))).as_float()
+    shape = (settings.images, settings.batch_size, *chosen.images.shape[1:])
+    return chosen.info, chosen.images.reshape(shape), chosen.labels.reshape(shape[:2])
+
+
+def _defended_batches(
+    settings: MatrixSettings,
+    spec: str,
+    info: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+) -> _DefendedBatches:
+    defense = parse_defense(spec)
+    model_name = defense.model_name or settings.model
+    torch.manual_seed(settings.seed)
+    model = build_model(model_name, info).to(device)
+    threat = ThreatModel(labels_known=settings.labels_known)
+    mechanism = defense.mechanism_for(settings.batch_size)
+    targets = []
+    for index, (x, y) in enumerate(zip(images, labels, strict=True)):
+        generator = torch.Generator(device=device).manual_seed(settings.seed * 1_000_003 + index)
+        protocol = settings.protocol
+        made = client_update(
+            defense,
+            model,
+            x.to(device),
+            y.to(device),
+            generator,
+            kind=protocol.kind,
+            local_steps=protocol.local_steps,
+            local_lr=protocol.local_lr,
+            local_batch_size=protocol.local_batch_size,
+        )
+        targets.append(
+            AttackTarget(
+                model=model,
+                update=made.update,
+                batch_size=settings.batch_size,
+                input_shape=info.input_shape,
+                num_classes=info.num_classes,
+                labels=y.to(device) if settings.labels_known else None,
+                mechanism=mechanism,
+                protocol=settings.protocol,
+                threat=threat,
+            )
+        )
+    return _DefendedBatches(defense, model_name, targets, list(images), list(labels))
+
+
+def _score(
+    attack: AttackSpec,
+    batches: _DefendedBatches,
+    settings: MatrixSettings,
+    reconstructions: Sequence[Reconstruction],
+    seconds: float,
+) -> CellResult:
+    psnrs: list[float] = []
+    ssims: list[float] = []
+    correct = 0.0
+    for original, label, rec in zip(
+        batches.originals, batches.labels, reconstructions, strict=True
+    ):
+        guess = rec.inputs.detach().cpu().clamp(0, 1).to(original.dtype)
+        matching = match_by_psnr(guess, original)
+        psnrs.extend(float(v) for v in matching.psnr)
+        ssims.extend(float(v) for v in ssim(matching.apply(guess), original, reduction="none"))
+        correct += float(label_accuracy(rec.labels.cpu(), label)) * len(label)
+    return CellResult(
+        attack=attack.label,
+        defense=batches.defense.spec,
+        dataset=settings.dataset,
+        model=batches.model_name,
+        images=len(psnrs),
+        psnr=psnrs,
+        ssim=ssims,
+        label_accuracy=correct / len(psnrs),
+        seconds=seconds,
+        statuses=[rec.status for rec in reconstructions],
+    )
+
+
+def run_matrix(
+    settings: MatrixSettings, grid_path: Path | None = None, show: bool = True
+) -> list[CellResult]:
+    """Run every attack against every defense on the chosen images; print a table."""
+    from fedsim.attack_report import print_results, save_grid
+
+    device = resolve_device(settings.device)
+    attacks = [parse_attack_spec(text) for text in settings.attacks]
+    info, images, labels = _image_batches(settings)
+    results: list[CellResult] = []
+    grid_rows: list[tuple[str, torch.Tensor]] = [("original", images.flatten(0, 1))]
+    for spec in settings.defenses:
+        batches = _defended_batches(settings, spec, info, images, labels, device)
+        for attack in attacks:
+            budget = Budget(
+                iterations=settings.iterations or attack.default_iterations,
+                restarts=settings.restarts,
+            )
+            started = time.perf_counter()
+            reconstructions = attack.run(batches.targets, budget, seed=settings.seed)
+            seconds = time.perf_counter() - started
+            results.append(_score(attack, batches, settings, reconstructions, seconds))
+            recon = torch.cat([r.inputs.detach().cpu() for r in reconstructions])
+            grid_rows.append((f"{attack.label} | {batches.defense.spec}", recon))
+    if show:
+        print_results(results)
+    if grid_path is not None:
+        save_grid(grid_rows, grid_path)
+    return results

@@ -1,0 +1,51 @@
+"""Turn the records of one or more runs into leakage curves, grids and an HTML page.
+
+Several runs overlay in one figure for comparison. A run that stopped early is
+reported as partial.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from fedsim.report import load_run, plot_leakage, write_page
+
+NAME = "report"
+HELP = "leakage-vs-round curves, grids and a page from run directories"
+READS_DATA = False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "runs", nargs="+", type=Path, metavar="RUN", help="run directories written by `fedsim run`"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where to write the report (default: FIRST_RUN/report)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    runs = [load_run(path) for path in args.runs]
+    out: Path = args.out or runs[0].path / "report"
+    curves = plot_leakage(runs, out / "leakage")
+    page = write_page(runs, curves[0], out / "index.html")
+    console = Console()
+    for run in runs:
+        state = (
+            f"partial: {run.finished_rounds} of {run.planned_rounds} rounds"
+            if run.partial
+            else "complete"
+        )
+        console.print(
+            f"{run.name}: {len(run.rounds)} rounds, {len(run.leakage)} leakage records ({state})"
+        )
+    for path in [*curves, page]:
+        console.print(f"wrote {path}")
+    return 0

@@ -1,0 +1,79 @@
+"""`fedsim report` on run directories: curves, page, partial runs, escaping, several runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fedsim.cli import main
+from fedsim.errors import ConfigError
+from fedsim.report import load_run
+
+
+def _write_run(path: Path, rounds: int, planned: int, attack: str = "bayes") -> Path:
+    path.mkdir(parents=True)
+    (path / "scenario.toml").write_text(f'name = "{path.name}"\n[federation]\nrounds = {planned}\n')
+    with open(path / "rounds.jsonl", "w") as file:
+        for r in range(rounds + 1):
+            file.write(json.dumps({"round": r, "loss": 2.3 - 0.1 * r, "accuracy": 0.1 + 0.1 * r}) + "\n")
+    with open(path / "leakage.jsonl", "w") as file:
+        for r in range(1, rounds + 1):
+            for client in range(2):
+                record = {"round": r, "client": client, "attack": attack, "defense": "gaussian:sigma=0.1",
+                          "psnr": 30.0 - 3 * r + client, "status": "ok"}  # fmt: skip
+                file.write(json.dumps(record) + "\n")
+            file.write(json.dumps({"round": r, "client": 2, "attack": attack, "defense": "gaussian:sigma=0.1",
+                                   "psnr": None, "status": "timeout"}) + "\n")  # fmt: skip
+        file.write('{"round": 9, "client"')  # a torn last line, as a killed run leaves
+    return path
+
+
+def test_report_writes_curves_and_a_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _write_run(tmp_path / "one", rounds=3, planned=3)
+    assert main(["report", str(run)]) == 0
+    report = run / "report"
+    assert (report / "leakage.png").stat().st_size > 0
+    assert (report / "leakage.svg").read_text().lstrip().startswith("<?xml")
+    html = (report / "index.html").read_text()
+    assert "data:image/png;base64," in html
+    assert "Partial run" not in html
+    assert "complete" in capsys.readouterr().out
+
+
+def test_series_averages_successful_reconstructions_only(tmp_path: Path) -> None:
+    records = load_run(_write_run(tmp_path / "one", rounds=2, planned=2))
+    series = records.series()[("bayes", "gaussian:sigma=0.1")]
+    assert series == {1: [27.0, 28.0], 2: [24.0, 25.0]}
+    rows = records.summary_rows()
+    assert rows[0] == ("bayes", "gaussian:sigma=0.1", 1, 27.5, 28.0, 2, 1)
+
+
+def test_partial_run_is_reported_as_partial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _write_run(tmp_path / "cut", rounds=2, planned=5)
+    assert main(["report", str(run)]) == 0
+    assert "partial: 2 of 5 rounds" in capsys.readouterr().out
+    assert "Partial run: 2 of 5 rounds finished" in (run / "report" / "index.html").read_text()
+
+
+def test_page_escapes_strings_from_records(tmp_path: Path) -> None:
+    run = _write_run(tmp_path / "x", rounds=1, planned=1, attack="<script>alert(1)</script>")
+    assert main(["report", str(run)]) == 0
+    html = (run / "report" / "index.html").read_text()
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_several_runs_overlay_in_one_report(tmp_path: Path) -> None:
+    a = _write_run(tmp_path / "a", rounds=2, planned=2)
+    b = _write_run(tmp_path / "b", rounds=2, planned=2, attack="l2")
+    out = tmp_path / "compare"
+    assert main(["report", str(a), str(b), "--out", str(out)]) == 0
+    html = (out / "index.html").read_text()
+    assert "<h2>a</h2>" in html and "<h2>b</h2>" in html
+
+
+def test_not_a_run_directory_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a run directory"):
+        load_run(tmp_path)
