@@ -201,7 +201,8 @@ def run_matrix(
     settings: MatrixSettings, grid_path: Path | None = None, show: bool = True
 ) -> list[CellResult]:
     """Run every attack against every defense on the chosen images; print a table."""
-    from fedsim.attack_report import print_results, save_grid
+    from fedsim.attack_report import print_results
+    from fedsim.image_grid import save_image_grid
 
     device = resolve_device(settings.device)
     attacks = [parse_attack_spec(text) for text in settings.attacks]
@@ -224,5 +225,5 @@ def run_matrix(
     if show:
         print_results(results)
     if grid_path is not None:
-        save_grid(grid_rows, grid_path)
+        save_image_grid(grid_path, grid_rows, max_columns=10)
     return results

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -40,35 +38,3 @@ def print_results(results: Sequence[CellResult], console: Console | None = None)
             f"{r.seconds:.1f}",
         )
     (console or Console()).print(table)
-
-
-def save_grid(rows: Sequence[tuple[str, torch.Tensor]], path: Path, max_columns: int = 10) -> None:
-    """Images (N, C, H, W) in [0, 1], one labelled row each, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = min(max_columns, max(len(images) for _, images in rows))
-    figure, axes = plt.subplots(
-        len(rows), columns, figsize=(1.1 * columns + 1.6, 1.2 * len(rows)), squeeze=False
-    )
-    for axis_row, (label, images) in zip(axes, rows, strict=True):
-        for index, axis in enumerate(axis_row):
-            axis.set_xticks([])
-            axis.set_yticks([])
-            for spine in axis.spines.values():
-                spine.set_visible(False)
-            if index < len(images):
-                image = images[index].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-                axis.imshow(
-                    image.squeeze(-1) if image.shape[-1] == 1 else image,
-                    cmap="gray",
-                    vmin=0,
-                    vmax=1,
-                )
-        axis_row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -93,7 +93,7 @@ class RunRecorder:
         rows: Sequence[tuple[str, torch.Tensor]],
     ) -> Path:
         """PNG of the originals (top row) over each attack's matched reconstructions."""
-        from fedsim.auditor.grid import save_image_grid
+        from fedsim.image_grid import save_image_grid
 
         path = (
             self.run_dir / RECONSTRUCTIONS_DIR / f"round-{server_round:04d}-client-{client:03d}.png"

@@ -8,13 +8,20 @@ from pathlib import Path
 import torch
 
 
-def save_image_grid(path: Path, rows: Sequence[tuple[str, torch.Tensor]], title: str = "") -> None:
-    """One row per (label, images (B, C, H, W) in [0, 1]), labelled on the left."""
+def save_image_grid(
+    path: Path,
+    rows: Sequence[tuple[str, torch.Tensor]],
+    title: str = "",
+    max_columns: int | None = None,
+) -> None:
+    """One row per (label, images (B, C, H, W) in [0, 1]), labelled on the left; at most `max_columns` images a row."""
     from matplotlib.figure import (
         Figure,  # a bare Figure needs no pyplot state, safe off the main thread
     )
 
     columns = max(int(images.shape[0]) for _, images in rows)
+    if max_columns is not None:
+        columns = min(columns, max_columns)
     figure = Figure(figsize=(1.0 + 1.1 * columns, 0.4 + 1.1 * len(rows)), dpi=100)
     axes = figure.subplots(len(rows), columns, squeeze=False)
     for r, (label, images) in enumerate(rows):
@@ -36,4 +43,5 @@ def save_image_grid(path: Path, rows: Sequence[tuple[str, torch.Tensor]], title:
     if title:
         figure.suptitle(title, fontsize=9)
     figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
