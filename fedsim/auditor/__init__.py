@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.strategy import LeakageAuditor
 
-__all__ = ["LeakageAuditor"]
+__all__ = ["AuditSetup", "LeakageAuditor"]

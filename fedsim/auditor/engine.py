@@ -18,7 +18,8 @@ import torch
 
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
 from fedsim.auditor.scoring import score_reconstruction
-from fedsim.scenario.build import Federation, derived_seed
+from fedsim.auditor.setup import AuditSetup
+from fedsim.scenario.build import derived_seed
 from fedsim.scenario.components import build_attack
 from fedsim.scenario.config import AttackConfig
 
@@ -90,29 +91,22 @@ class AuditEngine:
 
     def __init__(
         self,
-        federation: Federation,
+        setup: AuditSetup,
         device: torch.device,
         attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
     ) -> None:
-        """`attacks`: (config, attack object) pairs; default: built from the scenario's names."""
-        self.federation = federation
-        self.scenario = federation.scenario
+        """`attacks`: (config, attack object) pairs; default: built from the setup's names."""
+        self.setup = setup
         self.device = device
         if attacks is None:
             attacks = [
                 (config, build_attack(config.name, dict(config.overrides), index))
-                for index, config in enumerate(self.scenario.attacks)
+                for index, config in enumerate(setup.attacks)
             ]
         self.attacks = list(attacks)
 
     def threat_model(self) -> ThreatModel:
-        threat = self.scenario.audit.threat
-        return ThreatModel(
-            labels_known=threat.labels == "given",
-            bn_stats_known=threat.bn_stats_known,
-            mechanism_known=threat.mechanism_known,
-            local_hparams_known=threat.local_hparams_known,
-        )
+        return self.setup.threat
 
     def _target(self, model: torch.nn.Module, case: ClientCase) -> AttackTarget:
         threat = self.threat_model()
@@ -122,12 +116,12 @@ class AuditEngine:
         return AttackTarget(
             model=model,
             update=[u.to(self.device) for u in case.update],
-            batch_size=self.scenario.protocol.batch_size,
-            input_shape=self.federation.info.input_shape,
-            num_classes=self.federation.info.num_classes,
+            batch_size=self.setup.batch_size,
+            input_shape=self.setup.input_shape,
+            num_classes=self.setup.num_classes,
             labels=labels,
-            mechanism=self.federation.mechanism if threat.mechanism_known else None,
-            protocol=self.federation.attack_protocol(),
+            mechanism=self.setup.mechanism if threat.mechanism_known else None,
+            protocol=self.setup.protocol,
             threat=threat,
             bn_train_mode=True,
         )
@@ -137,21 +131,21 @@ class AuditEngine:
             "round": job.server_round,
             "client": case.client,
             "attack": config.display_name,
-            "defense": self.scenario.defense_label,
-            "batch_size": self.scenario.protocol.batch_size,
-            "labels": self.scenario.audit.threat.labels,
+            "defense": self.setup.defense_label,
+            "batch_size": self.setup.batch_size,
+            "labels": self.setup.audit.threat.labels,
         }
 
     def run(
         self, job: RoundJob, on_result: Callable[[ClientCase, AttackResult], None] | None = None
     ) -> list[tuple[ClientCase, AttackResult]]:
         """Every attack on every case of `job`; results in (attack, client) order."""
-        model = self.federation.build_model()
+        model = self.setup.build_model()
         model.load_state_dict(job.start_state)
         model.to(self.device)
         outcomes: list[tuple[ClientCase, AttackResult]] = []
         for index, (config, attack) in enumerate(self.attacks):
-            budget = Budget(**self.scenario.budget_for(config).model_dump())
+            budget = Budget(**self.setup.budget_for(config).model_dump())
             targets: list[AttackTarget] = []
             ready: list[ClientCase] = []
             for case in job.cases:
@@ -161,7 +155,7 @@ class AuditEngine:
                 except Exception as error:  # noqa: BLE001
                     outcomes.append((case, self._failure(job, case, config, error, 0.0)))
             started = time.perf_counter()
-            seed = derived_seed(self.scenario.seed, _ATTACK_TAG, job.server_round, index) % 2**31
+            seed = derived_seed(self.setup.seed, _ATTACK_TAG, job.server_round, index) % 2**31
             # No global RNG here: this may run in a worker thread beside the federation.
             results = attack_targets(seeded(attack, seed), targets, budget) if targets else []
             elapsed = time.perf_counter() - started

@@ -7,13 +7,18 @@ sent in `configure_train` (the parameters the clients start from) and, in
 the audit schedule, recovers each client's update and hands them to the attacks —
 in a worker thread by default, so the next round need not wait. Ground truth comes
 from the scenario (same partition, same seeded sampler); nothing extra travels from
-the clients except their partition id in a ConfigRecord.
+the clients except their partition id in a ConfigRecord. Without a scenario
+(`LeakageAuditor.for_model`, deployment mode) there is no ground truth: it records
+the attack objectives and stores the reconstructions (tensors and PNGs). Under
+secure aggregation it attacks nothing and records that per-client attacks are
+impossible.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,11 +28,12 @@ from flwr.serverapp.strategy import Strategy
 
 from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
 from fedsim.auditor.schedule import audited_clients, audited_round
+from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.worker import AuditWorker
 from fedsim.device import resolve_device
-from fedsim.flower.local_update import recover_update
 from fedsim.flower.protocol import reply_partition
-from fedsim.records import RunRecorder
+from fedsim.image_grid import save_image_grid
+from fedsim.records import RECONSTRUCTIONS_DIR, RunRecorder
 from fedsim.scenario.build import Federation
 from fedsim.scenario.config import AttackConfig
 
@@ -43,12 +49,16 @@ def reply_state(message: Message) -> dict[str, torch.Tensor]:
 
 
 class LeakageAuditor(Strategy):
-    """Wraps `inner`; attacks the updates its schedule selects and records the leakage."""
+    """Wraps `inner`; attacks the updates its schedule selects and records the leakage.
+
+    `setup` is a fedsim `Federation` (ground truth from the scenario) or an
+    `AuditSetup`; `LeakageAuditor.for_model` builds one for any Flower app.
+    """
 
     def __init__(
         self,
         inner: Strategy,
-        federation: Federation,
+        setup: Federation | AuditSetup,
         *,
         recorder: RunRecorder | None = None,
         on_round_audited: RoundCallback | None = None,
@@ -56,18 +66,41 @@ class LeakageAuditor(Strategy):
         device: torch.device | None = None,
         attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
     ) -> None:
+        if isinstance(setup, Federation):
+            setup = AuditSetup.from_federation(setup)
         self.inner = inner
-        self.federation = federation
-        self.scenario = federation.scenario
+        self.setup = setup
         self.recorder = recorder
         self.on_round_audited = on_round_audited
-        self.ground_truth = ground_truth
-        self.engine = AuditEngine(
-            federation, device or resolve_device(self.scenario.device), attacks
-        )
-        self.worker = AuditWorker(threaded=self.scenario.audit.worker == "thread")
+        self.ground_truth = ground_truth and setup.ground_truth is not None
+        self.engine = AuditEngine(setup, device or resolve_device(setup.device), attacks)
+        self.worker = AuditWorker(threaded=setup.audit.worker == "thread")
         self._start: dict[int, dict[str, torch.Tensor]] = {}
-        self._parameter_names = [name for name, _ in federation.build_model().named_parameters()]
+        self._parameter_names = [name for name, _ in setup.build_model().named_parameters()]
+
+    @classmethod
+    def for_model(
+        cls,
+        inner: Strategy,
+        model_fn: Callable[[], torch.nn.Module],
+        *,
+        out_dir: str | Path | None = None,
+        on_round_audited: RoundCallback | None = None,
+        **setup: Any,
+    ) -> LeakageAuditor:
+        """The auditor for a Flower app that does not otherwise use fedsim (deployment mode).
+
+        `setup` are the keywords of `AuditSetup.for_model` (input_shape, num_classes,
+        batch_size, attacks, defense, protocol, lr, audit, ...). Records and
+        reconstructions (PNG and tensors) go to `out_dir`; call `close()` after the run.
+        """
+        recorder = RunRecorder(out_dir) if out_dir is not None else None
+        return cls(
+            inner,
+            AuditSetup.for_model(model_fn, **setup),
+            recorder=recorder,
+            on_round_audited=on_round_audited,
+        )
 
     # ------------------------------------------------------------------ pass-through hooks
 
@@ -79,7 +112,7 @@ class LeakageAuditor(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         messages = self.inner.configure_train(server_round, arrays, config, grid)
-        if audited_round(self.scenario.audit, server_round) and self.engine.attacks:
+        if audited_round(self.setup.audit, server_round) and self.engine.attacks:
             self._start[server_round] = {
                 k: v.clone() for k, v in arrays.to_torch_state_dict().items()
             }
@@ -92,7 +125,10 @@ class LeakageAuditor(Strategy):
         start = self._start.pop(server_round, None)
         if start is not None:
             try:
-                self._submit(server_round, start, replies)
+                if self.setup.secure_aggregation:
+                    self._record_impossible(server_round)
+                else:
+                    self._submit(server_round, start, replies)
             except Exception:  # noqa: BLE001 - the audit never fails the round
                 logger.exception("round %d: preparing the audit failed", server_round)
         return self.inner.aggregate_train(server_round, replies)
@@ -109,6 +145,13 @@ class LeakageAuditor(Strategy):
 
     # ------------------------------------------------------------------------- the audit
 
+    def _client(self, message: Message) -> int | None:
+        """Which client sent a reply: its fedsim partition id; without ground truth, else its node id."""
+        partition = reply_partition(message)
+        if partition is None and not self.ground_truth:
+            return int(message.metadata.src_node_id)
+        return partition
+
     def _submit(
         self, server_round: int, start: dict[str, torch.Tensor], replies: list[Message]
     ) -> None:
@@ -116,24 +159,52 @@ class LeakageAuditor(Strategy):
         for message in replies:
             if message.has_error():
                 continue
-            client = reply_partition(message)
+            client = self._client(message)
             if client is not None and message.content.array_records:
                 by_client[client] = message
         chosen = audited_clients(
-            self.scenario.audit, list(by_client), self.federation.audit_rng(server_round)
+            self.setup.audit, list(by_client), self.setup.audit_rng(server_round)
         )
         job = RoundJob(server_round, start)
         for client in chosen:
-            update = recover_update(
-                self.federation, start, reply_state(by_client[client]), self._parameter_names
-            )
-            case = ClientCase(client, update)
+            sent = reply_state(by_client[client])
+            case = ClientCase(client, self.setup.recover_update(start, sent, self._parameter_names))
             if self.ground_truth:
-                case.originals, case.true_labels = self.federation.client_batch(
-                    client, server_round
-                )
+                assert self.setup.ground_truth is not None
+                case.originals, case.true_labels = self.setup.ground_truth(client, server_round)
             job.cases.append(case)
         self.worker.submit(lambda: self._run(job))
+
+    def _record_impossible(self, server_round: int) -> None:
+        """Under secure aggregation: one record per attack, no attack on the sum."""
+        records = [
+            {
+                "round": server_round,
+                "client": None,
+                "attack": config.display_name,
+                "defense": self.setup.defense_label,
+                "batch_size": self.setup.batch_size,
+                "labels": self.setup.audit.threat.labels,
+                "psnr": None,
+                "ssim": None,
+                "label_accuracy": None,
+                "objective": None,
+                "iterations": 0,
+                "seconds": 0.0,
+                "status": "impossible",
+                "message": "per-client updates are hidden under secure aggregation;"
+                " the server sees only the sum",
+            }
+            for config, _ in self.engine.attacks
+        ]
+        self.worker.submit(lambda: self._publish(server_round, records))
+
+    def _publish(self, server_round: int, records: list[dict[str, Any]]) -> None:
+        if self.recorder is not None:
+            for record in records:
+                self.recorder.append_leakage(record)
+        if self.on_round_audited is not None:
+            self.on_round_audited(server_round, records)
 
     def _run(self, job: RoundJob) -> None:
         outcomes = self.engine.run(job)
@@ -141,10 +212,36 @@ class LeakageAuditor(Strategy):
         if self.recorder is not None:
             for record in records:
                 self.recorder.append_leakage(record)
-            if self.scenario.audit.grids:
+            if not self.ground_truth:
+                self._save_reconstructions(job, outcomes)
+            elif self.setup.audit.grids:
                 self._save_grids(job, outcomes)
         if self.on_round_audited is not None:
             self.on_round_audited(job.server_round, records)
+
+    def _save_reconstructions(
+        self, job: RoundJob, outcomes: list[tuple[ClientCase, AttackResult]]
+    ) -> None:
+        """Deployment mode: per case, a tensor file of every attack's images and a PNG grid."""
+        assert self.recorder is not None
+        folder = self.recorder.run_dir / RECONSTRUCTIONS_DIR
+        for case in job.cases:
+            rows = [
+                (o.record["attack"], o.inputs)
+                for c, o in outcomes
+                if c is case and o.inputs is not None
+            ]
+            if not rows:
+                continue
+            stem = f"round-{job.server_round:04d}-client-{case.client}"
+            try:
+                torch.save(dict(rows), folder / f"{stem}.pt")
+                if self.setup.audit.grids:
+                    save_image_grid(
+                        folder / f"{stem}.png", rows, f"round {job.server_round}, {case.client}"
+                    )
+            except Exception:  # noqa: BLE001
+                logger.exception("round %d: saving reconstructions failed", job.server_round)
 
     def _save_grids(self, job: RoundJob, outcomes: list[tuple[ClientCase, AttackResult]]) -> None:
         assert self.recorder is not None

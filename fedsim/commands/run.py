@@ -56,11 +56,12 @@ def main(args: argparse.Namespace) -> int:
     started = dt.datetime.now(dt.UTC)
     # Build data, partitions, defenses and attacks now, so a bad name fails before Ray starts.
     from fedsim.auditor.engine import AuditEngine
+    from fedsim.auditor.setup import AuditSetup
     from fedsim.device import resolve_device
     from fedsim.scenario.build import build_federation
 
     federation = build_federation(scenario)
-    AuditEngine(federation, resolve_device(scenario.device))
+    AuditEngine(AuditSetup.from_federation(federation), resolve_device(scenario.device))
     run_dir = run_directory(scenario, args.out, started.astimezone())
     recorder = RunRecorder(run_dir)
     recorder.write_scenario(scenario_to_toml(scenario, run_header(scenario.seed, started)))

@@ -83,3 +83,11 @@ def evaluate(message: Message, context: Context) -> Message:
         }
     )
     return Message(content=content, reply_to=message)
+
+
+@app.query()
+def query(message: Message, context: Context) -> Message:
+    """Which partition this node holds (for seeded client sampling by partition id)."""
+    partition = int(context.node_config[PARTITION_KEY])
+    content = RecordDict({FEDSIM_RECORD: ConfigRecord({PARTITION_KEY: partition})})
+    return Message(content=content, reply_to=message)

@@ -21,7 +21,9 @@ def expected_attack_runs(scenario: Scenario) -> int:
     """Attack runs (round × client × attack) the schedule will produce, if no client fails."""
     rounds = sum(scenario.audit.rounds.selects(r) for r in range(1, scenario.federation.rounds + 1))
     clients = scenario.federation.per_round()
-    if scenario.audit.clients.sample is not None:
+    if scenario.federation.secure_aggregation:
+        clients = 1  # one 'impossible' record per round and attack
+    elif scenario.audit.clients.sample is not None:
         clients = min(clients, scenario.audit.clients.sample)
     return rounds * clients * len(scenario.attacks)
 

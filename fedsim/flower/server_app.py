@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from logging import INFO
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAvg, Strategy
 
 from fedsim.auditor.strategy import LeakageAuditor
 from fedsim.device import resolve_device
 from fedsim.flower.ordering import PartitionOrder
 from fedsim.flower.protocol import SCENARIO_KEY, TORCH_THREADS_KEY
+from fedsim.flower.sampling import SeededSampling
 from fedsim.records import RunRecorder, run_header
 from fedsim.scenario.build import Federation, build_federation
 from fedsim.scenario.config import AttackConfig, Scenario
@@ -61,15 +64,18 @@ def build_strategy(
     observer: RunObserver | None,
     attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
 ) -> tuple[PartitionOrder, LeakageAuditor]:
-    """FedAvg (client sampling from the scenario) inside the auditor, inside the reply ordering."""
+    """FedAvg inside the auditor, inside seeded client sampling (when not every client
+    trains each round), inside the reply ordering."""
     federation_config = federation.scenario.federation
     per_round = federation_config.per_round()
+    sampled = per_round < federation_config.clients
     inner = FedAvg(
-        fraction_train=per_round / federation_config.clients,
+        # Under SeededSampling FedAvg sees only the round's sample and takes all of it.
+        fraction_train=1.0 if sampled else per_round / federation_config.clients,
         fraction_evaluate=0.0,
         min_train_nodes=per_round,
         min_evaluate_nodes=0,
-        min_available_nodes=federation_config.clients,
+        min_available_nodes=per_round if sampled else federation_config.clients,
     )
     auditor = LeakageAuditor(
         inner,
@@ -78,7 +84,12 @@ def build_strategy(
         on_round_audited=observer.round_audited if observer is not None else None,
         attacks=attacks,
     )
-    return PartitionOrder(auditor), auditor
+    strategy: Strategy = auditor
+    if sampled:
+        strategy = SeededSampling(
+            auditor, federation_config.clients, per_round, federation.scenario.seed
+        )
+    return PartitionOrder(strategy), auditor
 
 
 def run_federation(
@@ -154,13 +165,44 @@ def make_server_app(
 app = ServerApp()
 
 
+def app_directory(grid: Grid) -> Path | None:
+    """Where Flower unpacked this run's app (FAB), or None outside Flower's runtimes."""
+    from flwr.common.config import get_project_dir
+
+    try:
+        run = grid.run
+        return get_project_dir(run.fab_id, run.fab_version, run.fab_hash)
+    except Exception:  # noqa: BLE001 - no FAB (in-process grids, run_simulation)
+        return None
+
+
+def resolve_scenario_path(value: str, app_dir: Path | None) -> Path:
+    """A relative `scenario` is looked up in the app (FAB) first, then in the working directory."""
+    path = Path(value).expanduser()
+    if not path.is_absolute() and app_dir is not None and (app_dir / path).is_file():
+        return app_dir / path
+    return path
+
+
+def split_overrides(text: str) -> list[str]:
+    """The run config's `set`: `fedsim run --set` overrides separated by ';'."""
+    return [part.strip() for part in text.split(";") if part.strip()]
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """`flwr run` entry: run config `scenario` (path), optional `out` (run directory)."""
-    scenario = load_scenario(str(context.run_config["scenario"]))
-    out = context.run_config.get("out") or str(
-        Path(scenario.output) / f"{scenario.name}-{int(time.time())}"
+    """`flwr run` entry: run config `scenario` (path), `set` (overrides), `out` (run directory).
+
+    The run directory is written by this process, wherever Flower runs the ServerApp
+    (a relative `out` or `output` is taken from that process's working directory).
+    """
+    config = context.run_config
+    path = resolve_scenario_path(str(config["scenario"]), app_directory(grid))
+    scenario = load_scenario(path, split_overrides(str(config.get("set", ""))))
+    out = str(config.get("out") or "") or str(
+        Path(scenario.output) / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    recorder = RunRecorder(str(out))
+    recorder = RunRecorder(out)
     recorder.write_scenario(scenario_to_toml(scenario, run_header(scenario.seed)))
+    log(INFO, "fedsim: scenario %s, records in %s", path, Path(out).resolve())
     run_federation(grid, scenario, recorder)

@@ -55,6 +55,10 @@ class FederationConfig(_Strict):
     clients: PositiveInt = 4
     clients_per_round: int | float = 1.0
     rounds: PositiveInt = 3
+    secure_aggregation: bool = False
+    """The server sees only the sum of each round's updates (SecAgg+'s view): the auditor
+    records per-client attacks as impossible instead of attacking. The aggregate itself
+    is computed in the clear; see README ("Secure aggregation") for why."""
 
     @model_validator(mode="after")
     def _count_fits(self) -> FederationConfig:
@@ -65,6 +69,11 @@ class FederationConfig(_Strict):
             )
         if isinstance(value, float) and not 0 < value <= 1:
             raise ValueError(f"clients_per_round: a fraction must lie in (0, 1], got {value}")
+        if self.secure_aggregation and self.per_round() < 2:
+            raise ValueError(
+                "secure_aggregation: needs at least 2 clients per round"
+                " (the sum of one update is that update)"
+            )
         return self
 
     def per_round(self) -> int:
@@ -228,6 +237,11 @@ class Scenario(_Strict):
         ):
             raise ValueError(
                 f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
+        if self.federation.secure_aggregation and self.audit.clients.sample is not None:
+            raise ValueError(
+                "audit: clients.sample selects individual updates, which secure aggregation"
+                " hides; remove it or set federation.secure_aggregation = false"
             )
         labels = [a.display_name for a in self.attacks]
         duplicates = sorted({x for x in labels if labels.count(x) > 1})

@@ -1,0 +1,133 @@
+"""`SeededSampling`: each round's clients chosen by partition id with a generator seeded by round.
+
+Flower's strategies sample node ids with Python's `random`, and node ids are random,
+so with `clients_per_round < clients` two runs of one scenario train (and audit)
+different clients. This wrapper asks every node once which partition it holds (a
+QUERY message the fedsim ClientApp answers), draws the round's partitions from a
+generator seeded by (scenario seed, round), and hands the inner strategy a view of
+the grid holding only those nodes, so the inner strategy's own sampling takes them all.
+Everything else passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from logging import INFO
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from flwr.supercore.run import Run
+
+from fedsim.flower.protocol import reply_partition
+from fedsim.scenario.build import derived_seed
+
+_SAMPLING_TAG = 0x5A3B
+
+
+def sampled_partitions(seed: int, server_round: int, partitions: list[int], size: int) -> list[int]:
+    """The `size` partitions of `server_round`, sorted; depends only on seed, round and the set."""
+    ordered = sorted(partitions)
+    rng = np.random.default_rng(derived_seed(seed, _SAMPLING_TAG, server_round))
+    return sorted(ordered[i] for i in rng.choice(len(ordered), size=size, replace=False))
+
+
+class NodeSubset(Grid):
+    """A view of `grid` whose `get_node_ids` lists only `node_ids`; all else is `grid`'s."""
+
+    def __init__(self, grid: Grid, node_ids: list[int]) -> None:
+        self.grid = grid
+        self.node_ids = list(node_ids)
+
+    def set_run(self, run: Run) -> None:
+        self.grid.set_run(run)
+
+    @property
+    def run(self) -> Run:
+        return self.grid.run
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        return self.grid.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self.node_ids)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self.grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self.grid.pull_messages(message_ids)
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        return self.grid.send_and_receive(messages, timeout=timeout)
+
+
+class SeededSampling(Strategy):
+    """Passes everything to `inner`; train rounds see only the seeded sample of partitions."""
+
+    def __init__(
+        self, inner: Strategy, clients: int, per_round: int, seed: int, query_timeout: float = 120
+    ) -> None:
+        self.inner = inner
+        self.clients = clients
+        self.per_round = per_round
+        self.seed = seed
+        self.query_timeout = query_timeout
+        self.node_of: dict[int, int] = {}
+        """partition id → node id, learnt once from the nodes' answers."""
+
+    def _learn_partitions(self, grid: Grid) -> None:
+        while len(nodes := list(grid.get_node_ids())) < self.clients:
+            log(INFO, "Waiting for nodes: %d of %d connected.", len(nodes), self.clients)
+            time.sleep(1)
+        known = set(self.node_of.values())
+        unknown = [n for n in nodes if n not in known]
+        if not unknown:
+            return
+        queries = [
+            Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY)
+            for node in unknown
+        ]
+        for reply in grid.send_and_receive(queries, timeout=self.query_timeout):
+            partition = None if reply.has_error() else reply_partition(reply)
+            if partition is not None:
+                self.node_of[partition] = int(reply.metadata.src_node_id)
+
+    def summary(self) -> None:
+        self.inner.summary()
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._learn_partitions(grid)
+        size = min(self.per_round, len(self.node_of))
+        chosen = sampled_partitions(self.seed, server_round, list(self.node_of), size)
+        subset = NodeSubset(grid, [self.node_of[p] for p in chosen])
+        return self.inner.configure_train(server_round, arrays, config, subset)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        return self.inner.aggregate_train(server_round, replies)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        return self.inner.aggregate_evaluate(server_round, replies)
