@@ -47,7 +47,7 @@ def test_series_averages_successful_reconstructions_only(tmp_path: Path) -> None
     series = records.series()[("bayes", "gaussian:sigma=0.1")]
     assert series == {1: [27.0, 28.0], 2: [24.0, 25.0]}
     rows = records.summary_rows()
-    assert rows[0] == ("bayes", "gaussian:sigma=0.1", 1, 27.5, 28.0, 2, 1)
+    assert rows[0] == ("bayes", "gaussian:sigma=0.1", 1, 27.5, 28.0, 2, "timeout 1")
 
 
 def test_partial_run_is_reported_as_partial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

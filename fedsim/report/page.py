@@ -49,12 +49,12 @@ def _run_section(run: RunRecords) -> str:
         )
     rows = "".join(
         f"<tr><td>{escape(a)}</td><td>{escape(d)}</td><td>{r}</td><td>{_number(mean)}</td>"
-        f"<td>{_number(best)}</td><td>{ok}</td><td>{failed}</td></tr>"
-        for a, d, r, mean, best, ok, failed in run.summary_rows()
+        f"<td>{_number(best)}</td><td>{ok}</td><td>{escape(other) or '–'}</td></tr>"
+        for a, d, r, mean, best, ok, other in run.summary_rows()
     )
     parts.append(
         "<table><tr><th>attack</th><th>defense</th><th>round</th><th>mean PSNR (dB)</th>"
-        f"<th>best PSNR (dB)</th><th>ok</th><th>failed</th></tr>{rows}</table>"
+        f"<th>best PSNR (dB)</th><th>ok</th><th>other statuses</th></tr>{rows}</table>"
     )
     accuracy = "".join(
         f"<tr><td>{r.get('round')}</td><td>{_number(r.get('accuracy'), 4)}</td><td>{_number(r.get('loss'), 4)}</td></tr>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import tomllib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,19 +57,22 @@ class RunRecords:
                 table[key][int(record["round"])].append(float(record["psnr"]))
         return table
 
-    def summary_rows(self) -> list[tuple[str, str, int, float, float, int, int]]:
-        """(attack, defense, round, mean PSNR, best PSNR, ok, failed) per audited round."""
-        counts: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
+    def summary_rows(self) -> list[tuple[str, str, int, float, float, int, str]]:
+        """(attack, defense, round, mean PSNR, best PSNR, ok count, other statuses) per audited round."""
+        statuses: dict[tuple[str, str, int], Counter[str]] = defaultdict(Counter)
         for record in self.leakage:
             key = (str(record["attack"]), str(record.get("defense", "none")), int(record["round"]))
-            counts[key][0 if record.get("status") == "ok" else 1] += 1
+            statuses[key][str(record.get("status"))] += 1
         rows = []
         series = self.series()
-        for (attack, defense, rnd), (ok, failed) in sorted(counts.items()):
+        for (attack, defense, rnd), counts in sorted(statuses.items()):
             values = series.get((attack, defense), {}).get(rnd, [])
             mean = statistics.fmean(values) if values else float("nan")
             best = max(values) if values else float("nan")
-            rows.append((attack, defense, rnd, mean, best, ok, failed))
+            other = ", ".join(
+                f"{status} {n}" for status, n in sorted(counts.items()) if status != "ok"
+            )
+            rows.append((attack, defense, rnd, mean, best, counts["ok"], other))
         return rows
 
     def grids(self) -> list[Path]:
