@@ -1,0 +1,282 @@
+"""An optimisation attack: a named configuration of the engine, checked against the threat model.
+
+Subclasses (see `attacks.configs`) only set defaults: the data term, priors and
+optimiser of their paper, what they need from the threat model, and the reference.
+`reconstruct_many` batches several targets that share a model and its start parameters
+(clients of one round, images of one `fedsim attack`) into one optimisation.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import ClassVar, Literal
+
+import torch
+
+from attacks.engine import OptimizerConfig, Problem, optimise
+from attacks.errors import AttackError
+from attacks.objectives import Observed, ObservedGroup, build_objective
+from attacks.priors import build_prior
+from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
+from attacks.updates import Route, build_updates
+
+Capability = Literal["labels", "bn_stats", "mechanism", "local_hparams"]
+
+_GRANTS: dict[str, str] = {
+    "labels": "labels_known",
+    "bn_stats": "bn_stats_known",
+    "mechanism": "mechanism_known",
+    "local_hparams": "local_hparams_known",
+}
+
+
+def missing_capabilities(needs: frozenset[str], threat: ThreatModel) -> list[str]:
+    """The capabilities in `needs` that `threat` does not grant, sorted."""
+    return sorted(c for c in needs if not getattr(threat, _GRANTS[c]))
+
+
+@dataclass
+class GradientAttack:
+    """Reconstruct inputs by matching the observed update, batched over candidates.
+
+    Fields are the hyper-parameters; `build_attack(name, **overrides)` sets them.
+    `priors` maps prior names (see `attacks.priors.PRIORS`) to weights. `iterations` and
+    `restarts` apply when `reconstruct` gets no Budget. `device` None means the device of
+    the target model's parameters. `route` picks how candidate updates are computed
+    ('auto': the fast activation route where it is exact, else torch.func vmap).
+    """
+
+    name: ClassVar[str] = "gradient"
+    reference: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    objective: str = "l2"
+    priors: dict[str, float] = field(default_factory=dict)
+    optimizer: Literal["adam", "lbfgs"] = "adam"
+    lr: float = 0.1
+    schedule: Literal["constant", "exponential", "step"] = "constant"
+    decay: float = 1.0
+    milestones: tuple[float, ...] = (3 / 8, 5 / 8, 7 / 8)
+    signed: bool = False
+    box: bool = True
+    weight_start: float = 1.0
+    weight_ramp: float = 0.0
+    iterations: int = 200
+    restarts: int = 1
+    seed: int = 0
+    route: Route = "auto"
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        build_objective(self.objective)
+        for prior in self.priors:
+            build_prior(prior)
+        if self.iterations < 1 or self.restarts < 1:
+            raise AttackError(f"{self.name}: iterations and restarts must be at least 1")
+        if self.lr <= 0:
+            raise AttackError(f"{self.name}: lr must be positive, got {self.lr}")
+
+    # ------------------------------------------------------------------ public API
+
+    def reconstruct(self, target: AttackTarget, budget: Budget | None = None) -> Reconstruction:
+        """Reconstruct one target's batch."""
+        return self.reconstruct_many([target], budget)[0]
+
+    def reconstruct_many(
+        self, targets: Sequence[AttackTarget], budget: Budget | None = None
+    ) -> list[Reconstruction]:
+        """Reconstruct several targets that share model and start parameters, in one optimisation."""
+        if not targets:
+            return []
+        budget = budget or Budget(iterations=self.iterations, restarts=self.restarts)
+        first = targets[0]
+        for t in targets:
+            t.validate()
+            self.check(t)
+        _check_shared(targets)
+        device = torch.device(self.device) if self.device else _model_device(first.model)
+        labels, inferred = zip(*(self._labels(t) for t in targets), strict=True)
+
+        start = time.perf_counter()
+        problem, x0 = self._problem(targets, [lab.to(device) for lab in labels], budget, device)
+        result = optimise(
+            problem, x0, self.optimizer_config(first), budget.iterations, budget.seconds
+        )
+        seconds = time.perf_counter() - start
+
+        out = []
+        r = budget.restarts
+        for i in range(len(targets)):
+            objective = result.objective[i * r : (i + 1) * r].cpu()
+            best = int(torch.argmin(objective))
+            status = result.status if torch.isfinite(objective[best]) else "failed"
+            out.append(
+                Reconstruction(
+                    inputs=result.x[i * r + best].detach().cpu(),
+                    labels=labels[i].cpu(),
+                    objective=objective,
+                    best=best,
+                    iterations=result.iterations,
+                    seconds=seconds / len(targets),
+                    labels_inferred=inferred[i],
+                    status=status,
+                    message="" if status == "ok" else _status_message(status, budget),
+                )
+            )
+        return out
+
+    def check(self, target: AttackTarget) -> None:
+        """Refuse up front a target whose threat model lacks what this attack needs."""
+        missing = missing_capabilities(self.needs, target.threat)
+        if missing:
+            raise AttackError(
+                f"attack {self.name!r} needs {', '.join(missing)} but the threat model does not grant "
+                f"{'it' if len(missing) == 1 else 'them'} ({', '.join(_GRANTS[m] for m in missing)})"
+            )
+        if target.threat.labels_known and target.labels is None:
+            raise AttackError("threat model grants labels (labels_known) but the target has none")
+
+    def optimizer_config(self, target: AttackTarget) -> OptimizerConfig:
+        """The engine settings for `target` (subclasses may derive some from the mechanism)."""
+        return OptimizerConfig(
+            optimizer=self.optimizer,
+            lr=self.lr,
+            schedule=self.schedule,
+            decay=self.decay,
+            milestones=tuple(self.milestones),
+            signed=self.signed,
+            box=self.box,
+            weight_start=self.weight_start,
+            weight_ramp=self.weight_ramp,
+        )
+
+    def priors_for(self, target: AttackTarget) -> dict[str, float]:
+        """Prior name → weight for `target` (subclasses may add priors the threat model allows)."""
+        return dict(self.priors)
+
+    def with_overrides(self, **overrides: object) -> GradientAttack:
+        """A copy with some hyper-parameters changed (unknown names raise AttackError)."""
+        check_overrides(type(self), overrides)
+        return replace(self, **overrides)
+
+    # ------------------------------------------------------------------ internals
+
+    def _labels(self, target: AttackTarget) -> tuple[torch.Tensor, bool]:
+        if target.threat.labels_known:
+            return target.labels.detach().long(), False
+        try:
+            from attacks.labels import infer_labels
+        except ImportError:
+            raise AttackError(
+                "labels are not granted (labels_known=False) and label inference is unavailable"
+            ) from None
+        return infer_labels(target).detach().long().cpu(), True
+
+    def _problem(
+        self,
+        targets: Sequence[AttackTarget],
+        labels: Sequence[torch.Tensor],
+        budget: Budget,
+        device: torch.device,
+    ) -> tuple[Problem, torch.Tensor]:
+        first = targets[0]
+        model = first.model
+        if _model_device(model) != device:
+            model = copy.deepcopy(model).to(device)
+        protocol = first.protocol
+        unroll = protocol.kind == "fedavg" and first.threat.local_hparams_known
+        updates = build_updates(
+            model,
+            first.batch_size,
+            first.bn_train_mode,
+            protocol=protocol,
+            unroll=unroll,
+            route=self.route,
+            input_shape=first.input_shape,
+            num_classes=first.num_classes,
+        )
+        r = budget.restarts
+        per_candidate: list[list[torch.Tensor]] = []
+        groups = []
+        for i, t in enumerate(targets):
+            observed = [u.detach().to(device) for u in t.update]
+            if protocol.kind == "fedavg" and not unroll:
+                # Local hyper-parameters unknown: read the delta as a scaled gradient
+                # (the protocol's lr and steps are then the adversary's guess).
+                scale = protocol.local_lr * protocol.local_steps
+                observed = [-u / scale for u in observed]
+            groups.append(ObservedGroup(i * r, (i + 1) * r, observed, t.mechanism))
+            per_candidate.append(observed)
+        stacked = [
+            torch.stack([obs[k] for obs in per_candidate]).repeat_interleave(r, dim=0)
+            for k in range(len(per_candidate[0]))
+        ]
+        label_tensor = torch.stack(list(labels)).repeat_interleave(r, dim=0)
+        priors = [(build_prior(n), float(w)) for n, w in self.priors_for(first).items()]
+        problem = Problem(
+            updates,
+            label_tensor,
+            Observed(stacked, groups),
+            build_objective(self.objective),
+            priors,
+        )
+        dtype = next(model.parameters()).dtype
+        x0 = torch.cat([self._initial(first, restart) for _ in targets for restart in range(r)])
+        x0 = x0.to(device=device, dtype=dtype)
+        return problem, x0
+
+    def _initial(self, target: AttackTarget, restart: int) -> torch.Tensor:
+        """Restart `restart`'s start point: uniform in [0, 1], from a generator seeded by
+        (seed, restart) alone, so a candidate starts the same however it is batched."""
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + restart)
+        return torch.rand((1, target.batch_size, *target.input_shape), generator=gen)
+
+
+def check_overrides(cls: type[GradientAttack], overrides: dict[str, object]) -> None:
+    """Refuse hyper-parameter names the attack does not have, listing the valid ones."""
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise AttackError(
+            f"attack {cls.name!r}: unknown hyper-parameter {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(valid))}"
+        )
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _check_shared(targets: Sequence[AttackTarget]) -> None:
+    first = targets[0]
+    ref = list(first.model.parameters())
+    for t in targets[1:]:
+        same = (
+            type(t.model) is type(first.model)
+            and t.batch_size == first.batch_size
+            and tuple(t.input_shape) == tuple(first.input_shape)
+            and t.num_classes == first.num_classes
+            and t.protocol == first.protocol
+            and t.threat == first.threat
+            and t.bn_train_mode == first.bn_train_mode
+        )
+        params = list(t.model.parameters())
+        if (
+            not same
+            or len(params) != len(ref)
+            or any(not torch.equal(a, b) for a, b in zip(params, ref, strict=True))
+        ):
+            raise AttackError(
+                "targets batched in one call must share model, start parameters, batch size, "
+                "input shape, protocol and threat model"
+            )
+
+
+def _status_message(status: str, budget: Budget) -> str:
+    if status == "timeout":
+        return f"time budget of {budget.seconds} s reached; best candidate so far returned"
+    return "objective is not finite for every candidate"

@@ -1,0 +1,206 @@
+"""The optimisation engine: N independent candidates minimised as one vectorised problem.
+
+Minimises, for every candidate n at once,
+
+    w_t · D(g_obs,n , g(x_n, y_n)) + Σ_k λ_k R_k(x_n)
+
+where D is the data term (a likelihood or a distance), R_k are priors and w_t a
+scheduled weight on the data term. The loss handed to autograd is the sum over
+candidates; since candidate n's term depends only on x_n and Adam is elementwise, every
+candidate follows exactly the trajectory it would follow alone (up to floating-point
+reordering). L-BFGS keeps curvature state across the whole vector, so it runs one
+candidate at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from attacks.objectives import Objective, Observed
+from attacks.priors import Prior
+from attacks.updates import UpdateFunction
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """How candidates are optimised.
+
+    `schedule`: 'constant'; 'exponential' multiplies the lr by `decay` every step;
+    'step' multiplies it by `decay` at each fraction in `milestones` of the budget.
+    `signed` steps on the sign of the gradient (Inverting Gradients); `box` projects
+    onto [0, 1] after every step. The data-term weight starts at `weight_start` and
+    rises geometrically to 1 over the first `weight_ramp` fraction of the iterations.
+    """
+
+    optimizer: Literal["adam", "lbfgs"] = "adam"
+    lr: float = 0.1
+    schedule: Literal["constant", "exponential", "step"] = "constant"
+    decay: float = 1.0
+    milestones: tuple[float, ...] = (3 / 8, 5 / 8, 7 / 8)
+    signed: bool = False
+    box: bool = True
+    weight_start: float = 1.0
+    weight_ramp: float = 0.0
+    lbfgs_max_iter: int = 20
+
+
+@dataclass
+class Problem:
+    """What is optimised: candidate labels, observed updates, the data term and priors."""
+
+    updates: UpdateFunction
+    labels: torch.Tensor  # (N, B)
+    observed: Observed
+    objective: Objective
+    priors: Sequence[tuple[Prior, float]]
+
+    def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(data term, weighted prior sum), each (N,)."""
+        cand = self.updates(x, self.labels)
+        data = self.objective(cand, self.observed)
+        prior = x.new_zeros(x.shape[0])
+        for p, weight in self.priors:
+            if weight:
+                prior = prior + weight * p(x, cand)
+        return data, prior
+
+    def subset(self, index: int) -> Problem:
+        """The problem of candidate `index` alone (for L-BFGS)."""
+        group = next(g for g in self.observed.groups if g.start <= index < g.stop)
+        observed = Observed(
+            [o[index : index + 1] for o in self.observed.per_candidate],
+            [type(group)(0, 1, group.update, group.mechanism)],
+        )
+        return Problem(
+            self.updates, self.labels[index : index + 1], observed, self.objective, self.priors
+        )
+
+
+@dataclass
+class EngineResult:
+    x: torch.Tensor  # (N, B, C, H, W)
+    objective: torch.Tensor  # (N,) final objective at data weight 1; +inf where not finite
+    iterations: int
+    seconds: float
+    status: Literal["ok", "timeout", "failed"]
+
+
+def data_weight(config: OptimizerConfig, step: int, iterations: int) -> float:
+    """The scheduled weight on the data term at `step` (geometric ramp to 1)."""
+    ramp = int(round(config.weight_ramp * iterations))
+    if ramp <= 0 or config.weight_start >= 1.0 or step >= ramp:
+        return 1.0
+    return config.weight_start ** (1.0 - step / ramp)
+
+
+def learning_rate(config: OptimizerConfig, step: int, iterations: int) -> float:
+    """The learning rate at `step` of `iterations`."""
+    if config.schedule == "exponential":
+        return config.lr * config.decay**step
+    if config.schedule == "step":
+        drops = sum(step >= math.ceil(m * iterations) for m in config.milestones)
+        return config.lr * config.decay**drops
+    return config.lr
+
+
+def final_objective(problem: Problem, x: torch.Tensor) -> torch.Tensor:
+    """(N,) data term + priors at weight 1; +inf where not finite."""
+    with torch.enable_grad():
+        data, prior = problem.terms(x.detach())
+    total = (data + prior).detach()
+    return torch.where(torch.isfinite(total), total, torch.full_like(total, math.inf))
+
+
+def optimise(
+    problem: Problem,
+    x0: torch.Tensor,
+    config: OptimizerConfig,
+    iterations: int,
+    seconds: float | None = None,
+) -> EngineResult:
+    """Run the optimisation from `x0` (N, B, C, H, W) for `iterations` steps or `seconds`."""
+    start = time.perf_counter()
+    deadline = None if seconds is None else start + seconds
+    if config.optimizer == "lbfgs":
+        x, done, timed_out = _lbfgs(problem, x0, config, iterations, deadline)
+    else:
+        x, done, timed_out = _adam(problem, x0, config, iterations, deadline)
+    objective = final_objective(problem, x)
+    status: Literal["ok", "timeout", "failed"] = "timeout" if timed_out else "ok"
+    if not torch.isfinite(objective).any():
+        status = "failed"
+    return EngineResult(x.detach(), objective, done, time.perf_counter() - start, status)
+
+
+def _adam(
+    problem: Problem,
+    x0: torch.Tensor,
+    config: OptimizerConfig,
+    iterations: int,
+    deadline: float | None,
+) -> tuple[torch.Tensor, int, bool]:
+    x = x0.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=config.lr)
+    for step in range(iterations):
+        if deadline is not None and time.perf_counter() >= deadline:
+            return x, step, True
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(config, step, iterations)
+        data, prior = problem.terms(x)
+        loss = (data_weight(config, step, iterations) * data + prior).sum()
+        (gradient,) = torch.autograd.grad(loss, x)
+        x.grad = gradient.sign() if config.signed else gradient
+        opt.step()
+        if config.box:
+            with torch.no_grad():
+                x.clamp_(0.0, 1.0)
+    return x, iterations, False
+
+
+def _lbfgs(
+    problem: Problem,
+    x0: torch.Tensor,
+    config: OptimizerConfig,
+    iterations: int,
+    deadline: float | None,
+) -> tuple[torch.Tensor, int, bool]:
+    results = []
+    done_min = iterations
+    timed_out = False
+    for n in range(x0.shape[0]):
+        sub = problem.subset(n)
+        xn = x0[n : n + 1].detach().clone().requires_grad_(True)
+        opt = torch.optim.LBFGS(
+            [xn], lr=config.lr, max_iter=config.lbfgs_max_iter, line_search_fn="strong_wolfe"
+        )
+        step_holder = {"step": 0}
+
+        def closure(
+            sub: Problem = sub, xn: torch.Tensor = xn, holder: dict = step_holder
+        ) -> torch.Tensor:
+            data, prior = sub.terms(xn)
+            loss = (data_weight(config, holder["step"], iterations) * data + prior).sum()
+            (xn.grad,) = torch.autograd.grad(loss, xn)  # replaces, so no zero_grad needed
+            return loss.detach()
+
+        done = iterations
+        for step in range(iterations):
+            if deadline is not None and time.perf_counter() >= deadline:
+                done, timed_out = step, True
+                break
+            step_holder["step"] = step
+            opt.step(closure)
+            if config.box:
+                with torch.no_grad():
+                    xn.clamp_(0.0, 1.0)
+            if not torch.isfinite(xn).all():
+                break
+        done_min = min(done_min, done)
+        results.append(xn.detach())
+    return torch.cat(results), done_min, timed_out

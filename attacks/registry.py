@@ -1,0 +1,31 @@
+"""Name → attack table and the one way to build an attack by name."""
+
+from __future__ import annotations
+
+from attacks.base import GradientAttack, check_overrides
+from attacks.configs import (
+    BayesAttack,
+    CosineAttack,
+    DLGAttack,
+    GradInversionAttack,
+    L1Attack,
+    L2Attack,
+)
+from attacks.errors import AttackError
+
+ATTACKS: dict[str, type[GradientAttack]] = {
+    cls.name: cls
+    for cls in (BayesAttack, L2Attack, DLGAttack, L1Attack, CosineAttack, GradInversionAttack)
+}
+
+
+def build_attack(name: str, **overrides: object) -> GradientAttack:
+    """Attack `name` with its paper's defaults, some replaced by `overrides`."""
+    try:
+        cls = ATTACKS[name]
+    except KeyError:
+        raise AttackError(
+            f"attack: unknown name {name!r}; choose one of {', '.join(sorted(ATTACKS))}"
+        ) from None
+    check_overrides(cls, overrides)
+    return cls(**overrides)
