@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -20,6 +22,7 @@ class _Stop(Exception):
     """Raised by the probe hook to end a forward pass once the first layer is seen."""
 
 
+@dataclass
 class AnalyticFC:
     """`analytic-fc`: read the input off the gradient of a first `nn.Linear` with bias.
 
@@ -51,21 +54,24 @@ class AnalyticFC:
     then the groups are fewer and the remaining estimates are mixtures, as above.
     """
 
-    name = "analytic-fc"
-    reference = (
+    name: ClassVar[str] = "analytic-fc"
+    reference: ClassVar[str] = (
         "Phong et al., Privacy-Preserving Deep Learning via Additively Homomorphic "
         "Encryption, 2017; Fowl et al., Robbing the Fed, ICLR 2022"
     )
     #: ThreatModel flags this attack needs set; it needs none (labels are inferred).
-    needs: frozenset[str] = frozenset()
+    needs: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, rows: int = 64, tolerance: float = 1e-3) -> None:
-        if rows < 1:
-            raise AttackError(f"analytic-fc: rows must be at least 1, got {rows}")
-        if tolerance <= 0:
-            raise AttackError(f"analytic-fc: tolerance must be positive, got {tolerance}")
-        self.rows = rows
-        self.tolerance = tolerance
+    rows: int = 64
+    tolerance: float = 1e-3
+    seed: int = 0
+    """Unused (the attack is deterministic); kept so every attack takes the same options."""
+
+    def __post_init__(self) -> None:
+        if self.rows < 1:
+            raise AttackError(f"analytic-fc: rows must be at least 1, got {self.rows}")
+        if self.tolerance <= 0:
+            raise AttackError(f"analytic-fc: tolerance must be positive, got {self.tolerance}")
 
     def reconstruct(self, target: AttackTarget, budget: Budget | None = None) -> Reconstruction:
         """Reconstruct the batch in pixel space; `budget` is accepted for the common interface.

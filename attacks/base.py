@@ -235,7 +235,7 @@ class GradientAttack:
         return torch.rand((1, target.batch_size, *target.input_shape), generator=gen)
 
 
-def check_overrides(cls: type[GradientAttack], overrides: dict[str, object]) -> None:
+def check_overrides(cls: type, overrides: dict[str, object]) -> None:
     """Refuse hyper-parameter names the attack does not have, listing the valid ones."""
     valid = {f.name for f in fields(cls)}
     unknown = sorted(set(overrides) - valid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from attacks.analytic import AnalyticFC
 from attacks.base import GradientAttack, check_overrides
 from attacks.configs import (
     BayesAttack,
@@ -13,13 +14,24 @@ from attacks.configs import (
 )
 from attacks.errors import AttackError
 
-ATTACKS: dict[str, type[GradientAttack]] = {
+Attack = GradientAttack | AnalyticFC
+"""Every attack offers `reconstruct(target, budget)`; optimisation attacks also `reconstruct_many`."""
+
+ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls
-    for cls in (BayesAttack, L2Attack, DLGAttack, L1Attack, CosineAttack, GradInversionAttack)
+    for cls in (
+        BayesAttack,
+        L2Attack,
+        DLGAttack,
+        L1Attack,
+        CosineAttack,
+        GradInversionAttack,
+        AnalyticFC,
+    )
 }
 
 
-def build_attack(name: str, **overrides: object) -> GradientAttack:
+def build_attack(name: str, **overrides: object) -> Attack:
     """Attack `name` with its paper's defaults, some replaced by `overrides`."""
     try:
         cls = ATTACKS[name]

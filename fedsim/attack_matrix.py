@@ -26,6 +26,7 @@ from fedsim.data import load_dataset
 from fedsim.device import resolve_device
 from fedsim.errors import ConfigError
 from fedsim.metrics import label_accuracy, match_by_psnr, ssim
+from fedsim.metrics.psnr import PSNR_CAP_DB
 from fedsim.models import build_model
 
 
@@ -180,7 +181,7 @@ def _score(
     ):
         guess = rec.inputs.detach().cpu().clamp(0, 1).to(original.dtype)
         matching = match_by_psnr(guess, original)
-        psnrs.extend(float(v) for v in matching.psnr)
+        psnrs.extend(min(float(v), PSNR_CAP_DB) for v in matching.psnr)
         ssims.extend(float(v) for v in ssim(matching.apply(guess), original, reduction="none"))
         correct += float(label_accuracy(rec.labels.cpu(), label)) * len(label)
     return CellResult(

@@ -15,17 +15,10 @@ if TYPE_CHECKING:
 def print_results(results: Sequence[CellResult], console: Console | None = None) -> None:
     """One row per attack × defense: images, PSNR mean and median (dB), SSIM, label accuracy, seconds."""
     table = Table(title="gradient leakage")
-    for column in (
-        "attack",
-        "defense",
-        "images",
-        "PSNR mean",
-        "PSNR median",
-        "SSIM",
-        "label acc",
-        "seconds",
-    ):
-        table.add_column(column, justify="left" if column in ("attack", "defense") else "right")
+    for column in ("attack", "defense"):
+        table.add_column(column, no_wrap=True, overflow="fold")
+    for column in ("n", "PSNR", "median", "SSIM", "labels", "s"):
+        table.add_column(column, justify="right", no_wrap=True)
     for r in results:
         table.add_row(
             r.attack,

@@ -6,9 +6,13 @@
     RUN/leakage.jsonl       one line per (round, client, attack): defense, PSNR, SSIM,
                             label accuracy, objective, iterations, seconds, status
     RUN/reconstructions/    PNG grids, originals over each attack's reconstructions
+    RUN/checkpoints/        the global model after the last complete rounds and a progress
+                            journal, for `fedsim run --resume` (see `fedsim.checkpoints`)
 
-Lines are appended and flushed as they happen (from any thread), so an interrupted
-run keeps everything up to its last finished round.
+Each line is appended in one write as it happens (from any thread), and the files are
+fsynced at the end of every round, so an interrupted run keeps everything up to its
+last finished round. The directory is owner-only (0o700), its files 0o600: the
+reconstructions and grids are images of the clients' private data.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from typing import Any
 
 import torch
 
+from fedsim.checkpoints import Checkpoints
 from fedsim.errors import ConfigError
+from fedsim.private_files import append_line, fsync_file, make_private, private_dir, write_atomic
 
 SCENARIO_FILE = "scenario.toml"
 ROUNDS_FILE = "rounds.jsonl"
@@ -54,28 +60,54 @@ def _json_value(value: Any) -> Any:
 
 
 class RunRecorder:
-    """Appends the records of one run to its directory; safe to call from several threads."""
+    """Appends the records of one run to its directory; safe to call from several threads.
 
-    def __init__(self, run_dir: str | Path) -> None:
+    `resume=True` reopens a run directory that already holds records (`fedsim run --resume`).
+    """
+
+    def __init__(self, run_dir: str | Path, *, resume: bool = False) -> None:
         self.run_dir = Path(run_dir)
-        if (self.run_dir / ROUNDS_FILE).exists() or (self.run_dir / LEAKAGE_FILE).exists():
+        if not resume and (
+            (self.run_dir / ROUNDS_FILE).exists() or (self.run_dir / LEAKAGE_FILE).exists()
+        ):
             raise ConfigError(
                 f"--out: {self.run_dir} already holds a run; choose another directory"
             )
         try:
-            (self.run_dir / RECONSTRUCTIONS_DIR).mkdir(parents=True, exist_ok=True)
+            private_dir(self.run_dir)
+            private_dir(self.run_dir / RECONSTRUCTIONS_DIR)
         except OSError as error:
             raise ConfigError(f"--out: cannot create {self.run_dir} ({error.strerror})") from None
         self._lock = threading.Lock()
+        self.checkpoints = Checkpoints(self.run_dir)
 
     def write_scenario(self, toml_text: str) -> None:
-        (self.run_dir / SCENARIO_FILE).write_text(toml_text, encoding="utf-8")
+        write_atomic(self.run_dir / SCENARIO_FILE, toml_text.encode("utf-8"))
 
     def _append(self, name: str, record: Mapping[str, Any]) -> None:
         line = json.dumps({k: _json_value(v) for k, v in record.items()}, sort_keys=False)
-        with self._lock, open(self.run_dir / name, "a", encoding="utf-8") as file:
-            file.write(line + "\n")
-            file.flush()
+        with self._lock:
+            append_line(self.run_dir / name, line)
+
+    def sync(self) -> None:
+        """fsync rounds.jsonl and leakage.jsonl (called at the end of every round)."""
+        with self._lock:
+            for name in (ROUNDS_FILE, LEAKAGE_FILE):
+                fsync_file(self.run_dir / name)
+
+    def keep_through(self, server_round: int) -> None:
+        """Drop every record of a round after `server_round` (resume: they are redone)."""
+        with self._lock:
+            for name in (ROUNDS_FILE, LEAKAGE_FILE):
+                path = self.run_dir / name
+                if not path.is_file():
+                    continue
+                kept = [
+                    json.dumps(r)
+                    for r in read_jsonl(path)
+                    if isinstance(r.get("round"), int) and r["round"] <= server_round
+                ]
+                write_atomic(path, "".join(line + "\n" for line in kept).encode("utf-8"))
 
     def append_round(self, record: Mapping[str, Any]) -> None:
         """One line of rounds.jsonl."""
@@ -101,6 +133,7 @@ class RunRecorder:
         title = f"round {server_round}, client {client}"
         with self._lock:
             save_image_grid(path, [("original", originals), *rows], title)
+            make_private(path)
         return path
 
 

@@ -2,7 +2,11 @@
 
 A `RoundJob` holds copies of everything it needs (start parameters, recovered updates,
 ground truth), so it can run in a worker thread while the federation moves on. Every
-attack failure becomes a record with status 'failed' and the error's message.
+attack failure becomes a record with a status and the error's message: `oom` when it
+ran out of memory (torch.OutOfMemoryError, a RuntimeError "out of memory", MemoryError;
+a batched attack is then retried one target at a time), `failed` for any other
+exception, `timeout` when the attack says so or returns well past its time budget
+(`Budget.seconds`; attacks check it themselves, the engine cannot stop a running one).
 """
 
 from __future__ import annotations
@@ -41,6 +45,28 @@ class RoundJob:
     server_round: int
     start_state: dict[str, torch.Tensor]
     cases: list[ClientCase] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """Records of the round's replies that were not attacked (status `rejected`)."""
+
+
+OVER_BUDGET_FACTOR = 1.5
+"""An attack that returns after more than this times its `seconds` budget (plus one
+second of slack) is recorded as `timeout`, its scores kept."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """torch's OutOfMemoryError, Python's MemoryError, or a RuntimeError saying so."""
+    if isinstance(error, MemoryError | torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _release_memory() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -76,12 +102,16 @@ def attack_targets(
         try:
             return list(batched(list(targets), budget))
         except Exception as error:  # noqa: BLE001 - an attack failure must not fail the round
-            return [error] * len(targets)
+            if not is_out_of_memory(error):
+                return [error] * len(targets)
+            _release_memory()  # the batch did not fit: one target at a time may
     results: list[Reconstruction | Exception] = []
     for target in targets:
         try:
             results.append(attack.reconstruct(target, budget))
         except Exception as error:  # noqa: BLE001
+            if is_out_of_memory(error):
+                _release_memory()
             results.append(error)
     return results
 
@@ -127,9 +157,15 @@ class AuditEngine:
         )
 
     def _base_record(self, job: RoundJob, case: ClientCase, config: AttackConfig) -> dict[str, Any]:
+        return self.base_record(job.server_round, case.client, config)
+
+    def base_record(
+        self, server_round: int, client: int | None, config: AttackConfig
+    ) -> dict[str, Any]:
+        """The fields every leakage line of (round, client, attack) starts with."""
         return {
-            "round": job.server_round,
-            "client": case.client,
+            "round": server_round,
+            "client": client,
             "attack": config.display_name,
             "defense": self.setup.defense_label,
             "batch_size": self.setup.batch_size,
@@ -164,6 +200,7 @@ class AuditEngine:
                     outcome = self._failure(job, case, config, result, elapsed / max(len(ready), 1))
                 else:
                     outcome = self._success(job, case, config, result)
+                    _flag_over_budget(outcome.record, budget, elapsed / max(len(ready), 1))
                 outcomes.append((case, outcome))
         if on_result is not None:
             for case, outcome in outcomes:
@@ -186,8 +223,8 @@ class AuditEngine:
             objective=None,
             iterations=0,
             seconds=seconds,
-            status="failed",
-            message=f"{type(error).__name__}: {error}".splitlines()[0],
+            status="oom" if is_out_of_memory(error) else "failed",
+            message=(f"{type(error).__name__}: {error}".splitlines() or [""])[0],
         )
         return AttackResult(record)
 
@@ -218,3 +255,14 @@ class AuditEngine:
         if scores is not None:
             inputs = inputs[scores.order]
         return AttackResult(record, inputs)
+
+
+def _flag_over_budget(record: dict[str, Any], budget: Budget, elapsed: float) -> None:
+    """Mark an `ok` record `timeout` when the attack ran well past its time budget."""
+    limit = budget.seconds
+    spent = max(float(record.get("seconds") or 0.0), elapsed)
+    if limit is None or record.get("status") != "ok":
+        return
+    if spent > OVER_BUDGET_FACTOR * limit + 1.0:
+        record["status"] = "timeout"
+        record["message"] = f"ran {spent:.1f} s, past its time budget of {limit:g} s"

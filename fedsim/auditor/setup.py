@@ -42,6 +42,8 @@ class AuditSetup:
     device: str = "auto"
     ground_truth: GroundTruth | None = None
     secure_aggregation: bool = False
+    num_clients: int | None = None
+    """How many partitions exist (a reply claiming another id is rejected); None: unknown."""
 
     @classmethod
     def from_federation(cls, federation: Federation) -> AuditSetup:
@@ -61,6 +63,7 @@ class AuditSetup:
             device=scenario.device,
             ground_truth=federation.client_batch,
             secure_aggregation=scenario.federation.secure_aggregation,
+            num_clients=federation.num_clients,
         )
 
     @classmethod

@@ -12,6 +12,13 @@ the clients except their partition id in a ConfigRecord. Without a scenario
 the attack objectives and stores the reconstructions (tensors and PNGs). Under
 secure aggregation it attacks nothing and records that per-client attacks are
 impossible.
+
+In an audited round, a reply it cannot use — an error reply, no reply before the
+round's timeout, arrays of the wrong keys, shapes or dtypes, NaN or infinite values,
+a bad weight, a partition id claimed twice — is recorded with status `rejected` and
+the reason (one line per attack), and no attack runs on it. What the aggregate does
+with such replies is the inner strategy's business (fedsim puts a `ReplyFilter`
+in front of FedAvg so that they are dropped rather than averaged).
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.worker import AuditWorker
 from fedsim.device import resolve_device
 from fedsim.flower.protocol import reply_partition
+from fedsim.flower.reply_check import ArraySpec, array_specs, reply_problem
 from fedsim.image_grid import save_image_grid
+from fedsim.private_files import make_private
 from fedsim.records import RECONSTRUCTIONS_DIR, RunRecorder
 from fedsim.scenario.build import Federation
 from fedsim.scenario.config import AttackConfig
@@ -76,6 +85,8 @@ class LeakageAuditor(Strategy):
         self.engine = AuditEngine(setup, device or resolve_device(setup.device), attacks)
         self.worker = AuditWorker(threaded=setup.audit.worker == "thread")
         self._start: dict[int, dict[str, torch.Tensor]] = {}
+        self._sent_to: dict[int, list[int]] = {}
+        self._partition_of_node: dict[int, int] = {}
         self._parameter_names = [name for name, _ in setup.build_model().named_parameters()]
 
     @classmethod
@@ -112,7 +123,12 @@ class LeakageAuditor(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         messages = self.inner.configure_train(server_round, arrays, config, grid)
+        # Only what this round needs: a round's state is dropped in its aggregate_train.
+        self._start.clear()
+        self._sent_to.clear()
         if audited_round(self.setup.audit, server_round) and self.engine.attacks:
+            messages = list(messages)
+            self._sent_to[server_round] = [int(m.metadata.dst_node_id) for m in messages]
             self._start[server_round] = {
                 k: v.clone() for k, v in arrays.to_torch_state_dict().items()
             }
@@ -123,14 +139,17 @@ class LeakageAuditor(Strategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         start = self._start.pop(server_round, None)
+        sent_to = self._sent_to.pop(server_round, [])
+        self._learn_nodes(replies)
         if start is not None:
             try:
                 if self.setup.secure_aggregation:
                     self._record_impossible(server_round)
                 else:
-                    self._submit(server_round, start, replies)
+                    self._submit(server_round, start, replies, sent_to)
             except Exception:  # noqa: BLE001 - the audit never fails the round
                 logger.exception("round %d: preparing the audit failed", server_round)
+                self.worker.submit(lambda: self._publish(server_round, []))
         return self.inner.aggregate_train(server_round, replies)
 
     def configure_evaluate(
@@ -146,28 +165,101 @@ class LeakageAuditor(Strategy):
     # ------------------------------------------------------------------------- the audit
 
     def _client(self, message: Message) -> int | None:
-        """Which client sent a reply: its fedsim partition id; without ground truth, else its node id."""
+        """Which client sent a reply: its fedsim partition id; without ground truth, else its node id.
+
+        Raises ValueError or TypeError when the partition id is not an integer.
+        """
         partition = reply_partition(message)
         if partition is None and not self.ground_truth:
             return int(message.metadata.src_node_id)
         return partition
 
-    def _submit(
-        self, server_round: int, start: dict[str, torch.Tensor], replies: list[Message]
-    ) -> None:
-        by_client: dict[int, Message] = {}
+    def _learn_nodes(self, replies: list[Message]) -> None:
+        """Node id → partition id, so a node that fails later is recorded under its client."""
         for message in replies:
             if message.has_error():
                 continue
-            client = self._client(message)
-            if client is not None and message.content.array_records:
-                by_client[client] = message
-        chosen = audited_clients(
-            self.setup.audit, list(by_client), self.setup.audit_rng(server_round)
-        )
-        job = RoundJob(server_round, start)
+            try:
+                client = self._client(message)
+            except (ValueError, TypeError):
+                continue
+            if client is not None and self._known_client(client):
+                self._partition_of_node[int(message.metadata.src_node_id)] = client
+
+    def _usable_replies(
+        self,
+        server_round: int,
+        start: dict[str, torch.Tensor],
+        replies: list[Message],
+        sent_to: list[int],
+    ) -> tuple[dict[int, Message], list[dict[str, Any]]]:
+        """Client → reply for the usable replies, and the `rejected` records of the others."""
+        expected: dict[str, ArraySpec] = array_specs(start)
+        weight_key = getattr(self.inner, "weighted_by_key", None)
+        usable: dict[int, Message] = {}
+        rejected: list[dict[str, Any]] = []
+        for message in replies:
+            node = int(message.metadata.src_node_id)
+            try:
+                client = None if message.has_error() else self._client(message)
+                unreadable = None
+            except (ValueError, TypeError):
+                client, unreadable = None, "the partition id is not an integer"
+            if client is None and unreadable is None and not message.has_error():
+                continue  # not a fedsim client: nothing to attack, nothing to reject
+            problem = unreadable or reply_problem(message, expected, weight_key)
+            if problem is None and client in usable:
+                problem = f"partition id {client} claimed by a second reply"
+            if problem is None and not self._known_client(client):
+                problem = f"partition id {client} is not one of the scenario's clients"
+            if problem is not None:
+                known = client if client is not None else self._partition_of_node.get(node)
+                rejected.extend(self._rejections(server_round, known, node, problem))
+                continue
+            usable[client] = message
+        answered = {int(m.metadata.src_node_id) for m in replies}
+        for node in sent_to:
+            if node not in answered:
+                problem = "no reply before the round's timeout"
+                client = self._partition_of_node.get(node)
+                rejected.extend(self._rejections(server_round, client, node, problem))
+        return usable, rejected
+
+    def _known_client(self, client: int | None) -> bool:
+        count = self.setup.num_clients
+        return client is not None and (count is None or 0 <= client < count)
+
+    def _rejections(
+        self, server_round: int, client: int | None, node: int, reason: str
+    ) -> list[dict[str, Any]]:
+        return [
+            {
+                **self.engine.base_record(server_round, client, config),
+                "psnr": None,
+                "ssim": None,
+                "label_accuracy": None,
+                "objective": None,
+                "iterations": 0,
+                "seconds": 0.0,
+                "status": "rejected",
+                "message": reason,
+                "node": node,
+            }
+            for config, _ in self.engine.attacks
+        ]
+
+    def _submit(
+        self,
+        server_round: int,
+        start: dict[str, torch.Tensor],
+        replies: list[Message],
+        sent_to: list[int],
+    ) -> None:
+        usable, rejected = self._usable_replies(server_round, start, replies, sent_to)
+        chosen = audited_clients(self.setup.audit, list(usable), self.setup.audit_rng(server_round))
+        job = RoundJob(server_round, start, rejected=rejected)
         for client in chosen:
-            sent = reply_state(by_client[client])
+            sent = reply_state(usable[client])
             case = ClientCase(client, self.setup.recover_update(start, sent, self._parameter_names))
             if self.ground_truth:
                 assert self.setup.ground_truth is not None
@@ -203,12 +295,23 @@ class LeakageAuditor(Strategy):
         if self.recorder is not None:
             for record in records:
                 self.recorder.append_leakage(record)
+            self._mark_audited(server_round)
         if self.on_round_audited is not None:
             self.on_round_audited(server_round, records)
 
+    def _mark_audited(self, server_round: int) -> None:
+        """Every leakage line of the round is written: fsync, and journal it for --resume."""
+        assert self.recorder is not None
+        self.recorder.sync()
+        self.recorder.checkpoints.mark("audited", server_round)
+
     def _run(self, job: RoundJob) -> None:
-        outcomes = self.engine.run(job)
-        records = [outcome.record for _, outcome in outcomes]
+        try:
+            outcomes = self.engine.run(job)
+        except Exception:  # noqa: BLE001 - record what is known; the round goes on
+            logger.exception("round %d: the audit failed", job.server_round)
+            outcomes = []
+        records = job.rejected + [outcome.record for _, outcome in outcomes]
         if self.recorder is not None:
             for record in records:
                 self.recorder.append_leakage(record)
@@ -216,6 +319,7 @@ class LeakageAuditor(Strategy):
                 self._save_reconstructions(job, outcomes)
             elif self.setup.audit.grids:
                 self._save_grids(job, outcomes)
+            self._mark_audited(job.server_round)
         if self.on_round_audited is not None:
             self.on_round_audited(job.server_round, records)
 
@@ -236,10 +340,12 @@ class LeakageAuditor(Strategy):
             stem = f"round-{job.server_round:04d}-client-{case.client}"
             try:
                 torch.save(dict(rows), folder / f"{stem}.pt")
+                make_private(folder / f"{stem}.pt")
                 if self.setup.audit.grids:
                     save_image_grid(
                         folder / f"{stem}.png", rows, f"round {job.server_round}, {case.client}"
                     )
+                    make_private(folder / f"{stem}.png")
             except Exception:  # noqa: BLE001
                 logger.exception("round %d: saving reconstructions failed", job.server_round)
 
@@ -266,3 +372,5 @@ class LeakageAuditor(Strategy):
     def close(self) -> None:
         """Wait for every pending attack; call once the last round is done."""
         self.worker.close()
+        self._start.clear()
+        self._sent_to.clear()

@@ -1,7 +1,9 @@
 """Runs audit jobs in order, in the calling thread or in one background thread.
 
 With a thread the federation's next round need not wait for this round's attacks;
-`drain()` waits for every job, so all results are recorded before a run ends.
+`drain()` waits for every job, so all results are recorded before a run ends. At most
+`max_pending` jobs wait or run at once: a federation faster than its attacks is held
+back at `submit` rather than queueing rounds of updates without bound.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ logger = logging.getLogger(__name__)
 class AuditWorker:
     """FIFO executor of zero-argument jobs; a job's exception is logged, never raised."""
 
-    def __init__(self, threaded: bool = True) -> None:
+    def __init__(self, threaded: bool = True, max_pending: int = 2) -> None:
+        self.max_pending = max(1, max_pending)
         self._pool = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedsim-audit")
             if threaded
@@ -28,7 +31,15 @@ class AuditWorker:
         if self._pool is None:
             self._guarded(job)
             return
+        self._pending = [f for f in self._pending if not f.done()]
+        while len(self._pending) >= self.max_pending:
+            self._pending.pop(0).result()
         self._pending.append(self._pool.submit(self._guarded, job))
+
+    @property
+    def pending(self) -> int:
+        """Jobs submitted and not yet finished."""
+        return sum(not f.done() for f in self._pending)
 
     @staticmethod
     def _guarded(job: Callable[[], None]) -> None:

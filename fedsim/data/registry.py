@@ -28,6 +28,8 @@ class DatasetEntry:
     info: DatasetInfo
     loader: Loader
     needs_root: bool = True
+    train_samples: int | None = None
+    """Size of the training split, known without loading it (scenario checks use it)."""
 
 
 DATASETS: dict[str, DatasetEntry] = {
@@ -39,22 +41,35 @@ DATASETS: dict[str, DatasetEntry] = {
             MNIST_SAMPLE_INFO,
             load_mnist_sample,
             needs_root=False,
+            train_samples=2_000,
         ),
-        DatasetEntry("mnist", "MNIST handwritten digits, 60,000 + 10,000", MNIST_INFO, load_mnist),
+        DatasetEntry(
+            "mnist",
+            "MNIST handwritten digits, 60,000 + 10,000",
+            MNIST_INFO,
+            load_mnist,
+            train_samples=60_000,
+        ),
         DatasetEntry(
             "fashion-mnist",
             "Zalando clothing images, 60,000 + 10,000",
             FASHION_MNIST_INFO,
             load_fashion_mnist,
+            train_samples=60_000,
         ),
         DatasetEntry(
-            "cifar10", "CIFAR-10 colour images, 50,000 + 10,000", CIFAR10_INFO, load_cifar10
+            "cifar10",
+            "CIFAR-10 colour images, 50,000 + 10,000",
+            CIFAR10_INFO,
+            load_cifar10,
+            train_samples=50_000,
         ),
         DatasetEntry(
             "cifar100",
             "CIFAR-100 colour images, fine labels, 50,000 + 10,000",
             CIFAR100_INFO,
             load_cifar100,
+            train_samples=50_000,
         ),
     )
 }

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedsim.flower.faults import inject_faults
 from fedsim.flower.local_update import local_update
 from fedsim.flower.protocol import FEDSIM_RECORD, PARTITION_KEY, SCENARIO_KEY, TORCH_THREADS_KEY
 from fedsim.scenario.build import Federation, build_federation
@@ -44,7 +45,7 @@ def _model(federation: Federation, message: Message) -> torch.nn.Module:
     return model
 
 
-@app.train()
+@app.train(mods=[inject_faults])
 def train(message: Message, context: Context) -> Message:
     """One round of local training on this partition's seeded batch."""
     federation = _federation(message)

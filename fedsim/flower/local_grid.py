@@ -1,24 +1,30 @@
 """`LocalGrid`: a Flower Grid that runs a ClientApp in this process, one node per partition.
 
 No Ray and no SuperLink: `send_and_receive` calls the ClientApp on each message in
-turn. It drives the same ServerApp strategy loop as the simulation engine, for tests
+turn. As in Flower's runtimes, a ClientApp that raises yields an error reply, and a
+reply that took longer than `timeout` is not delivered (each client is timed on its
+own, as if they ran side by side). It drives the same ServerApp strategy loop as the simulation engine, for tests
 and for quick runs on one machine (`simulation.engine = "inprocess"`). Node ids are
 drawn from a seeded generator, so, as in Flower, they do not reveal partitions.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Iterable
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedsim.flower.protocol import PARTITION_KEY
+
+logger = logging.getLogger(__name__)
 
 _RUN_ID = 1
 _SERVER_NODE_ID = 1
@@ -85,5 +91,20 @@ class LocalGrid(Grid):
         replies = []
         for message in messages:
             message.metadata.created_at = time.time()
-            replies.append(self.client_app(message, self.contexts[message.metadata.dst_node_id]))
+            started = time.monotonic()
+            try:
+                reply = self.client_app(message, self.contexts[message.metadata.dst_node_id])
+            except Exception as error:  # noqa: BLE001 - a client's failure is its reply
+                reason = f"{type(error).__name__}: {error}".splitlines()[0]
+                reply = Message(
+                    Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason), reply_to=message
+                )
+            if timeout is not None and time.monotonic() - started > timeout:
+                logger.warning(
+                    "node %d replied after the %.1f s timeout; reply dropped",
+                    message.metadata.dst_node_id,
+                    timeout,
+                )
+                continue
+            replies.append(reply)
         return replies

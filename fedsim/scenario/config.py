@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from fedsim.scenario import names
 
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+DatasetName = Annotated[str, AfterValidator(names.known_dataset)]
+ModelName = Annotated[str, AfterValidator(names.known_model)]
+AttackName = Annotated[str, AfterValidator(names.known_attack)]
+DefenseSpec = Annotated[str, AfterValidator(names.valid_defense)]
+Slug = Annotated[str, AfterValidator(names.slug)]
+DirPath = Annotated[str, AfterValidator(names.directory)]
 
 
 class _Strict(BaseModel):
@@ -24,8 +32,8 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Which data set, where it lives, and how it is split across clients."""
 
-    dataset: str = "mnist-sample"
-    root: str | None = None
+    dataset: DatasetName = "mnist-sample"
+    root: DirPath | None = None
     partition: Literal["iid", "dirichlet"] = "iid"
     alpha: PositiveFloat | None = None
     eval_samples: PositiveInt | None = None
@@ -43,7 +51,7 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    name: str = "cnn"
+    name: ModelName = "cnn"
 
 
 class FederationConfig(_Strict):
@@ -55,6 +63,9 @@ class FederationConfig(_Strict):
     clients: PositiveInt = 4
     clients_per_round: int | float = 1.0
     rounds: PositiveInt = 3
+    round_timeout: PositiveFloat | None = None
+    """Seconds the server waits for a round's replies (None: Flower's default, an hour);
+    a client that has not answered by then counts as failed for that round."""
     secure_aggregation: bool = False
     """The server sees only the sum of each round's updates (SecAgg+'s view): the auditor
     records per-client attacks as impossible instead of attacking. The aggregate itself
@@ -129,11 +140,16 @@ class BudgetOverride(_Strict):
 class AttackConfig(_Strict):
     """One attack by registry name, its option overrides, and (optionally) its own budget."""
 
-    name: str
+    name: AttackName
     overrides: dict[str, bool | int | float | str] = Field(default_factory=dict)
     budget: BudgetOverride = Field(default_factory=BudgetOverride)
     label: str | None = None
     """Name in records and plots (default: `name`); lets one attack appear twice with other options."""
+
+    @model_validator(mode="after")
+    def _overrides_accepted(self) -> AttackConfig:
+        names.check_attack_overrides(self.name, self.overrides)
+        return self
 
     @property
     def display_name(self) -> str:
@@ -215,16 +231,17 @@ class SimulationConfig(_Strict):
 class Scenario(_Strict):
     """A whole run: data, model, federation, protocol, defenses, attacks, audit, output."""
 
-    name: str = "scenario"
+    name: Slug = "scenario"
+    """Used in the run directory's name: letters, digits, '.', '_', '-' (no path separators)."""
     seed: Annotated[int, Field(ge=0)] = 0
     device: str = "auto"
-    output: str = "runs"
+    output: DirPath = "runs"
     """Parent folder of run directories (`<output>/<name>-<timestamp>`); `--out` names one exactly."""
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     federation: FederationConfig = Field(default_factory=FederationConfig)
     protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
-    defenses: list[str] = Field(default_factory=list)
+    defenses: list[DefenseSpec] = Field(default_factory=list)
     """Defense spec strings applied by every client, in order (e.g. 'gaussian:sigma=0.01')."""
     attacks: list[AttackConfig] = Field(default_factory=list)
     audit: AuditConfig = Field(default_factory=AuditConfig)
@@ -249,7 +266,38 @@ class Scenario(_Strict):
             raise ValueError(
                 f"attacks: {', '.join(duplicates)} appears twice; give each a distinct label"
             )
+        names.check_defense_chain(self.defenses)
+        self._fits_the_data()
+        self._schedule_fits()
         return self
+
+    def _fits_the_data(self) -> None:
+        """Every client must hold at least one batch (partitions guarantee it when this holds)."""
+        samples = names.train_samples(self.data.dataset)
+        clients = self.federation.clients
+        batch = self.protocol.batch_size
+        if samples is not None and batch * clients > samples:
+            raise ValueError(
+                f"protocol.batch_size: a batch of {batch} is larger than a client's partition"
+                f" ({self.data.dataset}: {samples} training samples for {clients} clients,"
+                f" at most {samples // clients} each)"
+            )
+
+    def _schedule_fits(self) -> None:
+        rounds = self.audit.rounds.rounds or []
+        late = [r for r in rounds if r > self.federation.rounds]
+        if late:
+            raise ValueError(
+                f"audit.rounds.rounds: round {late[0]} is past the last round"
+                f" (federation.rounds = {self.federation.rounds})"
+            )
+        sample = self.audit.clients.sample
+        per_round = self.federation.per_round()
+        if sample is not None and sample > per_round:
+            raise ValueError(
+                f"audit.clients.sample: {sample} exceeds the clients trained per round"
+                f" ({per_round})"
+            )
 
     def budget_for(self, attack: AttackConfig) -> BudgetConfig:
         """The audit budget with the attack's own overrides applied."""

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from fedsim.errors import ConfigError
 from fedsim.scenario.config import Scenario
 
-_FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*): ")
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): ")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

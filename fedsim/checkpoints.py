@@ -1,0 +1,102 @@
+"""Per-round checkpoints and the progress journal that `fedsim run --resume` reads.
+
+    RUN/checkpoints/round-NNNN.pt     the global model (state dict of tensors) after round N
+    RUN/checkpoints/progress.jsonl    {"event": "trained" | "audited", "round": N} lines
+
+A round is *trained* once its checkpoint, its rounds.jsonl line and the leakage lines
+written so far are on disk (fsynced); it is *audited* once every leakage line of its
+audit is on disk. A run is complete through round R when every round up to R is
+trained and every round up to R that the schedule audits is audited; resuming starts
+at R + 1 from checkpoint R. Older checkpoints are deleted as R moves on.
+Checkpoints are read back with `torch.load(weights_only=True)`: tensors only, no code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+
+from fedsim.errors import ConfigError
+from fedsim.private_files import append_line, fsync_file, private_dir, write_atomic
+
+CHECKPOINTS_DIR = "checkpoints"
+PROGRESS_FILE = "progress.jsonl"
+
+
+class Checkpoints:
+    """The checkpoints folder of one run directory."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.folder = Path(run_dir) / CHECKPOINTS_DIR
+        self.trained: set[int] = set()
+        self.audited: set[int] = set()
+        self._read_progress()
+
+    def _read_progress(self) -> None:
+        path = self.folder / PROGRESS_FILE
+        if not path.is_file():
+            return
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                target = self.trained if entry["event"] == "trained" else self.audited
+                target.add(int(entry["round"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line of a killed run
+
+    def path(self, server_round: int) -> Path:
+        return self.folder / f"round-{server_round:04d}.pt"
+
+    def save(self, server_round: int, state: Mapping[str, torch.Tensor]) -> None:
+        """Write the global model after `server_round` (atomically, fsynced, owner-only)."""
+        private_dir(self.folder)
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
+        write_atomic(self.path(server_round), buffer.getvalue())
+
+    def load(self, server_round: int) -> dict[str, torch.Tensor]:
+        """The global model after `server_round`; tensors only (`weights_only=True`)."""
+        path = self.path(server_round)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise ConfigError(f"--resume: checkpoint {path} is missing") from None
+        except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to fix
+            raise ConfigError(f"--resume: checkpoint {path} is unreadable ({error})") from None
+        if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+        ):
+            raise ConfigError(f"--resume: checkpoint {path} does not hold a state dict")
+        return state
+
+    def mark(self, event: str, server_round: int) -> None:
+        """Journal that `server_round` is trained or audited (appended and fsynced)."""
+        private_dir(self.folder)
+        path = self.folder / PROGRESS_FILE
+        append_line(path, json.dumps({"event": event, "round": server_round}))
+        fsync_file(path)
+        (self.trained if event == "trained" else self.audited).add(server_round)
+
+    def complete_through(self, audited: Callable[[int], bool]) -> int:
+        """The last round R with every round ≤ R trained and, where scheduled, audited (-1: none)."""
+        last = -1
+        while last + 1 in self.trained and (not audited(last + 1) or last + 1 in self.audited):
+            last += 1
+        return last
+
+    def prune(self, keep_from: int) -> None:
+        """Delete checkpoints of rounds before `keep_from` (no longer a resume point)."""
+        if not self.folder.is_dir():
+            return
+        for path in self.folder.glob("round-*.pt"):
+            try:
+                number = int(path.stem.removeprefix("round-"))
+            except ValueError:
+                continue
+            if number < keep_from:
+                os.remove(path)

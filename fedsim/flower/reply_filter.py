@@ -1,0 +1,78 @@
+"""`ReplyFilter`: drops train replies that cannot be aggregated before the inner strategy sees them.
+
+Flower's FedAvg drops replies that carry an error (and aggregates the rest), but it
+averages whatever arrays the others hold: one reply with a NaN or an infinity turns
+the global model into NaN for good, without a warning, and a reply with arrays of
+the wrong shape either stops the run (numpy cannot broadcast) or is silently
+broadcast into the mean. This wrapper applies `reply_problem` to every reply with
+content and passes on only the usable ones, so the inner strategy's own failure
+policy (`min_train_nodes`, dropping error replies) decides the rest. Dropped replies
+are logged and counted per round (`rejected`), and fedsim writes the count to
+rounds.jsonl. Error replies pass through unchanged: the inner strategy counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedsim.flower.reply_check import ArraySpec, array_specs, reply_problem
+
+logger = logging.getLogger(__name__)
+
+
+class ReplyFilter(Strategy):
+    """Passes everything to `inner`, minus train replies whose arrays are unusable."""
+
+    def __init__(self, inner: Strategy) -> None:
+        self.inner = inner
+        self.weight_key: str | None = getattr(inner, "weighted_by_key", None)
+        self.rejected: dict[int, list[str]] = {}
+        """Round → reasons of the replies dropped in it (rounds without drops absent)."""
+        self._expected: dict[int, dict[str, ArraySpec]] = {}
+
+    def summary(self) -> None:
+        self.inner.summary()
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._expected = {server_round: array_specs(arrays)}
+        return self.inner.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        expected = self._expected.pop(server_round, None)
+        kept: list[Message] = []
+        for message in replies:
+            problem = (
+                None
+                if expected is None or message.has_error()
+                else reply_problem(message, expected, self.weight_key)
+            )
+            if problem is None:
+                kept.append(message)
+                continue
+            logger.warning(
+                "round %d: reply of node %s dropped: %s",
+                server_round,
+                message.metadata.src_node_id,
+                problem,
+            )
+            self.rejected.setdefault(server_round, []).append(problem)
+        return self.inner.aggregate_train(server_round, kept)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        return self.inner.aggregate_evaluate(server_round, replies)
