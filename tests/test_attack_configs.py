@@ -27,7 +27,8 @@ def image(data_root):
 
 
 def test_every_registered_attack_has_a_recovery_case():
-    assert set(CASES) == set(ATTACKS)
+    # analytic-fc needs a leading Linear layer; tests/test_attack_analytic.py covers it.
+    assert set(CASES) == set(ATTACKS) - {"analytic-fc"}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
