@@ -100,3 +100,20 @@ class Checkpoints:
                 continue
             if number < keep_from:
                 os.remove(path)
+
+    def keep_through(self, server_round: int) -> None:
+        """Forget progress after `server_round` (resume: those rounds are redone)."""
+        self.trained = {r for r in self.trained if r <= server_round}
+        self.audited = {r for r in self.audited if r <= server_round}
+        if not self.folder.is_dir():
+            return
+        lines = [json.dumps({"event": "trained", "round": r}) for r in sorted(self.trained)]
+        lines += [json.dumps({"event": "audited", "round": r}) for r in sorted(self.audited)]
+        write_atomic(self.folder / PROGRESS_FILE, "".join(f"{x}\n" for x in lines).encode())
+        for path in self.folder.glob("round-*.pt"):
+            try:
+                number = int(path.stem.removeprefix("round-"))
+            except ValueError:
+                continue
+            if number > server_round:
+                os.remove(path)

@@ -22,7 +22,9 @@ def data_root() -> Path:
     root = _shared_data_root()
     if not (root / "MNIST" / "raw").is_dir():
         if os.environ.get("CI"):
-            pytest.fail(f"real test data missing: expected MNIST/raw under {root} (set FEDSIM_TEST_DATA)")
+            pytest.fail(
+                f"real test data missing: expected MNIST/raw under {root} (set FEDSIM_TEST_DATA)"
+            )
         pytest.skip(f"real test data not found under {root}; set FEDSIM_TEST_DATA to run this test")
     return root
 

@@ -17,7 +17,9 @@ def _write_run(path: Path, rounds: int, planned: int, attack: str = "bayes") -> 
     (path / "scenario.toml").write_text(f'name = "{path.name}"\n[federation]\nrounds = {planned}\n')
     with open(path / "rounds.jsonl", "w") as file:
         for r in range(rounds + 1):
-            file.write(json.dumps({"round": r, "loss": 2.3 - 0.1 * r, "accuracy": 0.1 + 0.1 * r}) + "\n")
+            file.write(
+                json.dumps({"round": r, "loss": 2.3 - 0.1 * r, "accuracy": 0.1 + 0.1 * r}) + "\n"
+            )
     with open(path / "leakage.jsonl", "w") as file:
         for r in range(1, rounds + 1):
             for client in range(2):
@@ -30,7 +32,9 @@ def _write_run(path: Path, rounds: int, planned: int, attack: str = "bayes") -> 
     return path
 
 
-def test_report_writes_curves_and_a_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_writes_curves_and_a_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = _write_run(tmp_path / "one", rounds=3, planned=3)
     assert main(["report", str(run)]) == 0
     report = run / "report"
@@ -50,7 +54,9 @@ def test_series_averages_successful_reconstructions_only(tmp_path: Path) -> None
     assert rows[0] == ("bayes", "gaussian:sigma=0.1", 1, 27.5, 28.0, 2, "timeout 1")
 
 
-def test_partial_run_is_reported_as_partial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_partial_run_is_reported_as_partial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = _write_run(tmp_path / "cut", rounds=2, planned=5)
     assert main(["report", str(run)]) == 0
     assert "partial: 2 of 5 rounds" in capsys.readouterr().out

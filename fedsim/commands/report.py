@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from fedsim.private_files import make_private, private_dir
 from fedsim.report import load_run, plot_leakage, write_page
 
 NAME = "report"
@@ -34,8 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     runs = [load_run(path) for path in args.runs]
     out: Path = args.out or runs[0].path / "report"
+    private_dir(out)  # the page embeds reconstructions of private data
     curves = plot_leakage(runs, out / "leakage")
     page = write_page(runs, curves[0], out / "index.html")
+    for path in [*curves, page]:
+        make_private(path)
     console = Console()
     for run in runs:
         state = (

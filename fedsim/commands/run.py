@@ -4,6 +4,12 @@ The run directory (default `<output>/<name>-<time>`, or exactly `--out`) receive
 resolved `scenario.toml`, `rounds.jsonl`, `leakage.jsonl` and `reconstructions/`.
 While it runs, one line per round shows the global accuracy and the best PSNR of
 each attack under the scenario's defense.
+
+`fedsim run --resume RUN` continues an interrupted run from its last complete round
+(trained, checkpointed and, where scheduled, audited) with the scenario stored in
+RUN/scenario.toml; the rounds after it are redone and give the records an
+uninterrupted run would have. Only settings that do not change results may be
+overridden then (`simulation.*`, `data.root`, `data.download`).
 """
 
 from __future__ import annotations
@@ -15,10 +21,17 @@ from pathlib import Path
 
 from rich.console import Console
 
+from fedsim.errors import ConfigError
 from fedsim.flower.progress import RunProgress
-from fedsim.records import RunRecorder, run_header
+from fedsim.records import SCENARIO_FILE, RunRecorder, run_header
 from fedsim.scenario.config import Scenario
-from fedsim.scenario.loading import load_scenario, scenario_to_toml
+from fedsim.scenario.loading import (
+    apply_override,
+    load_scenario,
+    parse_override,
+    scenario_to_toml,
+    validate_scenario,
+)
 
 NAME = "run"
 HELP = "run a scenario: simulated federation, auditor, records"
@@ -26,7 +39,15 @@ READS_DATA = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", metavar="SCENARIO", help="scenario TOML file (see scenarios/)")
+    parser.add_argument(
+        "scenario", metavar="SCENARIO", nargs="?", help="scenario TOML file (see scenarios/)"
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN",
+        default=None,
+        help="continue the interrupted run in directory RUN from its last complete round",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -46,32 +67,114 @@ def run_directory(scenario: Scenario, out: str | None, started: dt.datetime) -> 
     return Path(scenario.output) / f"{scenario.name}-{started.strftime('%Y%m%d-%H%M%S')}"
 
 
+RESUMABLE_SETTINGS = ("simulation.", "data.root", "data.download")
+"""Overrides `--resume` accepts: they change where and how fast a run goes, not its numbers."""
+
+
+def _resumed_scenario(run_dir: Path, overrides: list[str]) -> tuple[Scenario, dict]:
+    """The scenario stored in a run directory, with result-neutral overrides; and its [run]."""
+    import tomllib
+
+    path = run_dir / SCENARIO_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--resume: {run_dir} holds no {SCENARIO_FILE}; is it a run?") from None
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"--resume: cannot read {path} ({error})") from None
+    header = raw.pop("run", {})
+    for text in overrides:
+        keys, value = parse_override(text)
+        dotted = ".".join(keys)
+        if not any(dotted == p or dotted.startswith(p) for p in RESUMABLE_SETTINGS):
+            raise ConfigError(
+                f"--set {dotted}: a resumed run keeps its scenario; only"
+                f" {', '.join(p.rstrip('.') for p in RESUMABLE_SETTINGS)} may change"
+            )
+        apply_override(raw, keys, value)
+    return validate_scenario(raw, registered_attacks=True), header if isinstance(
+        header, dict
+    ) else {}
+
+
 def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if getattr(args, "data_root", None):
-        overrides.append(f"data.root={json.dumps(str(args.data_root))}")
+        overrides.append(f"data.root={json.dumps(str(Path(args.data_root).resolve()))}")
     if getattr(args, "download", False):
         overrides.append("data.download=true")
+    resume = getattr(args, "resume", None)
+    if (args.scenario is None) == (resume is None):
+        raise ConfigError("give a SCENARIO file, or --resume RUN (not both)")
+    if resume is not None:
+        return _resume(Path(resume), overrides)
     scenario = load_scenario(args.scenario, overrides)
     started = dt.datetime.now(dt.UTC)
-    # Build data, partitions, defenses and attacks now, so a bad name fails before Ray starts.
-    from fedsim.auditor.engine import AuditEngine
-    from fedsim.auditor.setup import AuditSetup
-    from fedsim.device import resolve_device
-    from fedsim.scenario.build import build_federation
-
-    federation = build_federation(scenario)
-    AuditEngine(AuditSetup.from_federation(federation), resolve_device(scenario.device))
+    _check_before_start(scenario)
     run_dir = run_directory(scenario, args.out, started.astimezone())
     recorder = RunRecorder(run_dir)
     recorder.write_scenario(scenario_to_toml(scenario, run_header(scenario.seed, started)))
 
+    return _simulate(scenario, recorder, run_dir, resume_after=-1)
+
+
+def _check_before_start(scenario: Scenario) -> None:
+    """Build data, partitions, defenses and attacks now, so a bad name fails before Ray starts."""
+    from fedsim.auditor.engine import AuditEngine
+    from fedsim.auditor.setup import AuditSetup
+    from fedsim.device import resolve_device
+    from fedsim.flower.faults import active_faults
+    from fedsim.scenario.build import build_federation
+
+    active_faults()
+    federation = build_federation(scenario)
+    AuditEngine(AuditSetup.from_federation(federation), resolve_device(scenario.device))
+
+
+def _resume(run_dir: Path, overrides: list[str]) -> int:
+    from fedsim.flower.server_app import audited_round_of
+
+    scenario, header = _resumed_scenario(run_dir, overrides)
+    _check_before_start(scenario)
+    recorder = RunRecorder(run_dir, resume=True)
+    done = recorder.checkpoints.complete_through(audited_round_of(scenario))
+    console = Console()
+    if done >= scenario.federation.rounds:
+        console.print(f"fedsim run: {run_dir} is complete; nothing to resume", highlight=False)
+        return 0
+    recorder.keep_through(done)
+    recorder.checkpoints.keep_through(done)
+    resumed = [*header.get("resumed", []), dt.datetime.now(dt.UTC).isoformat(timespec="seconds")]
+    recorder.write_scenario(scenario_to_toml(scenario, {**header, "resumed": resumed}))
+    console.print(
+        f"fedsim run: resuming {scenario.name} in {run_dir} after round {max(done, 0)}",
+        highlight=False,
+    )
+    return _simulate(scenario, recorder, run_dir, resume_after=done, console=console)
+
+
+def _simulate(
+    scenario: Scenario,
+    recorder: RunRecorder,
+    run_dir: Path,
+    resume_after: int,
+    console: Console | None = None,
+) -> int:
     from fedsim.flower.simulation import simulate
 
-    console = Console()
-    console.print(f"fedsim run: {scenario.name} → {run_dir}", highlight=False)
-    with RunProgress(scenario, console) as progress:
-        timing = simulate(scenario, recorder, progress)
+    console = console or Console()
+    if resume_after < 0:
+        console.print(f"fedsim run: {scenario.name} → {run_dir}", highlight=False)
+    try:
+        with RunProgress(scenario, console) as progress:
+            timing = simulate(scenario, recorder, progress, resume_after=resume_after)
+    except KeyboardInterrupt:
+        console.print(
+            f"interrupted; finished rounds are in {run_dir}; continue with"
+            f" `fedsim run --resume {run_dir}`",
+            highlight=False,
+        )
+        raise
     startup = "" if timing.startup is None else f", first round after {timing.startup:.1f} s"
     console.print(f"done in {timing.total:.1f} s{startup}; records in {run_dir}", highlight=False)
     return 0

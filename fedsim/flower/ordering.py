@@ -3,7 +3,9 @@
 Replies arrive in completion order, which varies from run to run; a float32 sum in
 another order differs in the last bits, and the next round starts from other weights.
 Sorting by the partition id each fedsim client reports makes a simulated run
-repeatable. It also notes which partitions replied in each round, for the records.
+repeatable. It also notes, per round, which partitions replied, how many replies were
+errors and how many never came (timeouts), for the records; fedsim pops each round's
+notes once its rounds.jsonl line is written.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ class PartitionOrder(Strategy):
         self.inner = inner
         self.clients: dict[int, list[int]] = {}
         self.failures: dict[int, int] = {}
+        self.missing: dict[int, int] = {}
         self.train_metrics: dict[int, MetricRecord | None] = {}
+        self._sent: dict[int, int] = {}
 
     def summary(self) -> None:
         self.inner.summary()
@@ -39,12 +43,16 @@ class PartitionOrder(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.inner.configure_train(server_round, arrays, config, grid)
+        messages = list(self.inner.configure_train(server_round, arrays, config, grid))
+        self._sent = {server_round: len(messages)}
+        return messages
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         ordered = sorted(replies, key=_key)
+        sent = self._sent.pop(server_round, len(ordered))
+        self.missing[server_round] = max(0, sent - len(ordered))
         self.clients[server_round] = [
             p for m in ordered if not m.has_error() and (p := reply_partition(m)) is not None
         ]

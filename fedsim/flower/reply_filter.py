@@ -30,7 +30,8 @@ class ReplyFilter(Strategy):
 
     def __init__(self, inner: Strategy) -> None:
         self.inner = inner
-        self.weight_key: str | None = getattr(inner, "weighted_by_key", None)
+        self.weighted_by_key: str | None = getattr(inner, "weighted_by_key", None)
+        """The inner strategy's weight metric (checked too); the auditor reads it here."""
         self.rejected: dict[int, list[str]] = {}
         """Round → reasons of the replies dropped in it (rounds without drops absent)."""
         self._expected: dict[int, dict[str, ArraySpec]] = {}
@@ -53,7 +54,7 @@ class ReplyFilter(Strategy):
             problem = (
                 None
                 if expected is None or message.has_error()
-                else reply_problem(message, expected, self.weight_key)
+                else reply_problem(message, expected, self.weighted_by_key)
             )
             if problem is None:
                 kept.append(message)

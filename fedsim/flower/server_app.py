@@ -8,7 +8,7 @@ in-process simulation, and the module-level `app` reads `scenario` (a path) and
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from logging import INFO
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,8 @@ from fedsim.auditor.strategy import LeakageAuditor
 from fedsim.device import resolve_device
 from fedsim.flower.ordering import PartitionOrder
 from fedsim.flower.protocol import SCENARIO_KEY, TORCH_THREADS_KEY
+from fedsim.flower.reply_filter import ReplyFilter
+from fedsim.flower.round_offset import RoundOffset
 from fedsim.flower.sampling import SeededSampling
 from fedsim.records import RunRecorder, run_header
 from fedsim.scenario.build import Federation, build_federation
@@ -64,8 +66,9 @@ def build_strategy(
     observer: RunObserver | None,
     attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
 ) -> tuple[PartitionOrder, LeakageAuditor]:
-    """FedAvg inside the auditor, inside seeded client sampling (when not every client
-    trains each round), inside the reply ordering."""
+    """FedAvg behind a reply filter (unusable replies dropped, not averaged), inside the
+    auditor, inside seeded client sampling (when not every client trains each round),
+    inside the reply ordering."""
     federation_config = federation.scenario.federation
     per_round = federation_config.per_round()
     sampled = per_round < federation_config.clients
@@ -78,7 +81,7 @@ def build_strategy(
         min_available_nodes=per_round if sampled else federation_config.clients,
     )
     auditor = LeakageAuditor(
-        inner,
+        ReplyFilter(inner),
         federation,
         recorder=recorder,
         on_round_audited=observer.round_audited if observer is not None else None,
@@ -92,6 +95,11 @@ def build_strategy(
     return PartitionOrder(strategy), auditor
 
 
+def audited_round_of(scenario: Scenario) -> Callable[[int], bool]:
+    """Which rounds' audits a complete run has recorded (the resume point waits for them)."""
+    return lambda r: r >= 1 and bool(scenario.attacks) and scenario.audit.rounds.selects(r)
+
+
 def run_federation(
     grid: Grid,
     scenario: Scenario,
@@ -99,25 +107,38 @@ def run_federation(
     observer: RunObserver | None = None,
     torch_threads: int = 1,
     attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
+    resume_after: int = -1,
 ) -> None:
     """All rounds of `scenario`; records are written as they happen, attacks drained at the end.
 
     `attacks` replaces the scenario's attacks by (config, attack object) pairs.
+    `resume_after` = R ≥ 0 continues a run whose records are complete through round R,
+    from the checkpoint of round R (see `fedsim.checkpoints`); rounds ≤ R are not redone.
+    At the end of every round the global model is checkpointed and the records fsynced.
     """
     federation = build_federation(scenario)
     device = resolve_device(scenario.device)
     strategy, auditor = build_strategy(federation, recorder, observer, attacks)
+    reply_filter = auditor.inner if isinstance(auditor.inner, ReplyFilter) else None
+    audited = audited_round_of(scenario)
+    offset = max(resume_after, 0)
     started = time.perf_counter()
 
-    def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+    def evaluate(loop_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        server_round = loop_round + offset
+        if server_round <= resume_after:
+            return None  # recorded before the interruption
         loss, accuracy = evaluate_model(federation, arrays, device)
-        metrics = strategy.train_metrics.get(server_round)
+        metrics = strategy.train_metrics.pop(server_round, None)
+        rejected = [] if reply_filter is None else reply_filter.rejected.pop(server_round, [])
         record = {
             "round": server_round,
             "loss": loss,
             "accuracy": accuracy,
-            "clients": strategy.clients.get(server_round, []),
-            "failures": strategy.failures.get(server_round, 0),
+            "clients": strategy.clients.pop(server_round, []),
+            "failures": strategy.failures.pop(server_round, 0),
+            "missing": strategy.missing.pop(server_round, 0),
+            "rejected": len(rejected),
             "train_loss": None if metrics is None else metrics.get("train-loss"),
             "audited": server_round > 0
             and scenario.audit.rounds.selects(server_round)
@@ -125,7 +146,13 @@ def run_federation(
             "seconds": time.perf_counter() - started,
         }
         if recorder is not None:
+            checkpoints = recorder.checkpoints
+            if server_round >= 1:
+                checkpoints.save(server_round, arrays.to_torch_state_dict())
             recorder.append_round(record)
+            recorder.sync()
+            checkpoints.mark("trained", server_round)
+            checkpoints.prune(keep_from=checkpoints.complete_through(audited))
         if observer is not None:
             observer.round_finished(record)
         return MetricRecord({"loss": loss, "accuracy": accuracy})
@@ -133,17 +160,25 @@ def run_federation(
     config = ConfigRecord(
         {SCENARIO_KEY: scenario_to_toml(scenario), TORCH_THREADS_KEY: torch_threads}
     )
+    if offset >= 1 and recorder is not None:
+        initial = ArrayRecord(recorder.checkpoints.load(offset))
+    else:
+        initial = ArrayRecord(federation.build_model().state_dict())
+    loop: Strategy = RoundOffset(strategy, offset) if offset else strategy
     try:
-        strategy.start(
+        loop.start(
             grid=grid,
-            initial_arrays=ArrayRecord(federation.build_model().state_dict()),
-            num_rounds=scenario.federation.rounds,
+            initial_arrays=initial,
+            num_rounds=scenario.federation.rounds - offset,
+            timeout=scenario.federation.round_timeout or 3600.0,
             train_config=config,
             evaluate_config=ConfigRecord(dict(config)),
             evaluate_fn=evaluate,
         )
     finally:
-        auditor.close()
+        auditor.close()  # interrupted or not: the audits already submitted are recorded
+        if recorder is not None:
+            recorder.checkpoints.prune(keep_from=recorder.checkpoints.complete_through(audited))
 
 
 def make_server_app(
@@ -151,13 +186,14 @@ def make_server_app(
     recorder: RunRecorder | None,
     observer: RunObserver | None = None,
     torch_threads: int = 1,
+    resume_after: int = -1,
 ) -> ServerApp:
     """A ServerApp bound to `scenario` (in-process simulation)."""
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
-        run_federation(grid, scenario, recorder, observer, torch_threads)
+        run_federation(grid, scenario, recorder, observer, torch_threads, resume_after=resume_after)
 
     return server
 

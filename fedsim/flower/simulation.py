@@ -67,9 +67,15 @@ def backend_config(scenario: Scenario) -> dict:
 
 
 def simulate(
-    scenario: Scenario, recorder: RunRecorder | None, observer: RunObserver | None = None
+    scenario: Scenario,
+    recorder: RunRecorder | None,
+    observer: RunObserver | None = None,
+    resume_after: int = -1,
 ) -> SimulationTiming:
-    """Run every round of `scenario` with one virtual SuperNode per client."""
+    """Run every round of `scenario` with one virtual SuperNode per client.
+
+    `resume_after` = R ≥ 0 continues a run recorded through round R (`fedsim run --resume`).
+    """
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -79,9 +85,11 @@ def simulate(
 
     clock = _StartupClock(observer)
     if scenario.simulation.engine == "inprocess":
-        return _simulate_in_process(scenario, recorder, clock)
+        return _simulate_in_process(scenario, recorder, clock, resume_after)
     threads = max(1, int(scenario.simulation.cpus_per_client))
-    server_app = make_server_app(scenario, recorder, clock, torch_threads=threads)
+    server_app = make_server_app(
+        scenario, recorder, clock, torch_threads=threads, resume_after=resume_after
+    )
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     flwr_logger.setLevel(logging.ERROR)
@@ -103,7 +111,7 @@ def simulate(
 
 
 def _simulate_in_process(
-    scenario: Scenario, recorder: RunRecorder | None, clock: _StartupClock
+    scenario: Scenario, recorder: RunRecorder | None, clock: _StartupClock, resume_after: int
 ) -> SimulationTiming:
     from fedsim.flower.client_app import app as client_app
     from fedsim.flower.local_grid import LocalGrid
@@ -115,7 +123,7 @@ def _simulate_in_process(
     started = time.perf_counter()
     try:
         grid = LocalGrid(client_app, scenario.federation.clients, seed=scenario.seed)
-        run_federation(grid, scenario, recorder, clock, torch_threads=0)
+        run_federation(grid, scenario, recorder, clock, torch_threads=0, resume_after=resume_after)
     finally:
         flwr_logger.setLevel(level)
     total = time.perf_counter() - started

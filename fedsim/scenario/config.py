@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 
 from fedsim.scenario import names
 
@@ -147,8 +154,8 @@ class AttackConfig(_Strict):
     """Name in records and plots (default: `name`); lets one attack appear twice with other options."""
 
     @model_validator(mode="after")
-    def _overrides_accepted(self) -> AttackConfig:
-        names.check_attack_overrides(self.name, self.overrides)
+    def _overrides_accepted(self, info: ValidationInfo) -> AttackConfig:
+        names.check_attack_overrides(self.name, self.overrides, info)
         return self
 
     @property

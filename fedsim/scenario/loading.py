@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from fedsim.errors import ConfigError
 from fedsim.scenario.config import Scenario
+from fedsim.scenario.names import ATTACK_CHECK
 
 _FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): ")
 
@@ -108,10 +109,14 @@ def _same_field(error: ValidationError) -> bool:
     return len(locs) == 1
 
 
-def validate_scenario(raw: Mapping[str, Any]) -> Scenario:
-    """Validate a raw TOML tree into a `Scenario`; ConfigError names the first bad field."""
+def validate_scenario(raw: Mapping[str, Any], *, registered_attacks: bool = False) -> Scenario:
+    """Validate a raw TOML tree into a `Scenario`; ConfigError names the first bad field.
+
+    `registered_attacks`: attack names and options must be in the `attacks` registry
+    (set for scenario files; code that passes its own attack objects leaves it off).
+    """
     try:
-        return Scenario.model_validate(dict(raw))
+        return Scenario.model_validate(dict(raw), context={ATTACK_CHECK: registered_attacks})
     except ValidationError as error:
         raise ConfigError(f"scenario: {format_validation_error(error)}") from None
 
@@ -137,7 +142,7 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(raw, keys, value)
-    return validate_scenario(raw)
+    return validate_scenario(raw, registered_attacks=True)
 
 
 def scenario_to_toml(scenario: Scenario, header: Mapping[str, Any] | None = None) -> str:
