@@ -19,6 +19,7 @@ import torch
 from attacks.engine import OptimizerConfig, Problem, optimise
 from attacks.errors import AttackError
 from attacks.objectives import Observed, ObservedGroup, build_objective
+from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
 from attacks.priors import build_prior
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
 from attacks.updates import Route, build_updates
@@ -47,6 +48,9 @@ class GradientAttack:
     `restarts` apply when `reconstruct` gets no Budget. `device` None means the device of
     the target model's parameters. `route` picks how candidate updates are computed
     ('auto': the fast activation route where it is exact, else torch.func vmap).
+    `parameter_weights` (name or pattern → weight) and `exclude` (names or patterns,
+    weight 0) say how much each parameter's update counts in the data term, by
+    `model.named_parameters()` name (see `attacks.parameter_weights`).
     """
 
     name: ClassVar[str] = "gradient"
@@ -69,8 +73,12 @@ class GradientAttack:
     seed: int = 0
     route: Route = "auto"
     device: str | None = None
+    parameter_weights: dict[str, float] = field(default_factory=dict)
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self.exclude = as_names(self.exclude)
+        self.parameter_weights = check_weights(self.parameter_weights)
         build_objective(self.objective)
         for prior in self.priors:
             build_prior(prior)
@@ -216,10 +224,11 @@ class GradientAttack:
         ]
         label_tensor = torch.stack(list(labels)).repeat_interleave(r, dim=0)
         priors = [(build_prior(n), float(w)) for n, w in self.priors_for(first).items()]
+        weights = resolve_parameter_weights(model, self.parameter_weights, self.exclude)
         problem = Problem(
             updates,
             label_tensor,
-            Observed(stacked, groups),
+            Observed(stacked, groups, weights),
             build_objective(self.objective),
             priors,
         )

@@ -3,7 +3,9 @@
 Pixel-space learning rates: the Bayesian framework paper optimises normalised MNIST
 images with Adam lr 0.5; its MNIST std of 0.3081 makes that ≈ 0.15 in pixel space.
 Prior weights are in pixel units too and were chosen on MNIST training images
-(`benchmarks/attack_quality.py --tune`), never on the scored test images.
+(`benchmarks/attack_quality.py --tune`), never on the scored test images; that search
+ran before the paper CNN took the paper's Flax initialisation (`fedsim.models.cnn`), so
+it is due again for every attack alike.
 """
 
 from __future__ import annotations

@@ -76,6 +76,7 @@ class Problem:
         observed = Observed(
             [o[index : index + 1] for o in self.observed.per_candidate],
             [type(group)(0, 1, group.update, group.mechanism)],
+            self.observed.weights,
         )
         return Problem(
             self.updates, self.labels[index : index + 1], observed, self.objective, self.priors

@@ -31,13 +31,32 @@ class ObservedGroup:
 
 @dataclass
 class Observed:
-    """The observed updates, expanded to one per candidate, and grouped by target."""
+    """The observed updates, expanded to one per candidate, and grouped by target.
+
+    `weights` holds one non-negative weight per parameter (None: all 1), how much that
+    parameter's update counts in the data term; 0 drops it (e.g. a layer a defense
+    changed heuristically, which an adapted attack ignores). Every objective honours it.
+    """
 
     per_candidate: list[torch.Tensor]
     groups: list[ObservedGroup]
+    weights: list[float] | None = None
 
     def __post_init__(self) -> None:
         self._sq_norms: dict[int, torch.Tensor] = {}
+        if self.weights is not None and len(self.weights) != len(self.per_candidate):
+            raise AttackError(
+                f"parameter weights: {len(self.weights)} for {len(self.per_candidate)} parameters"
+            )
+
+    def weighted(self, parts: list) -> list[tuple[float, object, torch.Tensor]]:
+        """(weight, candidate part, observed) per parameter, zero-weight parameters left out."""
+        weights = self.weights or [1.0] * len(self.per_candidate)
+        return [
+            (w, c, o)
+            for w, c, o in zip(weights, parts, self.per_candidate, strict=True)
+            if w != 0.0
+        ]
 
     def sq_norm(self, o: torch.Tensor) -> torch.Tensor:
         """(N,) ‖o_n‖², cached: observed updates are constants of the optimisation."""
@@ -50,11 +69,15 @@ class Observed:
         """Candidates start:stop, as one group."""
         if start == 0 and stop == self.per_candidate[0].shape[0]:
             return self
-        return Observed([o[start:stop] for o in self.per_candidate], [])
+        return Observed([o[start:stop] for o in self.per_candidate], [], self.weights)
 
 
 def _per_candidate_sum(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1).sum(dim=1)
+
+
+def _materialized(part: torch.Tensor | LinearFactors) -> torch.Tensor:
+    return part.materialize() if isinstance(part, LinearFactors) else part
 
 
 class Objective(ABC):
@@ -67,47 +90,50 @@ class Objective(ABC):
 
 
 class L2Distance(Objective):
-    """Σ ‖g − g_obs‖² over all parameters (DLG; Gaussian likelihood up to scale)."""
+    """Σ_k w_k ‖g_k − g_obs,k‖² over parameters k (DLG; Gaussian likelihood up to scale)."""
 
     name = "l2"
 
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor:
         total = 0
-        for c, o in zip(candidate.parts, observed.per_candidate, strict=True):
+        for w, c, o in observed.weighted(candidate.parts):
             if isinstance(c, LinearFactors):
                 # ‖W − G‖² = ‖W‖² − 2⟨W, G⟩ + ‖G‖² without materialising W
-                total = total + c.sq_norm() - 2 * c.dot(o) + observed.sq_norm(o)
+                term = c.sq_norm() - 2 * c.dot(o) + observed.sq_norm(o)
             else:
                 # mse_loss is one fused kernel forward and backward
-                total = total + _per_candidate_sum(F.mse_loss(c, o, reduction="none"))
+                term = _per_candidate_sum(F.mse_loss(c, o, reduction="none"))
+            total = total + (term if w == 1.0 else w * term)
         return total
 
 
 class L1Distance(Objective):
-    """Σ |g − g_obs| over all parameters (Laplacian likelihood up to scale)."""
+    """Σ_k w_k |g_k − g_obs,k| over parameters k (Laplacian likelihood up to scale)."""
 
     name = "l1"
 
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor:
         return sum(
-            _per_candidate_sum(F.l1_loss(c, o, reduction="none"))
-            for c, o in zip(candidate.updates, observed.per_candidate, strict=True)
+            w * _per_candidate_sum(F.l1_loss(_materialized(c), o, reduction="none"))
+            for w, c, o in observed.weighted(candidate.parts)
         )
 
 
 class CosineDistance(Objective):
-    """1 − ⟨g, g_obs⟩ / (‖g‖ ‖g_obs‖) over all parameters at once (Inverting Gradients)."""
+    """1 − ⟨g, g_obs⟩ / (‖g‖ ‖g_obs‖) over all parameters at once (Inverting Gradients);
+    with parameter weights, the inner product and both norms are Σ_k w_k ⟨·, ·⟩_k."""
 
     name = "cos"
 
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor:
         dot, c_norm, o_norm = 0, 0, 0
-        for c, o in zip(candidate.parts, observed.per_candidate, strict=True):
+        for w, c, o in observed.weighted(candidate.parts):
             if isinstance(c, LinearFactors):
-                dot, c_norm = dot + c.dot(o), c_norm + c.sq_norm()
+                d, n = c.dot(o), c.sq_norm()
             else:
-                dot, c_norm = dot + _per_candidate_sum(c * o), c_norm + _per_candidate_sum(c * c)
-            o_norm = o_norm + observed.sq_norm(o)
+                d, n = _per_candidate_sum(c * o), _per_candidate_sum(c * c)
+            dot, c_norm = dot + w * d, c_norm + w * n
+            o_norm = o_norm + w * observed.sq_norm(o)
         return 1.0 - dot / (c_norm.add(1e-12).sqrt() * o_norm.add(1e-12).sqrt())
 
 
@@ -123,6 +149,11 @@ class NegativeLogLikelihood(Objective):
 
     Isotropic Gaussian mechanisms are evaluated as ‖·‖²/(2σ²) through `L2Distance`, which
     avoids materialising large layers; every other mechanism gets materialised updates.
+    With parameter weights, the mechanism's log-likelihood is taken separately over each
+    set of parameters sharing a weight and summed with those weights (zero-weight
+    parameters dropped): exact for the usual coordinate-wise mechanisms (noise, pruning,
+    quantisation); a mechanism that couples parameters (norm clipping) then sees each set
+    on its own.
     """
 
     name = "likelihood"
@@ -134,9 +165,25 @@ class NegativeLogLikelihood(Objective):
             if g.mechanism is None or _is_gaussian(g.mechanism):
                 sigma = 1.0 if g.mechanism is None else float(g.mechanism.sigma)
                 parts.append(L2Distance()(sub, observed.select(g.start, g.stop)) / (2 * sigma**2))
-            else:
+            elif observed.weights is None:
                 parts.append(-g.mechanism.log_likelihood(g.update, sub.updates))
+            else:
+                parts.append(_weighted_nll(g, sub.parts, observed.weights))
         return torch.cat(parts)
+
+
+def _weighted_nll(
+    group: ObservedGroup, parts: list[torch.Tensor | LinearFactors], weights: list[float]
+) -> torch.Tensor:
+    """Σ_w w · −log p(observed_S(w) | candidate_S(w)) over the sets S(w) of parameters of weight w."""
+    total = 0
+    for w in sorted({w for w in weights if w != 0.0}):
+        keep = [k for k, wk in enumerate(weights) if wk == w]
+        ll = group.mechanism.log_likelihood(
+            [group.update[k] for k in keep], [_materialized(parts[k]) for k in keep]
+        )
+        total = total - w * ll
+    return total
 
 
 OBJECTIVES: dict[str, type[Objective]] = {

@@ -65,19 +65,27 @@ class AttackTarget:
         """Refuse shapes and values no attack can work with, before any optimisation."""
         params = list(self.model.parameters())
         if len(self.update) != len(params):
-            raise AttackError(f"update: {len(self.update)} tensors for a model with {len(params)} parameters")
+            raise AttackError(
+                f"update: {len(self.update)} tensors for a model with {len(params)} parameters"
+            )
         for i, (u, p) in enumerate(zip(self.update, params, strict=True)):
             if tuple(u.shape) != tuple(p.shape):
-                raise AttackError(f"update[{i}]: shape {tuple(u.shape)} does not match parameter shape {tuple(p.shape)}")
+                raise AttackError(
+                    f"update[{i}]: shape {tuple(u.shape)} does not match parameter shape {tuple(p.shape)}"
+                )
             if not torch.isfinite(u).all():
                 raise AttackError(f"update[{i}]: contains NaN or infinite values")
         if self.batch_size < 1:
             raise AttackError(f"batch_size: must be at least 1, got {self.batch_size}")
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise AttackError(f"input_shape: expected (channels, height, width), got {self.input_shape}")
+            raise AttackError(
+                f"input_shape: expected (channels, height, width), got {self.input_shape}"
+            )
         if self.labels is not None:
             if self.labels.shape != (self.batch_size,):
-                raise AttackError(f"labels: expected shape ({self.batch_size},), got {tuple(self.labels.shape)}")
+                raise AttackError(
+                    f"labels: expected shape ({self.batch_size},), got {tuple(self.labels.shape)}"
+                )
             if int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes:
                 raise AttackError(f"labels: values must lie in [0, {self.num_classes})")
 

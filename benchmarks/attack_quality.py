@@ -6,6 +6,7 @@ grid-search each attack's prior weight on the first `--images` *training* images
 out from the scored test images) by PSNR, and print the best settings.
 
     python benchmarks/attack_quality.py --data-root DATA [--out FILE] [--tune]
+        [--attacks bayes l2 ...] [--defenses none gaussian:sigma=0.1 ...] [--images N]
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def score(recs, truth) -> float:
 def evaluate(args, model, data) -> dict:
     images, labels = data.images[: args.images], data.labels[: args.images]
     rows = []
-    for defense, mechanism in DEFENSES.items():
+    for defense in args.defenses:
+        mechanism = DEFENSES[defense]
         targets = make_targets(model, images, labels, mechanism)
         for name in args.attacks:
             start = time.perf_counter()
@@ -100,14 +102,15 @@ def evaluate(args, model, data) -> dict:
 def tune(args, model, data) -> dict:
     images, labels = data.images[: args.images], data.labels[: args.images]
     grids = {
-        "bayes": [{"tv": w} for w in (30.0, 100.0, 300.0, 1000.0)],
-        "l2": [{"tv": w} for w in (0.0, 0.1, 1.0, 10.0)],
-        "l1": [{"tv": w} for w in (0.0, 1.0, 10.0, 100.0)],
+        "bayes": [{"tv": w} for w in (100.0, 300.0, 1000.0, 3000.0)],
+        "l2": [{"tv": w} for w in (0.1, 1.0, 10.0, 100.0)],
+        "l1": [{"tv": w} for w in (1.0, 10.0, 100.0, 1000.0)],
         "cos": [{"tv": w} for w in (0.0, 1e-3, 1e-2, 1e-1)],
     }
     rows = []
-    for defense, mechanism in DEFENSES.items():
-        if defense == "none":
+    for defense in args.defenses:
+        mechanism = DEFENSES[defense]
+        if mechanism is None:
             continue
         targets = make_targets(model, images, labels, mechanism)
         for name in args.attacks:
@@ -136,6 +139,7 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--attacks", nargs="+", default=list(ATTACK_NAMES))
+    parser.add_argument("--defenses", nargs="+", default=list(DEFENSES), choices=list(DEFENSES))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tune", action="store_true", help="tune prior weights on training images")
     parser.add_argument("--out", default=None)
