@@ -212,11 +212,11 @@ def run_matrix(
     grid_rows: list[tuple[str, torch.Tensor]] = [("original", images.flatten(0, 1))]
     for spec in settings.defenses:
         batches = _defended_batches(settings, spec, info, images, labels, device)
-        for attack in attacks:
-            budget = Budget(
-                iterations=settings.iterations or attack.default_iterations,
-                restarts=settings.restarts,
-            )
+        model = batches.targets[0].model
+        for requested in attacks:
+            attack = requested.resolve(batches.defense, model)
+            iterations = settings.iterations or attack.default_iterations
+            budget = Budget(iterations=iterations, restarts=settings.restarts)
             started = time.perf_counter()
             reconstructions = attack.run(batches.targets, budget, seed=settings.seed)
             seconds = time.perf_counter() - started

@@ -113,3 +113,25 @@ def test_user_errors_print_one_line_and_exit_2(
     assert len(lines) == 1, err
     assert named in lines[0]
     assert "Traceback" not in err
+
+
+def test_attack_spec_values_may_hold_commas() -> None:
+    from fedsim.attack_specs import parse_attack_spec
+
+    spec = parse_attack_spec("l2:exclude=['body.0.weight', 'body.0.bias'],lr=0.05")
+    assert spec.overrides == {"exclude": ["body.0.weight", "body.0.bias"], "lr": 0.05}
+
+
+def test_adapted_attack_follows_the_defense(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out_json = tmp_path / "adapted.json"
+    code, _, _ = _run(
+        capsys, "attack", "--images", "1", "--attack", "adapted:iterations=3",
+        "--defense", "precode", "--defense", "gaussian:0.1", "--json", str(out_json),
+    )  # fmt: skip
+    assert code == 0
+    results = {r["defense"]: r for r in json.loads(out_json.read_text())["results"]}
+    assert results["precode:beta=0.003"]["attack"] == "adapted=analytic-fc"
+    assert results["precode:beta=0.003"]["psnr_mean"] > 60  # exact inversion before the bottleneck
+    assert results["gaussian:sigma=0.1"]["attack"] == "adapted=bayes"

@@ -26,6 +26,13 @@ class VariationalBottleneck(nn.Module):
         self.generator: torch.Generator | None = None
         self.kl_loss: torch.Tensor | None = None
 
+    def __getstate__(self) -> dict:
+        # The last pass's KL term is attached to its graph, which cannot be copied or
+        # pickled; a copy of the model starts without it.
+        state = self.__dict__.copy()
+        state["kl_loss"] = None
+        return state
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         mean, log_var = self.to_mean(h), self.to_log_var(h)
         kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var)
