@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -30,4 +31,6 @@ def print_results(results: Sequence[CellResult], console: Console | None = None)
             f"{r.label_accuracy:.2f}",
             f"{r.seconds:.1f}",
         )
-    (console or Console()).print(table)
+    # Off a terminal (logs, pipes) rich would cut the table at 80 columns.
+    width = shutil.get_terminal_size((160, 24)).columns
+    (console or Console(width=max(width, 100))).print(table)
