@@ -11,7 +11,10 @@ the clients except their partition id in a ConfigRecord. Without a scenario
 (`LeakageAuditor.for_model`, deployment mode) there is no ground truth: it records
 the attack objectives and stores the reconstructions (tensors and PNGs). Under
 secure aggregation it attacks nothing and records that per-client attacks are
-impossible.
+impossible: in `aggregate_train` when a setup declares it (a Flower app that hides
+updates by other means), or through `record_secure_round` on fedsim's SecAgg+ path
+(`fedsim.flower.secagg`), where no individual reply ever reaches the server and
+only that method and `close` are called.
 
 In an audited round, a reply it cannot use — an error reply, no reply before the
 round's timeout, arrays of the wrong keys, shapes or dtypes, NaN or infinite values,
@@ -266,6 +269,15 @@ class LeakageAuditor(Strategy):
                 case.originals, case.true_labels = self.setup.ground_truth(client, server_round)
             job.cases.append(case)
         self.worker.submit(lambda: self._run(job))
+
+    def record_secure_round(self, server_round: int) -> None:
+        """SecAgg+ round: if the schedule audits it, one `impossible` record per attack.
+
+        Called when the round is configured, so the records do not depend on which
+        clients reply; the aggregate is not attacked (see `fedsim.flower.secagg`).
+        """
+        if audited_round(self.setup.audit, server_round) and self.engine.attacks:
+            self._record_impossible(server_round)
 
     def _record_impossible(self, server_round: int) -> None:
         """Under secure aggregation: one record per attack, no attack on the sum."""

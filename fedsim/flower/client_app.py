@@ -3,7 +3,9 @@
 The server sends the resolved scenario (TOML text) in every train/evaluate config, so
 one stateless ClientApp serves the simulation engine and the deployment engine alike;
 the node's `partition-id` (from its `node_config`) says which client it is, and the
-reply carries it back in a ConfigRecord because node ids are random.
+reply carries it back in a ConfigRecord because node ids are random. Under secure
+aggregation the train messages are Flower's legacy SecAgg+ ones: `secure_aggregation_mod`
+runs the protocol and `legacy_fit` trains (see `fedsim.flower.secagg_client`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,19 @@ import torch
 import torch.nn.functional as F
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.compat.common import recorddict_compat as compat
 
 from fedsim.flower.faults import inject_faults
 from fedsim.flower.local_update import local_update
-from fedsim.flower.protocol import FEDSIM_RECORD, PARTITION_KEY, SCENARIO_KEY, TORCH_THREADS_KEY
+from fedsim.flower.protocol import (
+    FEDSIM_RECORD,
+    LEGACY_FIT_PARAMETERS,
+    PARTITION_KEY,
+    SCENARIO_KEY,
+    TORCH_THREADS_KEY,
+)
+from fedsim.flower.secagg_client import secure_aggregation_mod
 from fedsim.scenario.build import Federation, build_federation
 from fedsim.scenario.loading import scenario_from_resolved
 
@@ -23,7 +34,10 @@ app = ClientApp()
 
 
 def _federation(message: Message) -> Federation:
-    config = message.content.config_records["config"]
+    return _federation_from(message.content.config_records["config"])
+
+
+def _federation_from(config: ConfigRecord | dict) -> Federation:
     threads = int(config.get(TORCH_THREADS_KEY, 0))
     if threads > 0 and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
@@ -45,9 +59,11 @@ def _model(federation: Federation, message: Message) -> torch.nn.Module:
     return model
 
 
-@app.train(mods=[inject_faults])
+@app.train(mods=[inject_faults, secure_aggregation_mod])
 def train(message: Message, context: Context) -> Message:
     """One round of local training on this partition's seeded batch."""
+    if LEGACY_FIT_PARAMETERS in message.content.array_records:
+        return legacy_fit(message, context)
     federation = _federation(message)
     client = _partition(context, federation)
     server_round = int(message.content.config_records["config"]["server-round"])
@@ -62,6 +78,32 @@ def train(message: Message, context: Context) -> Message:
         }
     )
     return Message(content=content, reply_to=message)
+
+
+def legacy_fit(message: Message, context: Context) -> Message:
+    """The same training for a legacy FitIns (SecAgg+): weights in state-dict order in a FitRes.
+
+    The partition id and the training loss travel as FitRes metrics, which SecAgg+
+    does not hide; the weights go to `secaggplus_mod`, which masks them.
+    """
+    fitins = compat.recorddict_to_fitins(message.content, keep_input=True)
+    federation = _federation_from(fitins.config)
+    client = _partition(context, federation)
+    model = federation.build_model()
+    names = list(model.state_dict())
+    arrays = parameters_to_ndarrays(fitins.parameters)
+    if len(arrays) != len(names):
+        raise ValueError(f"got {len(arrays)} arrays for a model of {len(names)}")
+    state = {n: torch.from_numpy(a.copy()) for n, a in zip(names, arrays, strict=True)}
+    model.load_state_dict(state)
+    result = local_update(federation, model, client, int(fitins.config["server-round"]))
+    fitres = FitRes(
+        status=Status(Code.OK, ""),
+        parameters=ndarrays_to_parameters([result.state[n].numpy() for n in names]),
+        num_examples=result.num_examples,
+        metrics={PARTITION_KEY: client, "train-loss": result.loss},
+    )
+    return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=message)
 
 
 @app.evaluate()

@@ -13,7 +13,10 @@ setting, so a shared scenario file cannot switch it on). Its value is a list of
 
 e.g. `FEDSIM_FAULTS="2:1:raise;3:*:sleep=5"`. The fedsim ClientApp applies the plan
 as a train mod (`inject_faults`), in whichever process runs the client (Ray workers
-and in-process clients inherit the environment).
+and in-process clients inherit the environment). Under SecAgg+ the faults apply to
+the training message (the collect stage: a `raise` is a client dropping out after the
+key exchange); `nan`, `inf`, `shape` and `weight` do nothing there, since the
+weights leave the client masked.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 from flwr.app import Array, Context, Message, MetricRecord
 
 from fedsim.errors import ConfigError
-from fedsim.flower.protocol import PARTITION_KEY
+from fedsim.flower.protocol import LEGACY_FIT_CONFIG, PARTITION_KEY
 
 FAULTS_ENV = "FEDSIM_FAULTS"
 KINDS = ("raise", "sleep", "nan", "inf", "shape", "weight")
@@ -88,7 +91,12 @@ def inject_faults(message: Message, context: Context, call_next) -> Message:  # 
     plan = active_faults()
     if not plan:
         return call_next(message, context)
-    server_round = int(message.content.config_records["config"]["server-round"])
+    config = message.content.config_records.get("config") or message.content.config_records.get(
+        LEGACY_FIT_CONFIG
+    )
+    if config is None:  # SecAgg+ key-exchange and unmask messages: no training to fault
+        return call_next(message, context)
+    server_round = int(config["server-round"])
     client = int(context.node_config[PARTITION_KEY])
     faults = [f for f in plan if f.applies(server_round, client)]
     for fault in faults:
@@ -109,7 +117,9 @@ def _corrupt(reply: Message, kind: str) -> None:
         metrics = next(iter(reply.content.metric_records.values()))
         reply.content.metric_records["metrics"] = MetricRecord({**dict(metrics), "num-examples": 0})
         return
-    arrays = next(iter(reply.content.array_records.values()))
+    arrays = next(iter(reply.content.array_records.values()), None)
+    if not arrays:
+        return  # SecAgg+ sent the weights masked; nothing in the clear to corrupt
     key = next(iter(arrays))
     values = arrays[key].numpy().copy()
     if kind == "shape":

@@ -3,13 +3,15 @@
 No Ray and no SuperLink: `send_and_receive` calls the ClientApp on each message in
 turn. As in Flower's runtimes, a ClientApp that raises yields an error reply, and a
 reply that took longer than `timeout` is not delivered (each client is timed on its
-own, as if they ran side by side). It drives the same ServerApp strategy loop as the simulation engine, for tests
+own, as if they ran side by side). Each node gets its own copy of a message, as over a
+network (SecAgg+ sends one content object to every node, and its mod edits it). It drives the same ServerApp strategy loop as the simulation engine, for tests
 and for quick runs on one machine (`simulation.engine = "inprocess"`). Node ids are
 drawn from a seeded generator, so, as in Flower, they do not reveal partitions.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import time
@@ -61,6 +63,7 @@ class LocalGrid(Grid):
     def set_run(self, run: Run) -> None:
         self._run = run
 
+    @property
     def run(self) -> Run:
         return self._run
 
@@ -93,7 +96,8 @@ class LocalGrid(Grid):
             message.metadata.created_at = time.time()
             started = time.monotonic()
             try:
-                reply = self.client_app(message, self.contexts[message.metadata.dst_node_id])
+                delivered = copy.deepcopy(message)
+                reply = self.client_app(delivered, self.contexts[message.metadata.dst_node_id])
             except Exception as error:  # noqa: BLE001 - a client's failure is its reply
                 reason = f"{type(error).__name__}: {error}".splitlines()[0]
                 reply = Message(

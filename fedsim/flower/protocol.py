@@ -16,6 +16,15 @@ SCENARIO_KEY = "fedsim-scenario"
 TORCH_THREADS_KEY = "fedsim-torch-threads"
 """Train/evaluate config entry: intra-op threads a client may use (0: leave as is)."""
 
+SEED_KEY = "fedsim-seed"
+"""SecAgg+ fit config entry: the scenario seed (seeds the clients' stochastic rounding)."""
+
+LEGACY_FIT_PARAMETERS = "fitins.parameters"
+"""ArrayRecord of a legacy FitIns (Flower's SecAgg+ workflow): the weights, unnamed, in order."""
+
+LEGACY_FIT_CONFIG = "fitins.config"
+"""ConfigRecord of a legacy FitIns: the fit config."""
+
 
 def reply_partition(message: Message) -> int | None:
     """The partition id a fedsim client put in its reply, or None for other clients."""

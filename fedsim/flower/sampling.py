@@ -35,6 +35,25 @@ def sampled_partitions(seed: int, server_round: int, partitions: list[int], size
     return sorted(ordered[i] for i in rng.choice(len(ordered), size=size, replace=False))
 
 
+def learn_partitions(grid: Grid, clients: int, node_of: dict[int, int], timeout: float) -> None:
+    """Wait for `clients` nodes, then ask the nodes not yet in `node_of` (partition → node)
+    which partition they hold; `node_of` is updated in place."""
+    while len(nodes := list(grid.get_node_ids())) < clients:
+        log(INFO, "Waiting for nodes: %d of %d connected.", len(nodes), clients)
+        time.sleep(1)
+    known = set(node_of.values())
+    unknown = [n for n in nodes if n not in known]
+    if not unknown:
+        return
+    queries = [
+        Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in unknown
+    ]
+    for reply in grid.send_and_receive(queries, timeout=timeout):
+        partition = None if reply.has_error() else reply_partition(reply)
+        if partition is not None:
+            node_of[partition] = int(reply.metadata.src_node_id)
+
+
 class NodeSubset(Grid):
     """A view of `grid` whose `get_node_ids` lists only `node_ids`; all else is `grid`'s."""
 
@@ -89,21 +108,7 @@ class SeededSampling(Strategy):
         """partition id → node id, learnt once from the nodes' answers."""
 
     def _learn_partitions(self, grid: Grid) -> None:
-        while len(nodes := list(grid.get_node_ids())) < self.clients:
-            log(INFO, "Waiting for nodes: %d of %d connected.", len(nodes), self.clients)
-            time.sleep(1)
-        known = set(self.node_of.values())
-        unknown = [n for n in nodes if n not in known]
-        if not unknown:
-            return
-        queries = [
-            Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY)
-            for node in unknown
-        ]
-        for reply in grid.send_and_receive(queries, timeout=self.query_timeout):
-            partition = None if reply.has_error() else reply_partition(reply)
-            if partition is not None:
-                self.node_of[partition] = int(reply.metadata.src_node_id)
+        learn_partitions(grid, self.clients, self.node_of, self.query_timeout)
 
     def summary(self) -> None:
         self.inner.summary()

@@ -3,18 +3,18 @@
 `run_federation` is the body; `make_server_app` binds it to a scenario for the
 in-process simulation, and the module-level `app` reads `scenario` (a path) and
 `out` (a run directory) from the run config for `flwr run` and the deployment engine.
+Under `federation.secure_aggregation` the rounds run on Flower's SecAgg+ workflow
+instead (`fedsim.flower.secagg`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from logging import INFO
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import torch
-import torch.nn.functional as F
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
@@ -25,39 +25,24 @@ from fedsim.device import resolve_device
 from fedsim.flower.ordering import PartitionOrder
 from fedsim.flower.protocol import SCENARIO_KEY, TORCH_THREADS_KEY
 from fedsim.flower.reply_filter import ReplyFilter
+from fedsim.flower.round_end import RoundEnd, RunObserver, audited_round_of, evaluate_model
 from fedsim.flower.round_offset import RoundOffset
 from fedsim.flower.sampling import SeededSampling
+from fedsim.flower.secagg import run_secure_federation
 from fedsim.records import RunRecorder, run_header
 from fedsim.scenario.build import Federation, build_federation
 from fedsim.scenario.config import AttackConfig, Scenario
 from fedsim.scenario.loading import load_scenario, scenario_to_toml
 
-
-class RunObserver(Protocol):
-    """Told when a round's evaluation and a round's audit are done (progress display)."""
-
-    def round_finished(self, record: dict[str, Any]) -> None: ...
-
-    def round_audited(self, server_round: int, records: list[dict[str, Any]]) -> None: ...
-
-
-def evaluate_model(
-    federation: Federation, arrays: ArrayRecord, device: torch.device
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of the global model on the held-out split."""
-    model = federation.build_model()
-    model.load_state_dict(arrays.to_torch_state_dict())
-    model.to(device).eval()
-    data = federation.eval_set()
-    total_loss, correct = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(data), 500):
-            x = data.images[start : start + 500].to(device)
-            y = data.labels[start : start + 500].to(device)
-            logits = model(x)
-            total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(dim=1) == y).sum())
-    return total_loss / len(data), correct / len(data)
+__all__ = [
+    "RunObserver",
+    "app",
+    "audited_round_of",
+    "build_strategy",
+    "evaluate_model",
+    "make_server_app",
+    "run_federation",
+]
 
 
 def build_strategy(
@@ -95,11 +80,6 @@ def build_strategy(
     return PartitionOrder(strategy), auditor
 
 
-def audited_round_of(scenario: Scenario) -> Callable[[int], bool]:
-    """Which rounds' audits a complete run has recorded (the resume point waits for them)."""
-    return lambda r: r >= 1 and bool(scenario.attacks) and scenario.audit.rounds.selects(r)
-
-
 def run_federation(
     grid: Grid,
     scenario: Scenario,
@@ -116,45 +96,31 @@ def run_federation(
     from the checkpoint of round R (see `fedsim.checkpoints`); rounds ≤ R are not redone.
     At the end of every round the global model is checkpointed and the records fsynced.
     """
+    if scenario.federation.secure_aggregation:
+        run_secure_federation(
+            grid, scenario, recorder, observer, torch_threads, resume_after, attacks
+        )
+        return
     federation = build_federation(scenario)
-    device = resolve_device(scenario.device)
     strategy, auditor = build_strategy(federation, recorder, observer, attacks)
     reply_filter = auditor.inner if isinstance(auditor.inner, ReplyFilter) else None
-    audited = audited_round_of(scenario)
     offset = max(resume_after, 0)
-    started = time.perf_counter()
+    round_end = RoundEnd(federation, recorder, observer, resolve_device(scenario.device))
 
     def evaluate(loop_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         server_round = loop_round + offset
         if server_round <= resume_after:
             return None  # recorded before the interruption
-        loss, accuracy = evaluate_model(federation, arrays, device)
         metrics = strategy.train_metrics.pop(server_round, None)
         rejected = [] if reply_filter is None else reply_filter.rejected.pop(server_round, [])
-        record = {
-            "round": server_round,
-            "loss": loss,
-            "accuracy": accuracy,
+        notes = {
             "clients": strategy.clients.pop(server_round, []),
             "failures": strategy.failures.pop(server_round, 0),
             "missing": strategy.missing.pop(server_round, 0),
             "rejected": len(rejected),
             "train_loss": None if metrics is None else metrics.get("train-loss"),
-            "audited": server_round > 0
-            and scenario.audit.rounds.selects(server_round)
-            and bool(scenario.attacks),
-            "seconds": time.perf_counter() - started,
         }
-        if recorder is not None:
-            checkpoints = recorder.checkpoints
-            if server_round >= 1:
-                checkpoints.save(server_round, arrays.to_torch_state_dict())
-            recorder.append_round(record)
-            recorder.sync()
-            checkpoints.mark("trained", server_round)
-            checkpoints.prune(keep_from=checkpoints.complete_through(audited))
-        if observer is not None:
-            observer.round_finished(record)
+        loss, accuracy = round_end.close(server_round, arrays, notes)
         return MetricRecord({"loss": loss, "accuracy": accuracy})
 
     config = ConfigRecord(
@@ -177,8 +143,7 @@ def run_federation(
         )
     finally:
         auditor.close()  # interrupted or not: the audits already submitted are recorded
-        if recorder is not None:
-            recorder.checkpoints.prune(keep_from=recorder.checkpoints.complete_through(audited))
+        round_end.finish()
 
 
 def make_server_app(

@@ -1,0 +1,101 @@
+"""What ends every round, whichever workflow ran it: central evaluation, the round's
+rounds.jsonl line, the checkpoint and the progress journal, and the observer's call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from flwr.app import ArrayRecord
+
+from fedsim.records import RunRecorder
+from fedsim.scenario.build import Federation
+from fedsim.scenario.config import Scenario
+
+
+class RunObserver(Protocol):
+    """Told when a round's evaluation and a round's audit are done (progress display)."""
+
+    def round_finished(self, record: dict[str, Any]) -> None: ...
+
+    def round_audited(self, server_round: int, records: list[dict[str, Any]]) -> None: ...
+
+
+def evaluate_model(
+    federation: Federation, arrays: ArrayRecord, device: torch.device
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of the global model on the held-out split."""
+    model = federation.build_model()
+    model.load_state_dict(arrays.to_torch_state_dict())
+    model.to(device).eval()
+    data = federation.eval_set()
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(data), 500):
+            x = data.images[start : start + 500].to(device)
+            y = data.labels[start : start + 500].to(device)
+            logits = model(x)
+            total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(dim=1) == y).sum())
+    return total_loss / len(data), correct / len(data)
+
+
+def audited_round_of(scenario: Scenario) -> Callable[[int], bool]:
+    """Which rounds' audits a complete run has recorded (the resume point waits for them)."""
+    return lambda r: r >= 1 and bool(scenario.attacks) and scenario.audit.rounds.selects(r)
+
+
+class RoundEnd:
+    """Closes rounds: evaluates the global model and writes, fsyncs and journals the round."""
+
+    def __init__(
+        self,
+        federation: Federation,
+        recorder: RunRecorder | None,
+        observer: RunObserver | None,
+        device: torch.device,
+    ) -> None:
+        self.federation = federation
+        self.recorder = recorder
+        self.observer = observer
+        self.device = device
+        self.audited = audited_round_of(federation.scenario)
+        self.started = time.perf_counter()
+
+    def close(
+        self, server_round: int, arrays: ArrayRecord, notes: dict[str, Any]
+    ) -> tuple[float, float]:
+        """Loss and accuracy of `arrays`; `notes` are the round's clients, failures,
+        missing, rejected and train_loss entries."""
+        scenario = self.federation.scenario
+        loss, accuracy = evaluate_model(self.federation, arrays, self.device)
+        record = {
+            "round": server_round,
+            "loss": loss,
+            "accuracy": accuracy,
+            **notes,
+            "audited": server_round > 0
+            and scenario.audit.rounds.selects(server_round)
+            and bool(scenario.attacks),
+            "seconds": time.perf_counter() - self.started,
+        }
+        if self.recorder is not None:
+            checkpoints = self.recorder.checkpoints
+            if server_round >= 1:
+                checkpoints.save(server_round, arrays.to_torch_state_dict())
+            self.recorder.append_round(record)
+            self.recorder.sync()
+            checkpoints.mark("trained", server_round)
+            checkpoints.prune(keep_from=checkpoints.complete_through(self.audited))
+        if self.observer is not None:
+            self.observer.round_finished(record)
+        return loss, accuracy
+
+    def finish(self) -> None:
+        """After the last round (or an interruption): drop checkpoints no resume needs."""
+        if self.recorder is not None:
+            checkpoints = self.recorder.checkpoints
+            checkpoints.prune(keep_from=checkpoints.complete_through(self.audited))
