@@ -93,3 +93,7 @@ def test_any_override_text_parses_or_is_refused(text: str) -> None:
     except ConfigError:
         return
     assert keys and all(keys)
+
+
+def test_keys_with_line_breaks_are_quoted_in_the_one_line_error() -> None:
+    _check({"model": {"\n": None}})

@@ -6,6 +6,7 @@ indices: `attacks.0.name`), so the CLI can print it and exit with status 2.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -19,6 +20,7 @@ from fedsim.errors import ConfigError
 from fedsim.scenario.config import Scenario
 from fedsim.scenario.names import ATTACK_CHECK
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.+-]+")
 _FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): ")
 
 
@@ -73,7 +75,7 @@ def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
 def format_validation_error(error: ValidationError) -> str:
     """The first problem as one line: `dotted.field: message`."""
     first = error.errors()[0]
-    loc = [str(part) for part in first["loc"] if not _is_union_tag(part)]
+    loc = [_location_part(part) for part in first["loc"] if not _is_union_tag(part)]
     message = str(first["msg"]).removeprefix("Value error, ")
     match = _FIELD_PREFIX.match(message)
     if match:
@@ -91,6 +93,12 @@ def format_validation_error(error: ValidationError) -> str:
         else ""
     )
     return f"{field}: {message}{suffix}"
+
+
+def _location_part(part: object) -> str:
+    """A key as written in the file, quoted when it is not a plain name (keeps the line single)."""
+    text = str(part)
+    return text if _PLAIN_KEY.fullmatch(text) else json.dumps(text)
 
 
 def _is_union_tag(part: object) -> bool:
