@@ -408,7 +408,9 @@ class VmapUpdates:
         return [p[k] - self.params[k] for k in self.params], stats0
 
     def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> CandidateUpdates:
-        updates, stats = vmap(self._one)(x, labels)
+        # Models that sample in train mode (PRECODE's bottleneck) draw fresh noise per
+        # candidate: the adversary does not know the client's draw.
+        updates, stats = vmap(self._one, randomness="different")(x, labels)
         return CandidateUpdates(list(updates), [tuple(s) for s in stats], self.bn_running)
 
 

@@ -135,3 +135,13 @@ def test_adapted_attack_follows_the_defense(
     assert results["precode:beta=0.003"]["attack"] == "adapted=analytic-fc"
     assert results["precode:beta=0.003"]["psnr_mean"] > 60  # exact inversion before the bottleneck
     assert results["gaussian:sigma=0.1"]["attack"] == "adapted=bayes"
+
+
+def test_optimisation_attack_runs_against_a_sampling_model(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # PRECODE samples its bottleneck in train mode; candidates draw their own noise.
+    code, _, err = _run(
+        capsys, "attack", "--images", "1", "--attack", "l2:iterations=2", "--defense", "precode"
+    )
+    assert code == 0, err
