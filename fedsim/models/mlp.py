@@ -10,6 +10,15 @@ from torch import nn
 from fedsim.models.base import ImageClassifier
 
 
+def dense_relu_stack(in_features: int, hidden: int, depth: int) -> tuple[list[nn.Module], int]:
+    """`depth` × (dense `hidden`, ReLU) after a flatten, and the width it ends with."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for _ in range(depth):
+        layers += [nn.Linear(in_features, hidden), nn.ReLU()]
+        in_features = hidden
+    return layers, in_features
+
+
 class MLP(ImageClassifier):
     """flatten, `depth` × (dense `hidden`, ReLU), dense classes (the "2NN" of McMahan et al.)."""
 
@@ -23,10 +32,6 @@ class MLP(ImageClassifier):
         depth: int = 2,
     ) -> None:
         super().__init__(input_shape, num_classes, mean, std)
-        layers: list[nn.Module] = [nn.Flatten()]
-        in_features = math.prod(self.input_shape)
-        for _ in range(depth):
-            layers += [nn.Linear(in_features, hidden), nn.ReLU()]
-            in_features = hidden
+        layers, in_features = dense_relu_stack(math.prod(self.input_shape), hidden, depth)
         layers.append(nn.Linear(in_features, num_classes))
         self.body = nn.Sequential(*layers)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from fedsim.models.base import ImageClassifier
+from fedsim.models.mlp import dense_relu_stack
 
 
 class VariationalBottleneck(nn.Module):
@@ -64,11 +65,7 @@ class Precode(ImageClassifier):
         latent: int = 256,
     ) -> None:
         super().__init__(input_shape, num_classes, mean, std)
-        encoder: list[nn.Module] = [nn.Flatten()]
-        in_features = math.prod(self.input_shape)
-        for _ in range(depth):
-            encoder += [nn.Linear(in_features, hidden), nn.ReLU()]
-            in_features = hidden
+        encoder, in_features = dense_relu_stack(math.prod(self.input_shape), hidden, depth)
         encoder += [nn.Linear(in_features, latent), nn.ReLU()]
         self.bottleneck = VariationalBottleneck(latent, latent)
         self.body = nn.Sequential(
