@@ -43,6 +43,7 @@ from fedsim.auditor.worker import AuditWorker
 from fedsim.device import resolve_device
 from fedsim.flower.protocol import reply_partition
 from fedsim.flower.reply_check import ArraySpec, array_specs, reply_problem
+from fedsim.flower.wrapping import PassThroughStrategy
 from fedsim.image_grid import save_image_grid
 from fedsim.private_files import make_private
 from fedsim.records import RECONSTRUCTIONS_DIR, RunRecorder
@@ -60,7 +61,7 @@ def reply_state(message: Message) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in arrays.to_torch_state_dict().items()}
 
 
-class LeakageAuditor(Strategy):
+class LeakageAuditor(PassThroughStrategy):
     """Wraps `inner`; attacks the updates its schedule selects and records the leakage.
 
     `setup` is a fedsim `Federation` (ground truth from the scenario) or an
@@ -80,7 +81,7 @@ class LeakageAuditor(Strategy):
     ) -> None:
         if isinstance(setup, Federation):
             setup = AuditSetup.from_federation(setup)
-        self.inner = inner
+        super().__init__(inner)
         self.setup = setup
         self.recorder = recorder
         self.on_round_audited = on_round_audited
@@ -154,16 +155,6 @@ class LeakageAuditor(Strategy):
                 logger.exception("round %d: preparing the audit failed", server_round)
                 self.worker.submit(lambda: self._publish(server_round, []))
         return self.inner.aggregate_train(server_round, replies)
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        return self.inner.aggregate_evaluate(server_round, replies)
 
     # ------------------------------------------------------------------------- the audit
 

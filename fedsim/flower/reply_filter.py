@@ -21,23 +21,21 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedsim.flower.reply_check import ArraySpec, array_specs, reply_problem
+from fedsim.flower.wrapping import PassThroughStrategy
 
 logger = logging.getLogger(__name__)
 
 
-class ReplyFilter(Strategy):
+class ReplyFilter(PassThroughStrategy):
     """Passes everything to `inner`, minus train replies whose arrays are unusable."""
 
     def __init__(self, inner: Strategy) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.weighted_by_key: str | None = getattr(inner, "weighted_by_key", None)
         """The inner strategy's weight metric (checked too); the auditor reads it here."""
         self.rejected: dict[int, list[str]] = {}
         """Round → reasons of the replies dropped in it (rounds without drops absent)."""
         self._expected: dict[int, dict[str, ArraySpec]] = {}
-
-    def summary(self) -> None:
-        self.inner.summary()
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -67,13 +65,3 @@ class ReplyFilter(Strategy):
             )
             self.rejected.setdefault(server_round, []).append(problem)
         return self.inner.aggregate_train(server_round, kept)
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        return self.inner.aggregate_evaluate(server_round, replies)

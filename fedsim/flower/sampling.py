@@ -16,13 +16,14 @@ from collections.abc import Iterable
 from logging import INFO
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore.run import Run
 
 from fedsim.flower.protocol import reply_partition
+from fedsim.flower.wrapping import PassThroughStrategy
 from fedsim.scenario.build import derived_seed
 
 _SAMPLING_TAG = 0x5A3B
@@ -93,13 +94,13 @@ class NodeSubset(Grid):
         return self.grid.send_and_receive(messages, timeout=timeout)
 
 
-class SeededSampling(Strategy):
+class SeededSampling(PassThroughStrategy):
     """Passes everything to `inner`; train rounds see only the seeded sample of partitions."""
 
     def __init__(
         self, inner: Strategy, clients: int, per_round: int, seed: int, query_timeout: float = 120
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.clients = clients
         self.per_round = per_round
         self.seed = seed
@@ -110,9 +111,6 @@ class SeededSampling(Strategy):
     def _learn_partitions(self, grid: Grid) -> None:
         learn_partitions(grid, self.clients, self.node_of, self.query_timeout)
 
-    def summary(self) -> None:
-        self.inner.summary()
-
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
@@ -121,18 +119,3 @@ class SeededSampling(Strategy):
         chosen = sampled_partitions(self.seed, server_round, list(self.node_of), size)
         subset = NodeSubset(grid, [self.node_of[p] for p in chosen])
         return self.inner.configure_train(server_round, arrays, config, subset)
-
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        return self.inner.aggregate_train(server_round, replies)
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        return self.inner.aggregate_evaluate(server_round, replies)
