@@ -3,6 +3,7 @@
     RUN/scenario.toml       the scenario with every default filled in, plus a [run] table
                             (seed, package versions, start time)
     RUN/rounds.jsonl        one line per round: test loss and accuracy, clients, train loss
+                            (and ε, δ spent under DP-SGD)
     RUN/leakage.jsonl       one line per (round, client, attack): defense, PSNR, SSIM,
                             label accuracy, objective, iterations, seconds, status
     RUN/reconstructions/    PNG grids, originals over each attack's reconstructions

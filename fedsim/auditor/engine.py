@@ -21,10 +21,11 @@ from typing import Any
 import torch
 
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
+from fedsim.attack_specs import ADAPTED, AttackSpec
 from fedsim.auditor.scoring import score_reconstruction
 from fedsim.auditor.setup import AuditSetup
 from fedsim.scenario.build import derived_seed
-from fedsim.scenario.components import build_attack
+from fedsim.scenario.components import build_attack, build_defense
 from fedsim.scenario.config import AttackConfig
 
 _ATTACK_TAG = 0xA77C
@@ -38,6 +39,8 @@ class ClientCase:
     update: list[torch.Tensor]
     originals: torch.Tensor | None = None
     true_labels: torch.Tensor | None = None
+    trained_on: torch.Tensor | None = None
+    """The originals after the defenses' batch stage (ATS), where one transforms them."""
 
 
 @dataclass
@@ -130,10 +133,19 @@ class AuditEngine:
         self.device = device
         if attacks is None:
             attacks = [
-                (config, build_attack(config.name, dict(config.overrides), index))
-                for index, config in enumerate(setup.attacks)
+                (config, self._build(config, index)) for index, config in enumerate(setup.attacks)
             ]
         self.attacks = list(attacks)
+
+    def _build(self, config: AttackConfig, index: int) -> Any:
+        """The configured attack; `adapted` becomes the attack adapted to the clients' defense."""
+        if config.name != ADAPTED:
+            return build_attack(config.name, dict(config.overrides), index)
+        defense = self.setup.defense or build_defense([])
+        spec = AttackSpec(ADAPTED, dict(config.overrides)).resolve(
+            defense, self.setup.build_model()
+        )
+        return build_attack(spec.name, dict(spec.overrides), index)
 
     def threat_model(self) -> ThreatModel:
         return self.setup.threat
@@ -252,6 +264,9 @@ class AuditEngine:
             status=recon.status,
             message=recon.message,
         )
+        if case.trained_on is not None and case.true_labels is not None:
+            seen = score_reconstruction(inputs, recon.labels, case.trained_on, case.true_labels)
+            record.update(psnr_trained_on=seen.psnr, ssim_trained_on=seen.ssim)
         if scores is not None:
             inputs = inputs[scores.order]
         return AttackResult(record, inputs)

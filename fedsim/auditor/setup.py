@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from attacks.target import Protocol, ThreatModel
+from defenses.base import Defense
 from fedsim.scenario.build import Federation, derived_seed
 from fedsim.scenario.config import AttackConfig, AuditConfig, BudgetConfig
 
@@ -41,9 +42,14 @@ class AuditSetup:
     seed: int = 0
     device: str = "auto"
     ground_truth: GroundTruth | None = None
+    trained_batch: GroundTruth | None = None
+    """(client, round) → the batch after the defenses' batch stage, where one transforms
+    it (ATS): reconstructions are also scored against what the gradient was computed on."""
     secure_aggregation: bool = False
     num_clients: int | None = None
     """How many partitions exist (a reply claiming another id is rejected); None: unknown."""
+    defense: Defense | None = None
+    """The clients' defenses as one object; the `adapted` attack is chosen from it."""
 
     @classmethod
     def from_federation(cls, federation: Federation) -> AuditSetup:
@@ -62,8 +68,12 @@ class AuditSetup:
             seed=scenario.seed,
             device=scenario.device,
             ground_truth=federation.client_batch,
+            trained_batch=(
+                federation.trained_batch if "batch" in federation.defense.stages else None
+            ),
             secure_aggregation=scenario.federation.secure_aggregation,
             num_clients=federation.num_clients,
+            defense=federation.defense,
         )
 
     @classmethod
@@ -114,6 +124,7 @@ class AuditSetup:
             attacks=configs,
             seed=seed,
             device=device,
+            defense=chosen,
         )
 
     @property

@@ -258,6 +258,8 @@ class LeakageAuditor(PassThroughStrategy):
             if self.ground_truth:
                 assert self.setup.ground_truth is not None
                 case.originals, case.true_labels = self.setup.ground_truth(client, server_round)
+                if self.setup.trained_batch is not None:
+                    case.trained_on = self.setup.trained_batch(client, server_round)[0]
             job.cases.append(case)
         self.worker.submit(lambda: self._run(job))
 

@@ -82,6 +82,9 @@ class RoundEnd:
             and bool(scenario.attacks),
             "seconds": time.perf_counter() - self.started,
         }
+        spent = self.federation.privacy_spent(server_round)
+        if spent is not None:
+            record["epsilon"], record["delta"] = spent
         if self.recorder is not None:
             checkpoints = self.recorder.checkpoints
             if server_round >= 1:

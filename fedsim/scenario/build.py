@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from attacks.target import Protocol
+from defenses.composite import Composite
+from defenses.dpsgd import DPSGD
 from fedsim.data.images import LabeledImages
 from fedsim.data.info import DatasetInfo
 from fedsim.data.partition import partition_dataset
@@ -85,6 +87,12 @@ class Federation:
         batch = self.train.subset(self.batch_indices(client, server_round))
         return batch.images, batch.labels
 
+    def trained_batch(self, client: int, server_round: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch after the defenses' batch stage (ATS's transformations): what the
+        client's gradient was computed on, reproduced from the same seeded generator."""
+        x, y = self.client_batch(client, server_round)
+        return self.defense.transform_batch(x, y, self.defense_generator(client, server_round))
+
     def defense_generator(self, client: int, server_round: int) -> torch.Generator:
         """The generator a client's defenses draw from in one round."""
         return torch.Generator().manual_seed(
@@ -114,12 +122,34 @@ class Federation:
         """p(observed | clean update) the defenses induce, None where none is stated."""
         return self.defense.mechanism_for(self.scenario.protocol.batch_size)
 
+    def privacy_spent(self, server_round: int) -> tuple[float, float] | None:
+        """(ε, δ) of DP-SGD after `server_round` rounds, for a client that trained in each.
+
+        Every round a client takes `local_steps` DP-SGD steps, each on `local_batch_size`
+        (FedSGD: `batch_size`) of the samples of its partition; the sample rate is taken
+        over the smallest partition, so the ε holds for every client. The RDP accountant
+        assumes Poisson sampling, while clients draw fixed-size batches: the usual
+        approximation (Opacus makes it too). None when no defense is DP-SGD.
+        """
+        dpsgd = next((p for p in _defense_parts(self.defense) if isinstance(p, DPSGD)), None)
+        if dpsgd is None:
+            return None
+        protocol = self.scenario.protocol
+        step_batch = protocol.local_batch_size or protocol.batch_size
+        sample_rate = min(1.0, step_batch / min(len(p) for p in self.partitions))
+        steps = server_round * (protocol.local_steps if protocol.kind == "fedavg" else 1)
+        return dpsgd.epsilon(sample_rate, steps), dpsgd.delta
+
     def eval_set(self) -> LabeledImages:
         """The held-out split the server evaluates on (its first `eval_samples`, if set)."""
         limit = self.scenario.data.eval_samples
         if limit is None or limit >= len(self.test):
             return self.test
         return self.test.subset(np.arange(limit))
+
+
+def _defense_parts(defense: Any) -> tuple[Any, ...]:
+    return tuple(defense.parts) if isinstance(defense, Composite) else (defense,)
 
 
 def build_federation(scenario: Scenario) -> Federation:

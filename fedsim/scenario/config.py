@@ -240,7 +240,13 @@ class BudgetOverride(_Strict):
 
 
 class AttackConfig(_Strict):
-    """One attack by registry name, its option overrides, and (optionally) its own budget."""
+    """One attack by registry name, its option overrides, and (optionally) its own budget.
+
+    The name `adapted` stands for the attack adapted to the scenario's defenses
+    (`defenses.adapted`: Soteria → cosine matching without the defended layer, ATS →
+    strong Inverting Gradients, PRECODE → analytic inversion, others → bayes); its
+    overrides apply where the chosen attack has them.
+    """
 
     name: AttackName
     overrides: dict[str, bool | int | float | str] = Field(default_factory=dict)

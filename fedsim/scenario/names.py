@@ -69,9 +69,11 @@ def _attacks_checked(info: ValidationInfo | None) -> bool:
 
 def known_attack(name: str, info: ValidationInfo) -> str:
     from attacks.registry import ATTACKS
+    from fedsim.attack_specs import ADAPTED
 
-    if _attacks_checked(info) and name not in ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))}")
+    if _attacks_checked(info) and name not in ATTACKS and name != ADAPTED:
+        choices = ", ".join([*sorted(ATTACKS), ADAPTED])
+        raise ValueError(f"unknown attack {name!r}; choose one of {choices}")
     return name
 
 
@@ -81,9 +83,10 @@ def check_attack_overrides(
     """Build the attack once with its overrides; its own checks name the bad option."""
     from attacks.errors import AttackError
     from attacks.registry import build_attack
+    from fedsim.attack_specs import ADAPTED
 
-    if not _attacks_checked(info):
-        return
+    if not _attacks_checked(info) or name == ADAPTED:
+        return  # `adapted` keeps the options its chosen attack accepts
     try:
         build_attack(name, **overrides)
     except AttackError as error:

@@ -1,0 +1,115 @@
+"""Defenses inside the federation: adapted attacks, ε per round, scores on what was trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from defenses.accounting import dp_epsilon
+from fedsim.cli import main as cli_main
+from fedsim.errors import ConfigError
+from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, read_jsonl
+from fedsim.scenario.build import build_federation
+from fedsim.scenario.loading import load_scenario
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "scenarios" / "quickstart.toml"
+SMALL = [
+    "simulation.engine='inprocess'",
+    "federation.rounds=2",
+    "federation.clients=2",
+    "audit.budget.iterations=3",
+    "audit.budget.seconds=60",
+    "audit.worker='inline'",
+    "data.eval_samples=50",
+]
+
+
+def _run(tmp_path: Path, *overrides: str) -> Path:
+    out = tmp_path / "run"
+    settings = [*SMALL, *overrides]
+    code = cli_main(
+        ["run", str(QUICKSTART), *[a for s in settings for a in ("--set", s)], "--out", str(out)]
+    )
+    assert code == 0
+    return out
+
+
+def test_adapted_attack_runs_in_the_federation(tmp_path: Path) -> None:
+    out = _run(tmp_path, "defenses=['soteria:rate=80']", "attacks=[{name = 'adapted'}]")
+    leakage = read_jsonl(out / LEAKAGE_FILE)
+    assert len(leakage) == 2 * 2
+    assert {r["attack"] for r in leakage} == {"adapted"}
+    assert all(r["status"] == "ok" and r["psnr"] is not None for r in leakage)
+
+
+def test_adapted_attack_is_the_one_for_the_defense() -> None:
+    from fedsim.auditor.engine import AuditEngine
+    from fedsim.auditor.setup import AuditSetup
+
+    for defense, expected in [
+        ("soteria:rate=80", "CosineAttack"),
+        ("gaussian:sigma=0.1", "BayesAttack"),
+    ]:
+        scenario = load_scenario(
+            QUICKSTART,
+            [f"defenses=['{defense}']", "attacks=[{name = 'adapted', overrides = {lr = 0.05}}]"],
+        )
+        engine = AuditEngine(AuditSetup.from_federation(build_federation(scenario)), device=None)  # type: ignore[arg-type]
+        ((_, attack),) = engine.attacks
+        assert type(attack).__name__ == expected and attack.lr == 0.05
+        if defense.startswith("soteria"):
+            assert attack.exclude and all(name.endswith(".weight") for name in attack.exclude)
+
+
+def test_a_misspelt_attack_is_refused_and_adapted_named() -> None:
+    with pytest.raises(ConfigError, match=r"attacks\.0\.name: .*adapted"):
+        load_scenario(QUICKSTART, ["attacks=[{name = 'adaptd'}]"])
+
+
+def test_dpsgd_runs_record_epsilon_each_round(tmp_path: Path) -> None:
+    out = _run(
+        tmp_path,
+        "defenses=['dpsgd:clip=1,sigma=1.0,delta=1e-5']",
+        "attacks=[{name = 'bayes'}]",
+        "federation.rounds=3",
+    )
+    rounds = read_jsonl(out / ROUNDS_FILE)
+    scenario = load_scenario(QUICKSTART, [*SMALL, "defenses=['dpsgd']"])
+    federation = build_federation(scenario)
+    rate = scenario.protocol.batch_size / min(len(p) for p in federation.partitions)
+    assert [r["epsilon"] for r in rounds] == [dp_epsilon(1.0, rate, r, 1e-5) for r in range(4)]
+    assert rounds[0]["epsilon"] == 0.0 < rounds[1]["epsilon"] < rounds[3]["epsilon"]
+    assert all(r["delta"] == 1e-5 for r in rounds)
+
+
+def test_rounds_without_dpsgd_carry_no_epsilon(tmp_path: Path) -> None:
+    rounds = read_jsonl(_run(tmp_path, "attacks=[]") / ROUNDS_FILE)
+    assert all("epsilon" not in r for r in rounds)
+
+
+def test_ats_reconstructions_are_also_scored_against_the_transformed_batch(tmp_path: Path) -> None:
+    out = _run(tmp_path, "defenses=['ats:policy=21-13-3']", "attacks=[{name = 'l2'}]")
+    leakage = read_jsonl(out / LEAKAGE_FILE)
+    assert leakage and all(r["psnr_trained_on"] is not None for r in leakage)
+    # The crop, flip and policy move the image: the two scores differ.
+    assert any(abs(r["psnr_trained_on"] - r["psnr"]) > 1e-3 for r in leakage)
+    plain = read_jsonl(_run(tmp_path / "plain", "attacks=[{name = 'l2'}]") / LEAKAGE_FILE)
+    assert all("psnr_trained_on" not in r for r in plain)
+
+
+def test_trained_batch_is_what_the_client_trained_on() -> None:
+    import torch
+
+    from defenses.client import client_update
+
+    scenario = load_scenario(QUICKSTART, [*SMALL, "defenses=['ats:policy=hybrid']"])
+    federation = build_federation(scenario)
+    x, y = federation.client_batch(1, 2)
+    made = client_update(
+        federation.defense, federation.build_model(), x, y, federation.defense_generator(1, 2)
+    )
+    seen, labels = federation.trained_batch(1, 2)
+    assert torch.equal(seen, made.inputs) and torch.equal(labels, made.labels)
+    assert not torch.equal(seen, x)
