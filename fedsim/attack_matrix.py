@@ -106,29 +106,47 @@ class _DefendedBatches:
     labels: list[torch.Tensor]
 
 
+def select_batches(
+    data: Any, first: int, images: int, batch_size: int, field: str = "--images"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (images, batch_size, C, H, W) and labels of `data` from index `first` on.
+
+    `field` names the setting in the error when the split is too short.
+    """
+    count = images * batch_size
+    if first < 0 or first + count > len(data):
+        raise ConfigError(
+            f"{field}: {images} batches of {batch_size} from index {first} "
+            f"need {first + count} images; {data.info.name}/{data.split} has {len(data)}"
+        )
+    chosen = data.subset(list(range(first, first + count))).as_float()
+    shape = (images, batch_size, *chosen.images.shape[1:])
+    return chosen.images.reshape(shape), chosen.labels.reshape(shape[:2])
+
+
 def _image_batches(settings: MatrixSettings) -> tuple[Any, torch.Tensor, torch.Tensor]:
     data = load_dataset(
         settings.dataset, settings.split, settings.data_root, download=settings.download
     )
-    count = settings.images * settings.batch_size
-    if settings.first < 0 or settings.first + count > len(data):
-        raise ConfigError(
-            f"--images: {settings.images} batches of {settings.batch_size} from index {settings.first} "
-            f"need {settings.first + count} images; {settings.dataset}/{settings.split} has {len(data)}"
-        )
-    chosen = data.subset(list(range(settings.first, settings.first + count))).as_float()
-    shape = (settings.images, settings.batch_size, *chosen.images.shape[1:])
-    return chosen.info, chosen.images.reshape(shape), chosen.labels.reshape(shape[:2])
+    images, labels = select_batches(data, settings.first, settings.images, settings.batch_size)
+    return data.info, images, labels
 
 
-def _defended_batches(
+def defended_batches(
     settings: MatrixSettings,
     spec: str,
     info: Any,
     images: torch.Tensor,
     labels: torch.Tensor,
     device: torch.device,
+    noise_offset: int = 0,
 ) -> _DefendedBatches:
+    """Each batch as the update a client sends through `spec` (FedSGD of the seeded model).
+
+    Batch `index` draws the defense's randomness from seed
+    `settings.seed * 1_000_003 + noise_offset + index`; targets built from other images
+    (held-out tuning images) take another `noise_offset` so their noise differs.
+    """
     defense = parse_defense(spec)
     model_name = defense.model_name or settings.model
     torch.manual_seed(settings.seed)
@@ -137,7 +155,9 @@ def _defended_batches(
     mechanism = defense.mechanism_for(settings.batch_size)
     targets = []
     for index, (x, y) in enumerate(zip(images, labels, strict=True)):
-        generator = torch.Generator(device=device).manual_seed(settings.seed * 1_000_003 + index)
+        generator = torch.Generator(device=device).manual_seed(
+            settings.seed * 1_000_003 + noise_offset + index
+        )
         protocol = settings.protocol
         made = client_update(
             defense,
@@ -166,6 +186,23 @@ def _defended_batches(
     return _DefendedBatches(defense, model_name, targets, list(images), list(labels))
 
 
+def _matched(rec: Reconstruction, original: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    guess = rec.inputs.detach().cpu().clamp(0, 1).to(original.dtype)
+    return guess, match_by_psnr(guess, original)
+
+
+def mean_matched_psnr(
+    reconstructions: Sequence[Reconstruction], originals: Sequence[torch.Tensor]
+) -> float:
+    """Mean PSNR (dB, each capped at `PSNR_CAP_DB`) after optimal matching: a tuning score."""
+    values = [
+        min(float(v), PSNR_CAP_DB)
+        for rec, original in zip(reconstructions, originals, strict=True)
+        for v in _matched(rec, original)[1].psnr
+    ]
+    return statistics.fmean(values)
+
+
 def _score(
     attack: AttackSpec,
     batches: _DefendedBatches,
@@ -179,8 +216,7 @@ def _score(
     for original, label, rec in zip(
         batches.originals, batches.labels, reconstructions, strict=True
     ):
-        guess = rec.inputs.detach().cpu().clamp(0, 1).to(original.dtype)
-        matching = match_by_psnr(guess, original)
+        guess, matching = _matched(rec, original)
         psnrs.extend(min(float(v), PSNR_CAP_DB) for v in matching.psnr)
         ssims.extend(float(v) for v in ssim(matching.apply(guess), original, reduction="none"))
         correct += float(label_accuracy(rec.labels.cpu(), label)) * len(label)
@@ -198,6 +234,24 @@ def _score(
     )
 
 
+def cell_budget(settings: MatrixSettings, attack: AttackSpec) -> Budget:
+    """The budget of one cell: `settings.iterations`, else the attack's own default."""
+    iterations = settings.iterations or attack.default_iterations
+    return Budget(iterations=iterations, restarts=settings.restarts)
+
+
+def run_cell(
+    settings: MatrixSettings, attack: AttackSpec, batches: _DefendedBatches
+) -> tuple[CellResult, torch.Tensor]:
+    """One attack (already resolved for the defense) on every batch; scores and reconstructions."""
+    budget = cell_budget(settings, attack)
+    started = time.perf_counter()
+    reconstructions = attack.run(batches.targets, budget, seed=settings.seed)
+    seconds = time.perf_counter() - started
+    result = _score(attack, batches, settings, reconstructions, seconds)
+    return result, torch.cat([r.inputs.detach().cpu() for r in reconstructions])
+
+
 def run_matrix(
     settings: MatrixSettings, grid_path: Path | None = None, show: bool = True
 ) -> list[CellResult]:
@@ -211,17 +265,12 @@ def run_matrix(
     results: list[CellResult] = []
     grid_rows: list[tuple[str, torch.Tensor]] = [("original", images.flatten(0, 1))]
     for spec in settings.defenses:
-        batches = _defended_batches(settings, spec, info, images, labels, device)
+        batches = defended_batches(settings, spec, info, images, labels, device)
         model = batches.targets[0].model
         for requested in attacks:
             attack = requested.resolve(batches.defense, model)
-            iterations = settings.iterations or attack.default_iterations
-            budget = Budget(iterations=iterations, restarts=settings.restarts)
-            started = time.perf_counter()
-            reconstructions = attack.run(batches.targets, budget, seed=settings.seed)
-            seconds = time.perf_counter() - started
-            results.append(_score(attack, batches, settings, reconstructions, seconds))
-            recon = torch.cat([r.inputs.detach().cpu() for r in reconstructions])
+            result, recon = run_cell(settings, attack, batches)
+            results.append(result)
             grid_rows.append((f"{attack.label} | {batches.defense.spec}", recon))
     if show:
         print_results(results)
