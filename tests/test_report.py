@@ -54,6 +54,17 @@ def test_series_averages_successful_reconstructions_only(tmp_path: Path) -> None
     assert rows[0] == ("bayes", "gaussian:sigma=0.1", 1, 27.5, 28.0, 2, "timeout 1")
 
 
+def test_scores_against_the_trained_on_batch_are_a_series_of_their_own(tmp_path: Path) -> None:
+    run = _write_run(tmp_path / "ats", rounds=1, planned=1)
+    with open(run / "leakage.jsonl", "w") as file:
+        record = {"round": 1, "client": 0, "attack": "adapted", "defense": "ats:policy=hybrid",
+                  "psnr": 11.0, "psnr_trained_on": 19.0, "status": "ok"}  # fmt: skip
+        file.write(json.dumps(record) + "\n")
+    series = load_run(run).series()
+    assert series[("adapted", "ats:policy=hybrid")] == {1: [11.0]}
+    assert series[("adapted vs trained-on", "ats:policy=hybrid")] == {1: [19.0]}
+
+
 def test_partial_run_is_reported_as_partial(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -47,14 +47,22 @@ class RunRecords:
         return [p[0] for p in points], [float(p[1]) for p in points]
 
     def series(self) -> dict[tuple[str, str], dict[int, list[float]]]:
-        """(attack, defense) → round → PSNR of every successful reconstruction."""
+        """(attack, defense) → round → PSNR of every successful reconstruction.
+
+        Where records also score against the transformed batch (ATS), that is a series
+        of its own, named `<attack> vs trained-on`.
+        """
         table: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(
             lambda: defaultdict(list)
         )
         for record in self.leakage:
-            if record.get("status") == "ok" and record.get("psnr") is not None:
-                key = (str(record["attack"]), str(record.get("defense", "none")))
-                table[key][int(record["round"])].append(float(record["psnr"]))
+            if record.get("status") != "ok":
+                continue
+            defense = str(record.get("defense", "none"))
+            for field, suffix in (("psnr", ""), ("psnr_trained_on", " vs trained-on")):
+                if record.get(field) is not None:
+                    key = (f"{record['attack']}{suffix}", defense)
+                    table[key][int(record["round"])].append(float(record[field]))
         return table
 
     def summary_rows(self) -> list[tuple[str, str, int, float, float, int, str]]:
