@@ -69,9 +69,7 @@ def final_table(runs: Sequence[RunRecords]) -> str:
         accuracy = f"{100 * final['accuracy']:.1f} %" if "accuracy" in final else "-"
         epsilon = f"{final['epsilon']:.3g}" if "epsilon" in final else "-"
         lines.append(
-            "| "
-            + " | ".join([run.name, defense, str(last), *cells, accuracy, epsilon])
-            + " |"
+            "| " + " | ".join([run.name, defense, str(last), *cells, accuracy, epsilon]) + " |"
         )
     return "\n".join(lines)
 

@@ -1,0 +1,233 @@
+"""Attack scenario files: the schema, its checks, loading with `--set`, and the resolved TOML.
+
+Field names are the TOML keys, so an error's dotted location (`tuning.space.bayes.priors`)
+is where to look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fedsim.errors import ConfigError
+from fedsim.scenario import names
+from fedsim.scenario.loading import (
+    apply_override,
+    format_validation_error,
+    parse_override,
+    read_scenario_file,
+)
+
+BUDGET_FIELDS = ("iterations", "restarts")
+"""Hyper-parameters the budget decides; a search space may not contain them."""
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+DatasetName = Annotated[str, AfterValidator(names.known_dataset)]
+ModelName = Annotated[str, AfterValidator(names.known_model)]
+DefenseSpec = Annotated[str, AfterValidator(names.valid_defense)]
+Slug = Annotated[str, AfterValidator(names.slug)]
+DirPath = Annotated[str, AfterValidator(names.directory)]
+Split = Literal["train", "test"]
+
+
+def _attack_spec(text: str) -> str:
+    """An attack spec as for `--attack` (name[:k=v,...]); its own checks name the problem."""
+    from attacks.errors import AttackError
+    from fedsim.attack_specs import parse_attack_spec
+
+    try:
+        parse_attack_spec(text)
+    except AttackError as error:
+        message = str(error).splitlines()[0] if str(error) else "refused"
+        raise ValueError(f"attack spec {text!r} refused ({message})") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"attack spec {text!r} refused its options ({error})") from None
+    return text
+
+
+AttackText = Annotated[str, AfterValidator(_attack_spec)]
+Candidates = Annotated[list[Any], Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    """Base of every section: unknown keys are errors, values are not coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class DataSection(_Strict):
+    """The scored images: `images` client updates of `batch_size` images from index `first`."""
+
+    dataset: DatasetName = "mnist-sample"
+    root: DirPath | None = None
+    """Data root (standard layouts); `--data-root` on the command line replaces it."""
+    split: Split = "test"
+    first: NonNegativeInt = 0
+    images: PositiveInt = 10
+    batch_size: PositiveInt = 1
+    labels: Literal["known", "inferred"] = "known"
+
+    def index_range(self) -> range:
+        return range(self.first, self.first + self.images * self.batch_size)
+
+
+class ModelSection(_Strict):
+    name: ModelName = "cnn"
+
+
+class BudgetSection(_Strict):
+    """Iterations per reconstruction (unset: each attack's default) and random restarts."""
+
+    iterations: PositiveInt | None = None
+    restarts: PositiveInt = 1
+
+
+class TuningSection(_Strict):
+    """Held-out images (batches of `data.batch_size`) and, per attack, the settings to try.
+
+    `space` maps an attack name (the part of an `attacks` entry before ':') to its
+    hyper-parameters and their candidate values; every combination is tried.
+    """
+
+    split: Split = "train"
+    first: NonNegativeInt = 0
+    images: PositiveInt = 8
+    space: dict[str, dict[str, Candidates]] = Field(default_factory=dict)
+
+    def index_range(self, batch_size: int) -> range:
+        return range(self.first, self.first + self.images * batch_size)
+
+
+class AttackScenario(_Strict):
+    """An attack × defense matrix: data, model, defenses, attacks, budget, tuning, output."""
+
+    name: Slug = "attack-matrix"
+    """Names the run directory: letters, digits, '.', '_', '-' (no path separators)."""
+    seed: NonNegativeInt = 0
+    device: str = "auto"
+    output: DirPath = "runs"
+    """Parent of run directories (`<output>/<name>-<time>`); `--out` names one exactly."""
+    defenses: Annotated[list[DefenseSpec], Field(min_length=1)] = Field(
+        default_factory=lambda: ["none"]
+    )
+    attacks: Annotated[list[AttackText], Field(min_length=1)] = Field(
+        default_factory=lambda: ["bayes"]
+    )
+    data: DataSection = Field(default_factory=DataSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    budget: BudgetSection = Field(default_factory=BudgetSection)
+    tuning: TuningSection | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AttackScenario:
+        from defenses import parse_defense
+
+        specs = [parse_defense(spec).spec for spec in self.defenses]
+        twice = sorted({s for s in specs if specs.count(s) > 1})
+        if twice:
+            raise ValueError(f"defenses: {', '.join(twice)} appears twice")
+        twice = sorted({a for a in self.attacks if self.attacks.count(a) > 1})
+        if twice:
+            raise ValueError(f"attacks: {', '.join(twice)} appears twice")
+        if self.tuning is not None:
+            self._tuning_fits()
+        return self
+
+    def _tuning_fits(self) -> None:
+        from attacks.base import GradientAttack, check_overrides
+        from attacks.errors import AttackError
+        from attacks.registry import ATTACKS, build_attack
+        from fedsim.attack_specs import ADAPTED, parse_attack_spec
+
+        assert self.tuning is not None
+        tuning, data = self.tuning, self.data
+        scored, held_out = data.index_range(), tuning.index_range(data.batch_size)
+        if (
+            tuning.split == data.split
+            and scored.start < held_out.stop
+            and held_out.start < scored.stop
+        ):
+            before = f", end before {scored.start}" if scored.start > 0 else ""
+            raise ValueError(
+                f"tuning.first: the tuning images {held_out.start}–{held_out.stop - 1} of the"
+                f" {data.split} split overlap the scored images {scored.start}–{scored.stop - 1};"
+                f" start at {scored.stop} or later{before}, or tune on the other split"
+            )
+        specs = {}
+        for text in self.attacks:
+            spec = parse_attack_spec(text)
+            specs.setdefault(spec.name, spec)
+        for name, space in tuning.space.items():
+            where = f"tuning.space.{name}"
+            if name not in specs:
+                raise ValueError(f"{where}: {name!r} is not among the attacks ({', '.join(specs)})")
+            if name == ADAPTED:
+                raise ValueError(
+                    f"{where}: the adapted attack changes with the defense; tune the"
+                    f" attacks it stands for instead"
+                )
+            cls = ATTACKS[name]
+            if not issubclass(cls, GradientAttack):
+                raise ValueError(f"{where}: attack {name!r} has no hyper-parameters to search")
+            try:
+                check_overrides(cls, dict(space))
+            except AttackError as error:
+                unknown = next(key for key in space if key not in cls.__dataclass_fields__)
+                raise ValueError(f"{where}.{unknown}: {error}") from None
+            for key, values in space.items():
+                if key in BUDGET_FIELDS:
+                    raise ValueError(
+                        f"{where}.{key}: the budget sets {key}; use budget.{key} instead"
+                    )
+                for value in values:
+                    try:
+                        build_attack(name, **{**specs[name].overrides, key: value})
+                    except (AttackError, TypeError, ValueError) as error:
+                        message = str(error).splitlines()[0] if str(error) else "refused"
+                        raise ValueError(
+                            f"{where}.{key}: attack {name!r} refused the value {value!r} ({message})"
+                        ) from None
+
+    def space_for(self, attack_name: str) -> dict[str, list[Any]]:
+        """The search space of an attack (empty: run it as written)."""
+        if self.tuning is None:
+            return {}
+        return dict(self.tuning.space.get(attack_name, {}))
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    if first["type"] == "value_error" and not first["loc"]:
+        # A whole-scenario check: its message starts with the dotted field it is about.
+        return str(first["msg"]).removeprefix("Value error, ")
+    return format_validation_error(error)
+
+
+def validate_attack_scenario(raw: Mapping[str, Any]) -> AttackScenario:
+    """Validate a raw TOML tree; ConfigError names the first bad field in one line."""
+    try:
+        return AttackScenario.model_validate(dict(raw))
+    except ValidationError as error:
+        raise ConfigError(f"scenario: {_one_line(error)}") from None
+
+
+def load_attack_scenario(path: str | Path, overrides: Iterable[str] = ()) -> AttackScenario:
+    """Read, override (`key=value` strings, in order) and validate an attack scenario."""
+    raw = read_scenario_file(path)
+    for text in overrides:
+        keys, value = parse_override(text)
+        apply_override(raw, keys, value)
+    return validate_attack_scenario(raw)
+
+
+def scenario_toml(scenario: AttackScenario) -> str:
+    """The scenario with every default filled in (unset options, such as iterations, left out)."""
+    return tomli_w.dumps(scenario.model_dump(mode="json", exclude_none=True))

@@ -1,0 +1,79 @@
+"""Markdown tables of an attack scenario run: mean PSNR and mean SSIM, defenses × attacks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from fedsim.attack_scenario.config import AttackScenario
+
+if TYPE_CHECKING:
+    from fedsim.attack_scenario.runner import ScenarioCell
+
+
+def markdown_tables(
+    scenario: AttackScenario, defenses: Sequence[str], cells: Sequence[ScenarioCell]
+) -> str:
+    """Mean PSNR and mean SSIM, one row per defense and one column per attack."""
+    from fedsim.metrics.psnr import PSNR_CAP_DB
+
+    columns = list(scenario.attacks)
+    by_cell = {(c.result.defense, c.column): c.result for c in cells}
+
+    def table(metric: str, digits: int) -> list[str]:
+        lines = [
+            "| defense | " + " | ".join(columns) + " |",
+            "|---|" + "---:|" * len(columns),
+        ]
+        for defense in defenses:
+            values = {
+                column: getattr(by_cell[(defense, column)], metric)
+                for column in columns
+                if (defense, column) in by_cell
+            }
+            texts = {column: f"{value:.{digits}f}" for column, value in values.items()}
+            best = texts[max(values, key=values.__getitem__)] if values else None
+            row = [f"**{texts[c]}**" if texts.get(c) == best else texts.get(c, "") for c in columns]
+            lines.append(f"| {defense} | " + " | ".join(row) + " |")
+        return lines
+
+    data = scenario.data
+    about = (
+        f"{data.dataset}, {data.split} {_span(data.index_range())}"
+        f" ({data.images} per cell, batches of {data.batch_size}), model {scenario.model.name},"
+        f" labels {data.labels}, iterations "
+        + (
+            str(scenario.budget.iterations)
+            if scenario.budget.iterations
+            else "each attack's default"
+        )
+        + f", restarts {scenario.budget.restarts}, seed {scenario.seed}"
+    )
+    tuning = scenario.tuning
+    if tuning is not None and tuning.space:
+        tuned = "; ".join(f"{name}: {', '.join(space)}" for name, space in tuning.space.items())
+        about += f"; tuned on {tuning.split} {_span(tuning.index_range(data.batch_size))} ({tuned})"
+    return "\n".join(
+        [
+            f"# {scenario.name}",
+            "",
+            f"Mean PSNR (dB, each image capped at {PSNR_CAP_DB:g}) after optimal matching;"
+            " best attack per defense in bold.",
+            "",
+            *table("psnr_mean", 2),
+            "",
+            "Mean SSIM; best attack per defense in bold.",
+            "",
+            *table("ssim_mean", 3),
+            "",
+            about + ".",
+            "",
+        ]
+    )
+
+
+def _span(indices: range) -> str:
+    """'images 3–7' or 'image 3'."""
+    if len(indices) == 1:
+        return f"image {indices.start}"
+    return f"images {indices.start}–{indices.stop - 1}"
