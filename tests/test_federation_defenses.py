@@ -113,3 +113,27 @@ def test_trained_batch_is_what_the_client_trained_on() -> None:
     seen, labels = federation.trained_batch(1, 2)
     assert torch.equal(seen, made.inputs) and torch.equal(labels, made.labels)
     assert not torch.equal(seen, x)
+
+
+def test_batch_norm_buffers_keep_their_dtype_across_rounds(tmp_path: Path) -> None:
+    """FedAvg averages num_batches_tracked as a float; the next round must still accept replies."""
+    out = _run(tmp_path, "model.name='convnet64'", "attacks=[]", "federation.rounds=3")
+    rounds = read_jsonl(out / ROUNDS_FILE)
+    assert [r["rejected"] for r in rounds] == [0, 0, 0, 0]
+    assert len({r["loss"] for r in rounds}) == 4  # every round moved the model
+
+
+def test_aggregate_goes_back_to_the_dtypes_sent() -> None:
+    import torch
+    from flwr.app import ArrayRecord
+
+    from fedsim.flower.reply_check import array_specs
+    from fedsim.flower.reply_filter import as_sent
+
+    sent = {"w": torch.ones(2), "n": torch.tensor(3, dtype=torch.int64)}
+    averaged = ArrayRecord(
+        torch_state_dict={"w": torch.full((2,), 0.5), "n": torch.tensor(3.6, dtype=torch.float64)}
+    )
+    state = as_sent(averaged, array_specs(sent)).to_torch_state_dict()
+    assert state["n"].dtype == torch.int64 and int(state["n"]) == 4
+    assert state["w"].dtype == torch.float32 and torch.equal(state["w"], torch.full((2,), 0.5))

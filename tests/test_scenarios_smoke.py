@@ -77,6 +77,7 @@ def test_scenario_runs_on_a_tiny_budget(path: Path, tmp_path: Path, data_root: P
         return
     rounds = read_jsonl(out / ROUNDS_FILE)
     assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert all(r["rejected"] == 0 and r["failures"] == 0 for r in rounds), rounds
     leakage = read_jsonl(out / LEAKAGE_FILE)
     labels = {a.get("label") or a["name"] for a in raw.get("attacks", [])}
     assert {r["attack"] for r in leakage} == labels

@@ -9,6 +9,11 @@ content and passes on only the usable ones, so the inner strategy's own failure
 policy (`min_train_nodes`, dropping error replies) decides the rest. Dropped replies
 are logged and counted per round (`rejected`), and fedsim writes the count to
 rounds.jsonl. Error replies pass through unchanged: the inner strategy counts them.
+
+The aggregate goes back to the dtypes the server sent: FedAvg averages every array
+in floating point, so an integer buffer (batch norm's `num_batches_tracked`) would
+come back as float64, and every reply of the next round, holding it as int64, would
+then be refused.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -64,4 +70,24 @@ class ReplyFilter(PassThroughStrategy):
                 problem,
             )
             self.rejected.setdefault(server_round, []).append(problem)
-        return self.inner.aggregate_train(server_round, kept)
+        arrays, metrics = self.inner.aggregate_train(server_round, kept)
+        if arrays is not None and expected is not None:
+            arrays = as_sent(arrays, expected)
+        return arrays, metrics
+
+
+def as_sent(arrays: ArrayRecord, expected: dict[str, ArraySpec]) -> ArrayRecord:
+    """`arrays` with each array in the dtype the server sent (integers rounded)."""
+    state = {}
+    for key, tensor in arrays.to_torch_state_dict().items():
+        spec = expected.get(key)
+        dtype = _torch_dtype(spec.dtype) if spec is not None else None
+        if dtype is not None and dtype != tensor.dtype:
+            tensor = (tensor if dtype.is_floating_point else tensor.round()).to(dtype)
+        state[key] = tensor
+    return ArrayRecord(torch_state_dict=state)
+
+
+def _torch_dtype(name: str) -> torch.dtype | None:
+    dtype = getattr(torch, name, None)
+    return dtype if isinstance(dtype, torch.dtype) else None
