@@ -14,24 +14,13 @@ import tomli_w
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fedsim.errors import ConfigError
-from fedsim.scenario import names
-from fedsim.scenario.loading import (
-    apply_override,
-    format_validation_error,
-    parse_override,
-    read_scenario_file,
-)
+from fedsim.scenario.config import DatasetName, DefenseSpec, DirPath, ModelName, PositiveInt, Slug
+from fedsim.scenario.loading import format_validation_error, read_with_overrides
 
 BUDGET_FIELDS = ("iterations", "restarts")
 """Hyper-parameters the budget decides; a search space may not contain them."""
 
-PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
-DatasetName = Annotated[str, AfterValidator(names.known_dataset)]
-ModelName = Annotated[str, AfterValidator(names.known_model)]
-DefenseSpec = Annotated[str, AfterValidator(names.valid_defense)]
-Slug = Annotated[str, AfterValidator(names.slug)]
-DirPath = Annotated[str, AfterValidator(names.directory)]
 Split = Literal["train", "test"]
 
 
@@ -221,11 +210,7 @@ def validate_attack_scenario(raw: Mapping[str, Any]) -> AttackScenario:
 
 def load_attack_scenario(path: str | Path, overrides: Iterable[str] = ()) -> AttackScenario:
     """Read, override (`key=value` strings, in order) and validate an attack scenario."""
-    raw = read_scenario_file(path)
-    for text in overrides:
-        keys, value = parse_override(text)
-        apply_override(raw, keys, value)
-    return validate_attack_scenario(raw)
+    return validate_attack_scenario(read_with_overrides(path, overrides))
 
 
 def scenario_toml(scenario: AttackScenario) -> str:

@@ -144,13 +144,18 @@ def read_scenario_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"scenario {file.name}: invalid TOML ({error})") from None
 
 
-def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
-    """Read, override (`key=value` strings, applied in order) and validate a scenario."""
+def read_with_overrides(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The raw TOML tree of a scenario file with `key=value` overrides applied in order."""
     raw = read_scenario_file(path)
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(raw, keys, value)
-    return validate_scenario(raw, registered_attacks=True)
+    return raw
+
+
+def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    """Read, override (`key=value` strings, applied in order) and validate a scenario."""
+    return validate_scenario(read_with_overrides(path, overrides), registered_attacks=True)
 
 
 def scenario_to_toml(scenario: Scenario, header: Mapping[str, Any] | None = None) -> str:
