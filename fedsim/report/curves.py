@@ -23,8 +23,9 @@ def plot_leakage(runs: Sequence[RunRecords], stem: Path) -> list[Path]:
     accuracy_axis = psnr_axis.twinx()
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     several = len(runs) > 1
+    dashes = ["--", ":", "-.", (0, (5, 1, 1, 1))]  # tells the runs' accuracy lines apart
     line = 0
-    for run in runs:
+    for index, run in enumerate(runs):
         prefix = f"{run.name}: " if several else ""
         for (attack, defense), by_round in sorted(run.series().items()):
             rounds = sorted(by_round)
@@ -44,7 +45,11 @@ def plot_leakage(runs: Sequence[RunRecords], stem: Path) -> list[Path]:
         rounds, accuracy = run.accuracy_by_round()
         if rounds:
             accuracy_axis.plot(
-                rounds, accuracy, linestyle="--", color="0.4", label=f"{prefix}accuracy"
+                rounds,
+                accuracy,
+                linestyle=dashes[index % len(dashes)],
+                color="0.4",
+                label=f"{prefix}accuracy",
             )
     from matplotlib.ticker import MaxNLocator
 
