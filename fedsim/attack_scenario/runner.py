@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 
+from attacks.target import Budget
 from fedsim.attack_scenario.config import AttackScenario, scenario_toml
 from fedsim.attack_scenario.tables import markdown_tables
+from fedsim.attack_specs import AttackSpec
 from fedsim.errors import ConfigError
 
 TUNING_NOISE_OFFSET = 500_000
@@ -146,44 +148,17 @@ def _setting(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in params.items())
 
 
-def run_attack_scenario(
-    scenario: AttackScenario, out: str | Path | None = None, *, download: bool = False
-) -> Path:
-    """Run the matrix of `scenario`; returns the run directory. Progress goes to stderr."""
-    from attacks.tuning import search
-    from fedsim.attack_matrix import (
-        cell_budget,
-        defended_batches,
-        mean_matched_psnr,
-        run_cell,
-        select_batches,
-    )
-    from fedsim.attack_report import print_results
-    from fedsim.attack_specs import AttackSpec, parse_attack_spec
-    from fedsim.device import resolve_device
-    from fedsim.image_grid import save_image_grid
-    from fedsim.private_files import make_private, write_atomic
-
-    started = dt.datetime.now(dt.UTC)
-    clock = time.perf_counter()
-    settings = _matrix_settings(scenario, download)
-    device = resolve_device(scenario.device)
-    attacks = [parse_attack_spec(text) for text in scenario.attacks]
+def _results_header(
+    scenario: AttackScenario,
+    splits: Mapping[str, Any],
+    device: torch.device,
+    started: dt.datetime,
+) -> dict[str, Any]:
+    """What results.json says before its cells: the data used (split sizes included, so a
+    subset is identifiable), the model, the seed and the machine."""
     data, tuning = scenario.data, scenario.tuning
-    splits = _load_splits(scenario, download)
-    scored = splits[data.split]
-    info = scored.info
-    images, labels = select_batches(scored, data.first, data.images, data.batch_size, "data.images")
-    held_out = None
-    if tuning is not None:
-        held_out = select_batches(
-            splits[tuning.split], tuning.first, tuning.images, data.batch_size, "tuning.images"
-        )
-    run_dir = run_directory(scenario, out, started.astimezone())
-    write_atomic(run_dir / "scenario.toml", scenario_toml(scenario).encode("utf-8"))
-
     sizes = {f"{s}_size": None if d is None else len(d) for s, d in splits.items()}
-    header: dict[str, Any] = {
+    return {
         "scenario": scenario.name,
         "data": {
             "dataset": data.dataset,
@@ -208,6 +183,38 @@ def run_attack_scenario(
         "machine": _machine(device),
         "started": started.isoformat(timespec="seconds"),
     }
+
+
+def run_attack_scenario(
+    scenario: AttackScenario, out: str | Path | None = None, *, download: bool = False
+) -> Path:
+    """Run the matrix of `scenario`; returns the run directory. Progress goes to stderr."""
+    from fedsim.attack_matrix import cell_budget, defended_batches, run_cell, select_batches
+    from fedsim.attack_report import print_results
+    from fedsim.attack_specs import parse_attack_spec
+    from fedsim.device import resolve_device
+    from fedsim.image_grid import save_image_grid
+    from fedsim.private_files import make_private, write_atomic
+
+    started = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    settings = _matrix_settings(scenario, download)
+    device = resolve_device(scenario.device)
+    attacks = [parse_attack_spec(text) for text in scenario.attacks]
+    data, tuning = scenario.data, scenario.tuning
+    splits = _load_splits(scenario, download)
+    scored = splits[data.split]
+    info = scored.info
+    images, labels = select_batches(scored, data.first, data.images, data.batch_size, "data.images")
+    held_out = None
+    if tuning is not None:
+        held_out = select_batches(
+            splits[tuning.split], tuning.first, tuning.images, data.batch_size, "tuning.images"
+        )
+    run_dir = run_directory(scenario, out, started.astimezone())
+    write_atomic(run_dir / "scenario.toml", scenario_toml(scenario).encode("utf-8"))
+
+    header = _results_header(scenario, splits, device, started)
     cells: list[ScenarioCell] = []
 
     def write_results(complete: bool) -> None:
@@ -247,19 +254,7 @@ def run_attack_scenario(
                     tuning_batches = defended_batches(
                         settings, spec, info, *held_out, device, noise_offset=TUNING_NOISE_OFFSET
                     )
-                tuning_started = time.perf_counter()
-                found = search(
-                    attack.build(settings.seed),
-                    space,
-                    tuning_batches.targets,
-                    truth=tuning_batches.originals,
-                    score=mean_matched_psnr,
-                    budget=budget,
-                )
-                cell.tuning_seconds = time.perf_counter() - tuning_started
-                cell.tuned = dict(found.best)
-                cell.trials = [{"params": t.params, "psnr": t.value} for t in found.trials]
-                attack = AttackSpec(attack.name, {**attack.overrides, **found.best}, attack.text)
+                attack = _tune(cell, attack, space, tuning_batches, budget, settings.seed)
             cell.result, recon = run_cell(settings, attack, batches)
             cells.append(cell)
             grid_rows.append((f"{attack.label} | {batches.defense.spec}", recon))
@@ -283,6 +278,33 @@ def run_attack_scenario(
     print_results([cell.result for cell in cells])
     _say(f"done in {time.perf_counter() - clock:.1f} s; results in {run_dir}")
     return run_dir
+
+
+def _tune(
+    cell: ScenarioCell,
+    attack: AttackSpec,
+    space: Mapping[str, Any],
+    tuning: Any,
+    budget: Budget,
+    seed: int,
+) -> AttackSpec:
+    """Try every setting of `space` on the tuning updates; note them in `cell`; the best attack."""
+    from attacks.tuning import search
+    from fedsim.attack_matrix import mean_matched_psnr
+
+    started = time.perf_counter()
+    found = search(
+        attack.build(seed),
+        space,
+        tuning.targets,
+        truth=tuning.originals,
+        score=mean_matched_psnr,
+        budget=budget,
+    )
+    cell.tuning_seconds = time.perf_counter() - started
+    cell.tuned = dict(found.best)
+    cell.trials = [{"params": t.params, "psnr": t.value} for t in found.trials]
+    return AttackSpec(attack.name, {**attack.overrides, **found.best}, attack.text)
 
 
 def _say(line: str) -> None:
