@@ -89,6 +89,16 @@ def test_rounds_without_dpsgd_carry_no_epsilon(tmp_path: Path) -> None:
     assert all("epsilon" not in r for r in rounds)
 
 
+def test_the_run_says_how_much_data_it_used(tmp_path: Path) -> None:
+    import tomllib
+
+    from fedsim.records import SCENARIO_FILE
+
+    out = _run(tmp_path, "attacks=[]", "federation.rounds=1")
+    header = tomllib.loads((out / SCENARIO_FILE).read_text())["run"]
+    assert header["data"] == {"train_size": 2000, "test_size": 500}  # the packaged mnist-sample
+
+
 def test_ats_reconstructions_are_also_scored_against_the_transformed_batch(tmp_path: Path) -> None:
     out = _run(tmp_path, "defenses=['ats:policy=21-13-3']", "attacks=[{name = 'l2'}]")
     leakage = read_jsonl(out / LEAKAGE_FILE)

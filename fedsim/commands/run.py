@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -32,6 +33,9 @@ from fedsim.scenario.loading import (
     scenario_to_toml,
     validate_scenario,
 )
+
+if TYPE_CHECKING:
+    from fedsim.scenario.build import Federation
 
 NAME = "run"
 HELP = "run a scenario: simulated federation, auditor, records"
@@ -110,15 +114,18 @@ def main(args: argparse.Namespace) -> int:
         return _resume(Path(resume), overrides)
     scenario = load_scenario(args.scenario, overrides)
     started = dt.datetime.now(dt.UTC)
-    _check_before_start(scenario)
+    federation = _check_before_start(scenario)
     run_dir = run_directory(scenario, args.out, started.astimezone())
     recorder = RunRecorder(run_dir)
-    recorder.write_scenario(scenario_to_toml(scenario, run_header(scenario.seed, started)))
+    header = run_header(scenario.seed, started)
+    # A data set may be a subset (a partial download): say which sizes the run used.
+    header["data"] = {"train_size": len(federation.train), "test_size": len(federation.test)}
+    recorder.write_scenario(scenario_to_toml(scenario, header))
 
     return _simulate(scenario, recorder, run_dir, resume_after=-1)
 
 
-def _check_before_start(scenario: Scenario) -> None:
+def _check_before_start(scenario: Scenario) -> Federation:
     """Build data, partitions, defenses and attacks now, so a bad name fails before Ray starts."""
     from fedsim.auditor.engine import AuditEngine
     from fedsim.auditor.setup import AuditSetup
@@ -129,6 +136,7 @@ def _check_before_start(scenario: Scenario) -> None:
     active_faults()
     federation = build_federation(scenario)
     AuditEngine(AuditSetup.from_federation(federation), resolve_device(scenario.device))
+    return federation
 
 
 def _resume(run_dir: Path, overrides: list[str]) -> int:
