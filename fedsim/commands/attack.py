@@ -25,6 +25,7 @@ import json
 from pathlib import Path
 
 from fedsim.attack_matrix import MatrixSettings, run_matrix
+from fedsim.commands import add_scenario_options
 from fedsim.errors import ConfigError
 
 NAME = "attack"
@@ -76,20 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="attack scenario TOML file (see scenarios/paper/); without it, the flags below say what to run",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="with SCENARIO: override a setting, dotted key and TOML value (data.images=2); repeatable",
-    )
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        default=None,
-        help="with SCENARIO: run directory (default: <output>/<name>-<time>)",
-    )
+    add_scenario_options(parser, "data.images=2", lead="with SCENARIO: ")
     parser.add_argument(
         "--dataset",
         default=None,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from fedsim.commands import add_scenario_options
 from fedsim.errors import ConfigError
 from fedsim.flower.progress import RunProgress
 from fedsim.records import SCENARIO_FILE, RunRecorder, run_header
@@ -52,17 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="continue the interrupted run in directory RUN from its last complete round",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, dotted key and TOML value (protocol.lr=0.05, attacks.0.name='l2'); repeatable",
-    )
-    parser.add_argument(
-        "--out", metavar="DIR", default=None, help="run directory (default: <output>/<name>-<time>)"
-    )
+    add_scenario_options(parser, "protocol.lr=0.05, attacks.0.name='l2'")
 
 
 def run_directory(scenario: Scenario, out: str | None, started: dt.datetime) -> Path:
