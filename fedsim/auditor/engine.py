@@ -168,9 +168,6 @@ class AuditEngine:
             bn_train_mode=True,
         )
 
-    def _base_record(self, job: RoundJob, case: ClientCase, config: AttackConfig) -> dict[str, Any]:
-        return self.base_record(job.server_round, case.client, config)
-
     def base_record(
         self, server_round: int, client: int | None, config: AttackConfig
     ) -> dict[str, Any]:
@@ -182,6 +179,29 @@ class AuditEngine:
             "defense": self.setup.defense_label,
             "batch_size": self.setup.batch_size,
             "labels": self.setup.audit.threat.labels,
+        }
+
+    def unscored_record(
+        self,
+        server_round: int,
+        client: int | None,
+        config: AttackConfig,
+        *,
+        status: str,
+        message: str,
+        seconds: float = 0.0,
+    ) -> dict[str, Any]:
+        """A leakage line for an attack that produced no reconstruction, and why."""
+        return {
+            **self.base_record(server_round, client, config),
+            "psnr": None,
+            "ssim": None,
+            "label_accuracy": None,
+            "objective": None,
+            "iterations": 0,
+            "seconds": seconds,
+            "status": status,
+            "message": message,
         }
 
     def run(
@@ -227,23 +247,21 @@ class AuditEngine:
         error: Exception,
         seconds: float,
     ) -> AttackResult:
-        record = self._base_record(job, case, config)
-        record.update(
-            psnr=None,
-            ssim=None,
-            label_accuracy=None,
-            objective=None,
-            iterations=0,
-            seconds=seconds,
-            status="oom" if is_out_of_memory(error) else "failed",
-            message=(f"{type(error).__name__}: {error}".splitlines() or [""])[0],
+        return AttackResult(
+            self.unscored_record(
+                job.server_round,
+                case.client,
+                config,
+                status="oom" if is_out_of_memory(error) else "failed",
+                message=(f"{type(error).__name__}: {error}".splitlines() or [""])[0],
+                seconds=seconds,
+            )
         )
-        return AttackResult(record)
 
     def _success(
         self, job: RoundJob, case: ClientCase, config: AttackConfig, recon: Reconstruction
     ) -> AttackResult:
-        record = self._base_record(job, case, config)
+        record = self.base_record(job.server_round, case.client, config)
         inputs = recon.inputs.detach().float().cpu()
         scores = None
         if case.originals is not None and case.true_labels is not None:

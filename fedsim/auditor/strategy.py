@@ -228,15 +228,9 @@ class LeakageAuditor(PassThroughStrategy):
     ) -> list[dict[str, Any]]:
         return [
             {
-                **self.engine.base_record(server_round, client, config),
-                "psnr": None,
-                "ssim": None,
-                "label_accuracy": None,
-                "objective": None,
-                "iterations": 0,
-                "seconds": 0.0,
-                "status": "rejected",
-                "message": reason,
+                **self.engine.unscored_record(
+                    server_round, client, config, status="rejected", message=reason
+                ),
                 "node": node,
             }
             for config, _ in self.engine.attacks
@@ -274,24 +268,13 @@ class LeakageAuditor(PassThroughStrategy):
 
     def _record_impossible(self, server_round: int) -> None:
         """Under secure aggregation: one record per attack, no attack on the sum."""
+        hidden = (
+            "per-client updates are hidden under secure aggregation; the server sees only the sum"
+        )
         records = [
-            {
-                "round": server_round,
-                "client": None,
-                "attack": config.display_name,
-                "defense": self.setup.defense_label,
-                "batch_size": self.setup.batch_size,
-                "labels": self.setup.audit.threat.labels,
-                "psnr": None,
-                "ssim": None,
-                "label_accuracy": None,
-                "objective": None,
-                "iterations": 0,
-                "seconds": 0.0,
-                "status": "impossible",
-                "message": "per-client updates are hidden under secure aggregation;"
-                " the server sees only the sum",
-            }
+            self.engine.unscored_record(
+                server_round, None, config, status="impossible", message=hidden
+            )
             for config, _ in self.engine.attacks
         ]
         self.worker.submit(lambda: self._publish(server_round, records))
