@@ -17,6 +17,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedsim.flower.protocol import reply_partition
+from fedsim.flower.wrapping import PassThroughStrategy
 
 
 def _key(message: Message) -> tuple[int, int]:
@@ -26,19 +27,16 @@ def _key(message: Message) -> tuple[int, int]:
     return (1, 0) if partition is None else (0, partition)
 
 
-class PartitionOrder(Strategy):
+class PartitionOrder(PassThroughStrategy):
     """Passes everything to `inner`, with train and evaluate replies sorted by partition id."""
 
     def __init__(self, inner: Strategy) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.clients: dict[int, list[int]] = {}
         self.failures: dict[int, int] = {}
         self.missing: dict[int, int] = {}
         self.train_metrics: dict[int, MetricRecord | None] = {}
         self._sent: dict[int, int] = {}
-
-    def summary(self) -> None:
-        self.inner.summary()
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -60,11 +58,6 @@ class PartitionOrder(Strategy):
         arrays, metrics = self.inner.aggregate_train(server_round, ordered)
         self.train_metrics[server_round] = metrics
         return arrays, metrics
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]

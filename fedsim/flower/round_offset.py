@@ -14,16 +14,15 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedsim.flower.wrapping import PassThroughStrategy
 
-class RoundOffset(Strategy):
+
+class RoundOffset(PassThroughStrategy):
     """Passes everything to `inner` with `offset` added to the round number."""
 
     def __init__(self, inner: Strategy, offset: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.offset = offset
-
-    def summary(self) -> None:
-        self.inner.summary()
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
