@@ -1,4 +1,4 @@
-"""Update-stage defenses as Flower client-side mods (flwr 1.41 Message API).
+"""Update-stage defenses as Flower client-side mods (flwr 1.42 Message API).
 
     from flwr.clientapp import ClientApp
     from defenses.flower import mod

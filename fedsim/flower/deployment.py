@@ -2,7 +2,7 @@
 
 `run_on_loopback` starts `flower-superlink --insecure` and `flower-supernode --insecure`
 processes (one per partition, `--node-config "partition-id=i num-partitions=N"`) on
-free 127.0.0.1 ports (in Flower 1.41 one HTTP port serves the Fleet, Control and
+free 127.0.0.1 ports (in Flower 1.42 one HTTP port serves the Fleet, Control and
 runtime APIs), submits this project with `flwr run PROJECT deployment --stream`
 and waits for it, every wait bounded by the deadline. All processes run in their own
 session under a private `FLWR_HOME` and are killed at the end, whatever happens. The

@@ -2,7 +2,7 @@
 
 `federation.secure_aggregation = true` runs the rounds with Flower's
 `DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(...))` and a `LegacyContext` (in
-Flower 1.41 SecAgg+ exists only there), instead of the Message-API strategy loop.
+Flower 1.42 SecAgg+ exists only there), instead of the Message-API strategy loop.
 Clients quantise and mask their weights (`fedsim.flower.secagg_client`); the server
 sums the masked vectors, removes the masks with the key shares of at least
 `reconstruction_threshold` neighbours, and only then hands the result to the

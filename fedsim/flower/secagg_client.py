@@ -1,6 +1,6 @@
 """The client's half of SecAgg+: Flower's `secaggplus_mod`, only for SecAgg+ messages.
 
-Flower 1.41 runs SecAgg+ on its legacy workflow only: each round the server sends
+Flower 1.42 runs SecAgg+ on its legacy workflow only: each round the server sends
 four TRAIN messages (setup, share keys, collect masked vectors, unmask) that carry a
 `secaggplus_configs` ConfigRecord; the third also holds a legacy FitIns, which the
 ClientApp's train function answers with a FitRes (`fedsim.flower.client_app`).
