@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fedsim.attack_scenario import load_attack_scenario, run_directory
+from fedsim.attack_matrix.config import load_attack_scenario
+from fedsim.attack_matrix.runner import run_directory
 from fedsim.cli import main
 from fedsim.errors import ConfigError
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
-from fedsim.attack_specs import ADAPTED, AttackSpec
+from fedsim.attack_matrix.specs import ADAPTED, AttackSpec
 from fedsim.auditor.scoring import score_reconstruction
 from fedsim.auditor.setup import AuditSetup
 from fedsim.scenario.build import derived_seed

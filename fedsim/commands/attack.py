@@ -9,7 +9,7 @@ a table, and with `--json`/`--grid` per-image values and a PNG grid of originals
 reconstructions.
 
 Scenario mode (`fedsim attack scenarios/paper/matrix-mnist.toml`): the whole
-attack × defense matrix from one TOML file (see `fedsim.attack_scenario`), each attack
+attack × defense matrix from one TOML file (see `fedsim.attack_matrix`), each attack
 first tuned on held-out images where the file gives it a search space. `--set
 KEY=VALUE` overrides a setting (`--set data.images=2`); the flag-mode options are
 refused with a file. `--data-root` replaces the file's `data.root`, `--device` its
@@ -24,7 +24,8 @@ import argparse
 import json
 from pathlib import Path
 
-from fedsim.attack_matrix import MatrixSettings, run_matrix
+from fedsim.attack_matrix.cells import MatrixSettings
+from fedsim.attack_matrix.flags import run_matrix
 from fedsim.commands import add_scenario_options
 from fedsim.errors import ConfigError
 
@@ -197,7 +198,8 @@ def main(args: argparse.Namespace) -> int:
 
 def _run_scenario(args: argparse.Namespace) -> int:
     """`fedsim attack SCENARIO`: the flag-mode options are refused, --set changes the file."""
-    from fedsim.attack_scenario import load_attack_scenario, run_attack_scenario
+    from fedsim.attack_matrix.config import load_attack_scenario
+    from fedsim.attack_matrix.runner import run_attack_scenario
 
     for dest, (flag, key) in SCENARIO_KEYS.items():
         if getattr(args, dest) is not None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from fedsim.attack_scenario.config import AttackScenario
-
-if TYPE_CHECKING:
-    from fedsim.attack_scenario.runner import ScenarioCell
+from fedsim.attack_matrix.config import AttackScenario
+from fedsim.attack_matrix.results import ScenarioCell
 
 
 def markdown_tables(

@@ -1,4 +1,4 @@
-"""Attack × defense matrices on real images, without a federation (`fedsim attack`).
+"""The cells of an attack × defense matrix: defended updates of real images, attacked and scored.
 
 Every image batch becomes the update a client would send (through `client_update`,
 exactly as in the federation), every attack reconstructs all batches of a defense
@@ -21,9 +21,8 @@ from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, Threa
 from defenses.base import Defense
 from defenses.client import client_update
 from defenses.registry import parse_defense
-from fedsim.attack_specs import AttackSpec, parse_attack_spec
+from fedsim.attack_matrix.specs import AttackSpec
 from fedsim.data import load_dataset
-from fedsim.device import resolve_device
 from fedsim.errors import ConfigError
 from fedsim.metrics import label_accuracy, match_by_psnr, ssim
 from fedsim.metrics.psnr import PSNR_CAP_DB
@@ -124,7 +123,7 @@ def select_batches(
     return chosen.images.reshape(shape), chosen.labels.reshape(shape[:2])
 
 
-def _image_batches(settings: MatrixSettings) -> tuple[Any, torch.Tensor, torch.Tensor]:
+def image_batches(settings: MatrixSettings) -> tuple[Any, torch.Tensor, torch.Tensor]:
     data = load_dataset(
         settings.dataset, settings.split, settings.data_root, download=settings.download
     )
@@ -250,30 +249,3 @@ def run_cell(
     seconds = time.perf_counter() - started
     result = _score(attack, batches, settings, reconstructions, seconds)
     return result, torch.cat([r.inputs.detach().cpu() for r in reconstructions])
-
-
-def run_matrix(
-    settings: MatrixSettings, grid_path: Path | None = None, show: bool = True
-) -> list[CellResult]:
-    """Run every attack against every defense on the chosen images; print a table."""
-    from fedsim.attack_report import print_results
-    from fedsim.image_grid import save_image_grid
-
-    device = resolve_device(settings.device)
-    attacks = [parse_attack_spec(text) for text in settings.attacks]
-    info, images, labels = _image_batches(settings)
-    results: list[CellResult] = []
-    grid_rows: list[tuple[str, torch.Tensor]] = [("original", images.flatten(0, 1))]
-    for spec in settings.defenses:
-        batches = defended_batches(settings, spec, info, images, labels, device)
-        model = batches.targets[0].model
-        for requested in attacks:
-            attack = requested.resolve(batches.defense, model)
-            result, recon = run_cell(settings, attack, batches)
-            results.append(result)
-            grid_rows.append((f"{attack.label} | {batches.defense.spec}", recon))
-    if show:
-        print_results(results)
-    if grid_path is not None:
-        save_image_grid(grid_path, grid_rows, max_columns=10)
-    return results

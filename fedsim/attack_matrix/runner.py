@@ -9,16 +9,25 @@ import platform
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from attacks.target import Budget
-from fedsim.attack_scenario.config import AttackScenario, scenario_toml
-from fedsim.attack_scenario.tables import markdown_tables
-from fedsim.attack_specs import AttackSpec
+from fedsim.attack_matrix.cells import (
+    MatrixSettings,
+    cell_budget,
+    defended_batches,
+    mean_matched_psnr,
+    run_cell,
+    select_batches,
+)
+from fedsim.attack_matrix.config import AttackScenario, scenario_toml
+from fedsim.attack_matrix.console import print_results
+from fedsim.attack_matrix.results import ScenarioCell
+from fedsim.attack_matrix.specs import AttackSpec, parse_attack_spec
+from fedsim.attack_matrix.tables import markdown_tables
 from fedsim.errors import ConfigError
 
 TUNING_NOISE_OFFSET = 500_000
@@ -27,33 +36,7 @@ scored batches use 0, 1, ..., tuning batches 500,000, 500,001, ..., so the two n
 share a noise draw, and the tuning draws do not depend on how many images are scored."""
 
 
-@dataclass
-class ScenarioCell:
-    """One attack × defense of a scenario run, with what tuning chose."""
-
-    column: str
-    """The attack as written in the scenario (the table's column)."""
-    result: Any  # fedsim.attack_matrix.CellResult
-    iterations: int
-    restarts: int
-    tuned: dict[str, Any] | None = None
-    trials: list[dict[str, Any]] = field(default_factory=list)
-    tuning_seconds: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **self.result.to_json(),
-            "requested": self.column,
-            "budget": {"iterations": self.iterations, "restarts": self.restarts},
-            "tuned": self.tuned,
-            "trials": self.trials,
-            "tuning_seconds": self.tuning_seconds,
-        }
-
-
-def _matrix_settings(scenario: AttackScenario, download: bool) -> Any:
-    from fedsim.attack_matrix import MatrixSettings
-
+def _matrix_settings(scenario: AttackScenario, download: bool) -> MatrixSettings:
     data = scenario.data
     return MatrixSettings(
         dataset=data.dataset,
@@ -189,9 +172,6 @@ def run_attack_scenario(
     scenario: AttackScenario, out: str | Path | None = None, *, download: bool = False
 ) -> Path:
     """Run the matrix of `scenario`; returns the run directory. Progress goes to stderr."""
-    from fedsim.attack_matrix import cell_budget, defended_batches, run_cell, select_batches
-    from fedsim.attack_report import print_results
-    from fedsim.attack_specs import parse_attack_spec
     from fedsim.device import resolve_device
     from fedsim.image_grid import save_image_grid
     from fedsim.private_files import make_private, write_atomic
@@ -290,7 +270,6 @@ def _tune(
 ) -> AttackSpec:
     """Try every setting of `space` on the tuning updates; note them in `cell`; the best attack."""
     from attacks.tuning import search
-    from fedsim.attack_matrix import mean_matched_psnr
 
     started = time.perf_counter()
     found = search(

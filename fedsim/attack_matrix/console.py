@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from fedsim.attack_matrix import CellResult
+    from fedsim.attack_matrix.cells import CellResult
 
 
 def print_results(results: Sequence[CellResult], console: Console | None = None) -> None:

@@ -1,9 +1,15 @@
-"""Attack × defense matrices from a scenario file, each cell tuned on held-out images.
+"""Attack × defense matrices on real images, without a federation (`fedsim attack`).
+
+Flag mode (`fedsim attack --attack … --defense …`, `flags`) and scenario files
+(`fedsim attack SCENARIO`, `runner`) share the cells: every image batch becomes the
+update a client would send, every attack reconstructs all batches of a defense in one
+batched call, and reconstructions are scored against the originals after optimal
+matching.
 
 `fedsim attack SCENARIO` reads a TOML file (`scenarios/paper/matrix-*.toml`), applies
 `--set key=value` overrides and validates it into `AttackScenario` (`config`). For each
 defense the scored images become client updates exactly as in the flag mode
-(`fedsim.attack_matrix`). An attack with a search space in `[tuning.space]` is first
+(`cells`). An attack with a search space in `[tuning.space]` is first
 tuned on updates made from the tuning images (same model, same defense, other noise
 draws): every setting of the space is tried with the scenario's budget, scored by the
 mean matched PSNR against the tuning images, and the best setting is then run on the
@@ -18,11 +24,17 @@ The run directory (`<output>/<name>-<YYYYmmdd-HHMMSS>`, or exactly `--out`) rece
     grid.png        the scored originals over every cell's reconstructions
 
 results.json is rewritten after every cell (`"complete": false` until the last one).
+
+Modules, each importing only those above it:
+
+    specs     attack specs as users write them (``bayes:lr=0.1``), ``adapted``
+    cells     settings, defended batches, one attacked and scored cell
+    console   the terminal table
+    flags     flag mode
+    config    the scenario file's schema and loading
+    results   one cell of a scenario run, with what tuning chose
+    tables    table.md
+    runner    a scenario run: tuning, the run directory, results.json
+
+Nothing is imported here, so `specs` stays light for the auditor and the scenario checks.
 """
-
-from __future__ import annotations
-
-from fedsim.attack_scenario.config import AttackScenario, load_attack_scenario
-from fedsim.attack_scenario.runner import run_attack_scenario, run_directory
-
-__all__ = ["AttackScenario", "load_attack_scenario", "run_attack_scenario", "run_directory"]
