@@ -42,6 +42,17 @@ MALFORMED = [
     ({"attacks": [{"name": "l2"}, {"name": "l2"}]}, "attacks"),
     ({"audit": {"rounds": {"every": 2, "first": 3}}}, "audit.rounds"),
     ({"audit": {"rounds": {"rounds": [0, 2]}}}, "audit.rounds.rounds.0"),
+    ({"audit": {"rounds": {"log": 0}}}, "audit.rounds.log"),
+    ({"audit": {"rounds": {"log": 3, "every": 2}}}, "audit.rounds"),
+    ({"protocol": {"kind": "fedsgd", "local_epochs": 2}}, "protocol.local_steps"),
+    (
+        {"protocol": {"kind": "fedavg", "local_epochs": 2, "local_steps": 3}},
+        "protocol.local_steps",
+    ),
+    ({"protocol": {"kind": "fedavg", "local_epochs": 0}}, "protocol.local_epochs"),
+    ({"model": {"checkpoint_round": 3}}, "model.checkpoint_round"),
+    ({"model": {"checkpoint": ""}}, "model.checkpoint"),
+    ({"federation": {"keep_checkpoints": {"log": 10}}}, "federation.keep_checkpoints.log"),
     ({"audit": {"clients": {"sample": 0}}}, "audit.clients.sample"),
     ({"audit": {"threat": {"labels": "known"}}}, "audit.threat.labels"),
     ({"audit": {"budget": {"seconds": -1}}}, "audit.budget.seconds"),
@@ -81,6 +92,28 @@ def test_clients_per_round_count_or_fraction() -> None:
         ).federation.per_round()
         == 5
     )
+
+
+def test_log_schedule_is_a_few_round_numbers_per_decade() -> None:
+    def schedule(per_decade: int, last: int) -> list[int]:
+        raw = {"federation": {"rounds": last}, "audit": {"rounds": {"log": per_decade}}}
+        audit = validate_scenario(raw).audit.rounds
+        return [r for r in range(1, last + 1) if audit.selects(r)]
+
+    assert schedule(3, 1000) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    assert schedule(1, 500) == [1, 10, 100]
+    assert schedule(2, 100) == [1, 3, 10, 30, 100]
+    assert not validate_scenario({"audit": {"rounds": {"log": 3}}}).audit.rounds.selects(0)
+
+
+def test_local_epochs_are_passes_over_the_rounds_batch() -> None:
+    protocol = {"kind": "fedavg", "batch_size": 10, "local_batch_size": 4, "local_epochs": 2}
+    scenario = validate_scenario({"protocol": protocol})
+    assert scenario.protocol.local_steps == 2 * 3  # ⌈10 / 4⌉ chunks per pass
+    again = scenario_from_resolved(scenario_to_toml(scenario))
+    assert again.protocol == scenario.protocol
+    whole = validate_scenario({"protocol": {"kind": "fedavg", "batch_size": 8, "local_epochs": 3}})
+    assert whole.protocol.local_steps == 3
 
 
 def test_quickstart_loads() -> None:

@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("give a SCENARIO file, or --resume RUN (not both)")
     if resume is not None:
         return _resume(Path(resume), overrides)
-    scenario = load_scenario(args.scenario, overrides)
+    scenario = _absolute_checkpoint(load_scenario(args.scenario, overrides))
     started = dt.datetime.now(dt.UTC)
     federation = _check_before_start(scenario)
     run_dir = run_directory(scenario, args.out, started.astimezone())
@@ -111,9 +111,31 @@ def main(args: argparse.Namespace) -> int:
     header = run_header(scenario.seed, started)
     # A data set may be a subset (a partial download): say which sizes the run used.
     header["data"] = {"train_size": len(federation.train), "test_size": len(federation.test)}
+    if scenario.model.checkpoint is not None:
+        header["checkpoint_sha256"] = file_sha256(Path(scenario.model.checkpoint))
     recorder.write_scenario(scenario_to_toml(scenario, header))
 
     return _simulate(scenario, recorder, run_dir, resume_after=-1)
+
+
+def _absolute_checkpoint(scenario: Scenario) -> Scenario:
+    """`model.checkpoint` as an absolute path, so the stored scenario names one file."""
+    path = scenario.model.checkpoint
+    if path is None:
+        return scenario
+    model = scenario.model.model_copy(update={"checkpoint": str(Path(path).resolve())})
+    return scenario.model_copy(update={"model": model})
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (the run header names the checkpoint it started from)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_before_start(scenario: Scenario) -> Federation:
@@ -126,6 +148,7 @@ def _check_before_start(scenario: Scenario) -> Federation:
 
     active_faults()
     federation = build_federation(scenario)
+    federation.initial_state()  # a checkpoint that does not fit the model is refused now
     AuditEngine(AuditSetup.from_federation(federation), resolve_device(scenario.device))
     return federation
 

@@ -45,7 +45,8 @@ def evaluate_model(
 
 def audited_round_of(scenario: Scenario) -> Callable[[int], bool]:
     """Which rounds' audits a complete run has recorded (the resume point waits for them)."""
-    return lambda r: r >= 1 and bool(scenario.attacks) and scenario.audit.rounds.selects(r)
+    first = scenario.first_round
+    return lambda r: r >= first and bool(scenario.attacks) and scenario.audit.rounds.selects(r)
 
 
 class RoundEnd:
@@ -70,16 +71,13 @@ class RoundEnd:
     ) -> tuple[float, float]:
         """Loss and accuracy of `arrays`; `notes` are the round's clients, failures,
         missing, rejected and train_loss entries."""
-        scenario = self.federation.scenario
         loss, accuracy = evaluate_model(self.federation, arrays, self.device)
         record = {
             "round": server_round,
             "loss": loss,
             "accuracy": accuracy,
             **notes,
-            "audited": server_round > 0
-            and scenario.audit.rounds.selects(server_round)
-            and bool(scenario.attacks),
+            "audited": self.audited(server_round),
             "seconds": time.perf_counter() - self.started,
         }
         spent = self.federation.privacy_spent(server_round)
@@ -92,7 +90,7 @@ class RoundEnd:
             self.recorder.append_round(record)
             self.recorder.sync()
             checkpoints.mark("trained", server_round)
-            checkpoints.prune(keep_from=checkpoints.complete_through(self.audited))
+            self._prune()
         if self.observer is not None:
             self.observer.round_finished(record)
         return loss, accuracy
@@ -100,5 +98,14 @@ class RoundEnd:
     def finish(self) -> None:
         """After the last round (or an interruption): drop checkpoints no resume needs."""
         if self.recorder is not None:
-            checkpoints = self.recorder.checkpoints
-            checkpoints.prune(keep_from=checkpoints.complete_through(self.audited))
+            self._prune()
+
+    def _prune(self) -> None:
+        """Keep the resume point and the rounds on `federation.keep_checkpoints`."""
+        assert self.recorder is not None
+        checkpoints = self.recorder.checkpoints
+        schedule = self.federation.scenario.federation.keep_checkpoints
+        checkpoints.prune(
+            keep_from=checkpoints.complete_through(self.audited),
+            kept=(lambda _: False) if schedule is None else schedule.selects,
+        )
