@@ -26,6 +26,7 @@ from fedsim.data import load_dataset
 from fedsim.errors import ConfigError
 from fedsim.metrics import label_accuracy, match_by_psnr, ssim
 from fedsim.metrics.psnr import PSNR_CAP_DB
+from fedsim.metrics.recognisable import recognisable
 from fedsim.models import build_model
 
 
@@ -78,6 +79,11 @@ class CellResult:
     def ssim_mean(self) -> float:
         return statistics.fmean(self.ssim)
 
+    @property
+    def recognisable(self) -> float:
+        """The fraction of attacked images recovered recognisably (`fedsim.metrics.recognisable`)."""
+        return float(recognisable(torch.tensor(self.ssim)).float().mean())
+
     def to_json(self) -> dict[str, Any]:
         return {
             "attack": self.attack,
@@ -90,6 +96,7 @@ class CellResult:
             "psnr_median": self.psnr_median,
             "ssim": self.ssim,
             "ssim_mean": self.ssim_mean,
+            "recognisable": self.recognisable,
             "label_accuracy": self.label_accuracy,
             "seconds": self.seconds,
             "statuses": self.statuses,

@@ -196,6 +196,7 @@ class AuditEngine:
             **self.base_record(server_round, client, config),
             "psnr": None,
             "ssim": None,
+            "recognisable": None,
             "label_accuracy": None,
             "objective": None,
             "iterations": 0,
@@ -275,6 +276,7 @@ class AuditEngine:
         record.update(
             psnr=None if scores is None else scores.psnr,
             ssim=None if scores is None else scores.ssim,
+            recognisable=None if scores is None else scores.recognisable,
             label_accuracy=None if scores is None else scores.label_accuracy,
             objective=float(objective[recon.best]) if objective.numel() else None,
             iterations=int(recon.iterations),
@@ -282,9 +284,15 @@ class AuditEngine:
             status=recon.status,
             message=recon.message,
         )
+        if scores is not None:
+            record.update(psnr_images=scores.psnr_images, ssim_images=scores.ssim_images)
         if case.trained_on is not None and case.true_labels is not None:
             seen = score_reconstruction(inputs, recon.labels, case.trained_on, case.true_labels)
-            record.update(psnr_trained_on=seen.psnr, ssim_trained_on=seen.ssim)
+            record.update(
+                psnr_trained_on=seen.psnr,
+                ssim_trained_on=seen.ssim,
+                recognisable_trained_on=seen.recognisable,
+            )
         if scores is not None:
             inputs = inputs[scores.order]
         return AttackResult(record, inputs)

@@ -2,7 +2,8 @@
 
 Reconstructions come back in arbitrary order, so images are first paired with the
 originals by the Hungarian matching of largest total PSNR; SSIM is then taken on the
-matched pairs, and labels are compared as multisets.
+matched pairs, each image is *recognisable* or not (`fedsim.metrics.recognisable`),
+and labels are compared as multisets.
 """
 
 from __future__ import annotations
@@ -14,17 +15,33 @@ import torch
 from fedsim.metrics.label_accuracy import label_accuracy
 from fedsim.metrics.matching import match_by_psnr
 from fedsim.metrics.psnr import PSNR_CAP_DB
-from fedsim.metrics.ssim import ssim
+from fedsim.metrics.recognisable import recognisable
+from fedsim.metrics.ssim import ssim_per_image
 
 
 @dataclass(frozen=True)
 class Scores:
-    """Batch means: PSNR (dB, each image capped at 100), SSIM, label accuracy; the pairing."""
+    """Per original image (in the batch's order): PSNR (dB, capped at 100) and SSIM of the
+    reconstruction matched to it; the label accuracy and the pairing."""
 
-    psnr: float
-    ssim: float
+    psnr_images: list[float]
+    ssim_images: list[float]
     label_accuracy: float
     order: torch.Tensor
+
+    @property
+    def psnr(self) -> float:
+        return sum(self.psnr_images) / len(self.psnr_images)
+
+    @property
+    def ssim(self) -> float:
+        return sum(self.ssim_images) / len(self.ssim_images)
+
+    @property
+    def recognisable(self) -> float:
+        """The fraction of the batch's images recovered recognisably."""
+        flags = recognisable(torch.tensor(self.ssim_images))
+        return float(flags.float().mean())
 
 
 def score_reconstruction(
@@ -36,8 +53,8 @@ def score_reconstruction(
     matching = match_by_psnr(inputs, originals)
     matched = matching.apply(inputs)
     return Scores(
-        psnr=float(matching.psnr.clamp(max=PSNR_CAP_DB).mean()),
-        ssim=float(ssim(matched, originals)),
+        psnr_images=[float(v) for v in matching.psnr.clamp(max=PSNR_CAP_DB)],
+        ssim_images=[float(v) for v in ssim_per_image(matched, originals)],
         label_accuracy=float(
             label_accuracy(labels.detach().cpu().long(), true_labels.cpu().long())
         ),

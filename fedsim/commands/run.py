@@ -1,7 +1,8 @@
 """Run a scenario: a Flower simulation with the leakage auditor, records written as it goes.
 
 The run directory (default `<output>/<name>-<time>`, or exactly `--out`) receives the
-resolved `scenario.toml`, `rounds.jsonl`, `leakage.jsonl` and `reconstructions/`.
+resolved `scenario.toml`, `rounds.jsonl`, `leakage.jsonl`, `reconstructions/` and, once
+the run is done, `report/` (what `fedsim report RUN` writes; the verdict is printed).
 While it runs, one line per round shows the global accuracy and the best PSNR of
 each attack under the scenario's defense.
 
@@ -188,15 +189,37 @@ def _simulate(
     if resume_after < 0:
         console.print(f"fedsim run: {scenario.name} → {run_dir}", highlight=False)
     try:
-        with RunProgress(scenario, console) as progress:
+        with RunProgress(scenario, console, resume_after) as progress:
             timing = simulate(scenario, recorder, progress, resume_after=resume_after)
     except KeyboardInterrupt:
         console.print(
             f"interrupted; finished rounds are in {run_dir}; continue with"
-            f" `fedsim run --resume {run_dir}`",
+            f" `fedsim run --resume {run_dir}`, or report them with `fedsim report {run_dir}`",
             highlight=False,
         )
         raise
     startup = "" if timing.startup is None else f", first round after {timing.startup:.1f} s"
     console.print(f"done in {timing.total:.1f} s{startup}; records in {run_dir}", highlight=False)
+    _report(run_dir, console)
     return 0
+
+
+def _report(run_dir: Path, console: Console) -> None:
+    """Write RUN/report/ (verdict, curves, page); if that fails, say which command does."""
+    from fedsim.report import load_run, verdicts, write_report
+
+    try:
+        run = load_run(run_dir)
+        written = write_report([run], run_dir / "report")
+    except Exception as error:  # noqa: BLE001 - the records are safe; only the report is missing
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        console.print(
+            f"the report was not written ({reason}); write it with `fedsim report {run_dir}`",
+            highlight=False,
+        )
+        return
+    for verdict in verdicts(run):
+        console.print(
+            f"{verdict.attack} against {verdict.defense}: {verdict.text}", highlight=False
+        )
+    console.print(f"report: {written[-1]}", highlight=False)

@@ -1,8 +1,9 @@
 """Live progress of a run: bars for rounds and attacks, one line per finished round.
 
 A round's line is printed once its evaluation and (if audited) its attacks are done,
-in round order: `round 3  acc 71.2%  loss 0.931  bayes 18.3 dB  l2 12.1 dB`, the best
-PSNR over the round's audited clients per attack, under the defense named in the
+in round order: `round 3  acc 71.2%  loss 0.931  bayes 18.3 dB 3/4 recognisable  l2
+12.1 dB 0/4 recognisable`: per attack the best PSNR over the round's audited clients and
+how many of their images were recovered recognisably, under the defense named in the
 header line (one defense per run).
 """
 
@@ -19,7 +20,7 @@ from fedsim.scenario.config import Scenario
 
 def expected_attack_runs(scenario: Scenario) -> int:
     """Attack runs (round × client × attack) the schedule will produce, if no client fails."""
-    rounds = sum(scenario.audit.rounds.selects(r) for r in range(1, scenario.federation.rounds + 1))
+    rounds = len(scenario.audit.rounds.through(scenario.federation.rounds, scenario.first_round))
     clients = scenario.federation.per_round()
     if scenario.federation.secure_aggregation:
         clients = 1  # one 'impossible' record per round and attack
@@ -36,6 +37,7 @@ def round_line(record: dict[str, Any], leakage: list[dict[str, Any]]) -> str:
         f"loss {record['loss']:.3f}",
     ]
     best: dict[str, float | None] = {}
+    seen: dict[str, list[int]] = {}
     for item in leakage:
         value = item.get("psnr")
         current = best.get(item["attack"])
@@ -43,16 +45,30 @@ def round_line(record: dict[str, Any], leakage: list[dict[str, Any]]) -> str:
             best[item["attack"]] = value
         else:
             best.setdefault(item["attack"], current)
+        share, images = item.get("recognisable"), len(item.get("ssim_images") or [])
+        if share is not None and images:
+            counts = seen.setdefault(item["attack"], [0, 0])
+            counts[0] += round(share * images)
+            counts[1] += images
     for attack, value in best.items():
-        parts.append(f"{attack} {'failed' if value is None else f'{value:.1f} dB'}")
+        text = f"{attack} {'failed' if value is None else f'{value:.1f} dB'}"
+        if attack in seen:
+            text += f" {seen[attack][0]}/{seen[attack][1]} recognisable"
+        parts.append(text)
     return "  ".join(parts)
 
 
 class RunProgress:
     """A `RunObserver` that drives rich progress bars and prints the per-round lines."""
 
-    def __init__(self, scenario: Scenario, console: Console | None = None) -> None:
+    def __init__(
+        self, scenario: Scenario, console: Console | None = None, resume_after: int = -1
+    ) -> None:
+        """`resume_after` = R ≥ 0: rounds up to R were recorded before (`--resume`)."""
         self.scenario = scenario
+        self._first = max(resume_after + 1, scenario.first_round - 1)
+        """The first round whose line this run prints (its evaluation of the start state, or
+        the first round after a resume point)."""
         self.progress = Progress(
             TextColumn("{task.description:<8}"),
             BarColumn(),
@@ -61,13 +77,17 @@ class RunProgress:
             console=console,
             transient=False,
         )
-        self._rounds = self.progress.add_task("rounds", total=scenario.federation.rounds)
+        self._rounds = self.progress.add_task(
+            "rounds",
+            total=scenario.federation.rounds - scenario.first_round + 1,
+            completed=max(0, resume_after - scenario.first_round + 1),
+        )
         attacks = expected_attack_runs(scenario)
         self._attacks = self.progress.add_task("attacks", total=attacks, visible=attacks > 0)
         self._lock = threading.Lock()
         self._finished: dict[int, dict[str, Any]] = {}
         self._audited: dict[int, list[dict[str, Any]]] = {}
-        self._next = 0
+        self._next = self._first
 
     def __enter__(self) -> RunProgress:
         self.progress.start()
@@ -81,7 +101,7 @@ class RunProgress:
     def round_finished(self, record: dict[str, Any]) -> None:
         with self._lock:
             self._finished[record["round"]] = record
-            if record["round"] > 0:
+            if record["round"] >= self.scenario.first_round:
                 self.progress.advance(self._rounds)
             self._flush()
 

@@ -1,4 +1,10 @@
-"""A run directory read back: its scenario, rounds and leakage records, and whether it finished."""
+"""A run directory read back: its scenario, rounds and leakage records, and whether it finished.
+
+`audited_rounds` condenses the leakage records per (attack, defense) and round into
+what a reader acts on: how many updates and images were scored, how many images were
+recovered recognisably (`fedsim.metrics.recognisable`), the mean PSNR and SSIM, and the
+test accuracy of the global model that was attacked (the one after the round before).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,43 @@ from pathlib import Path
 from typing import Any
 
 from fedsim.errors import ConfigError
+from fedsim.metrics.recognisable import is_recognisable
 from fedsim.records import LEAKAGE_FILE, RECONSTRUCTIONS_DIR, ROUNDS_FILE, SCENARIO_FILE, read_jsonl
+
+TRAINED_ON = " vs trained-on"
+"""Suffix of the series scored against the batch after a batch-stage defense (ATS)."""
+
+
+@dataclass
+class AuditedRound:
+    """One (attack, defense) in one audited round, over its audited clients."""
+
+    round: int
+    accuracy: float | None
+    """Test accuracy of the model the clients started from (after the round before)."""
+    updates: int
+    """Updates scored against ground truth (status ok)."""
+    leaking_updates: int
+    """Of those, updates with at least one image recovered recognisably."""
+    images: int
+    recognisable: int
+    psnr: list[float]
+    ssim: list[float]
+    """Per scored image (PSNR capped at 100 dB); per update where records lack images."""
+    statuses: Counter[str]
+
+    @property
+    def share(self) -> float | None:
+        """The fraction of scored images recovered recognisably."""
+        return self.recognisable / self.images if self.images else None
+
+
+def _image_scores(record: dict[str, Any], suffix: str) -> tuple[list[float], list[float]]:
+    """(PSNR, SSIM) per image of a scored record; one mean pair where it has no list."""
+    if not suffix and record.get("ssim_images") is not None:
+        return list(record.get("psnr_images") or []), list(record["ssim_images"])
+    psnr, ssim = record.get(f"psnr{suffix}"), record.get(f"ssim{suffix}")
+    return ([] if psnr is None else [float(psnr)]), ([] if ssim is None else [float(ssim)])
 
 
 @dataclass
@@ -83,7 +125,82 @@ class RunRecords:
             rows.append((attack, defense, rnd, mean, best, counts["ok"], other))
         return rows
 
+    def accuracy_after(self) -> dict[int, float]:
+        """Round → test accuracy of the global model after it (round 0: the start)."""
+        return {
+            int(r["round"]): float(r["accuracy"])
+            for r in self.rounds
+            if r.get("accuracy") is not None
+        }
+
+    def epsilon_by_round(self) -> dict[str, dict[int, float]]:
+        """Each ε field the rounds record (`epsilon`, and any `epsilon_*`) → round → value."""
+        table: dict[str, dict[int, float]] = defaultdict(dict)
+        for record in self.rounds:
+            for key, value in record.items():
+                if key.startswith("epsilon") and isinstance(value, int | float):
+                    table[key][int(record["round"])] = float(value)
+        return dict(table)
+
+    def audited_rounds(self) -> dict[tuple[str, str], list[AuditedRound]]:
+        """(attack, defense) → its audited rounds in order (see `AuditedRound`).
+
+        A defense that transforms the batch (ATS) adds the series `<attack> vs trained-on`,
+        scored against the images the client's gradient was computed on.
+        """
+        accuracy = self.accuracy_after()
+        grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+        for record in self.leakage:
+            if not isinstance(record.get("round"), int):
+                continue
+            key = (str(record.get("attack")), str(record.get("defense", "none")), record["round"])
+            grouped[key].append(record)
+        table: dict[tuple[str, str], list[AuditedRound]] = defaultdict(list)
+        for (attack, defense, rnd), records in sorted(grouped.items()):
+            for suffix in ("", "_trained_on"):
+                if suffix and not any(r.get(f"psnr{suffix}") is not None for r in records):
+                    continue
+                name = attack + (TRAINED_ON if suffix else "")
+                table[(name, defense)].append(self._audited(rnd, records, suffix, accuracy))
+        return dict(table)
+
+    def _audited(
+        self, rnd: int, records: list[dict[str, Any]], suffix: str, accuracy: dict[int, float]
+    ) -> AuditedRound:
+        updates = leaking = images = recognised = 0
+        psnrs: list[float] = []
+        ssims: list[float] = []
+        for record in records:
+            if record.get("status") != "ok":
+                continue
+            psnr, ssim = _image_scores(record, suffix)
+            if not ssim and not psnr:
+                continue
+            updates += 1
+            psnrs += psnr
+            ssims += ssim
+            hits = sum(is_recognisable(v) for v in ssim)
+            images += len(ssim)
+            recognised += hits
+            leaking += hits > 0
+        return AuditedRound(
+            round=rnd,
+            accuracy=accuracy.get(rnd - 1),
+            updates=updates,
+            leaking_updates=leaking,
+            images=images,
+            recognisable=recognised,
+            psnr=psnrs,
+            ssim=ssims,
+            statuses=Counter(str(r.get("status")) for r in records),
+        )
+
+    def budget(self) -> dict[str, Any]:
+        """The scenario's audit budget (iterations, restarts, seconds), as recorded."""
+        return dict(self.scenario.get("audit", {}).get("budget", {}))
+
     def grids(self) -> list[Path]:
+        """The reconstruction pictures: one strip per audited round (older runs: per client)."""
         return sorted((self.path / RECONSTRUCTIONS_DIR).glob("*.png"))
 
 
