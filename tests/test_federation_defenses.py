@@ -19,6 +19,7 @@ SMALL = [
     "simulation.engine='inprocess'",
     "federation.rounds=2",
     "federation.clients=2",
+    "audit.clients={}",
     "audit.budget.iterations=3",
     "audit.budget.seconds=60",
     "audit.worker='inline'",
@@ -78,8 +79,13 @@ def test_dpsgd_runs_record_epsilon_each_round(tmp_path: Path) -> None:
     rounds = read_jsonl(out / ROUNDS_FILE)
     scenario = load_scenario(QUICKSTART, [*SMALL, "defenses=['dpsgd']"])
     federation = build_federation(scenario)
-    rate = scenario.protocol.batch_size / min(len(p) for p in federation.partitions)
-    assert [r["epsilon"] for r in rounds] == [dp_epsilon(1.0, rate, r, 1e-5) for r in range(4)]
+    protocol = scenario.protocol
+    step_batch = protocol.local_batch_size or protocol.batch_size
+    rate = step_batch / min(len(p) for p in federation.partitions)
+    steps = protocol.local_steps if protocol.kind == "fedavg" else 1
+    assert [r["epsilon"] for r in rounds] == [
+        dp_epsilon(1.0, rate, r * steps, 1e-5) for r in range(4)
+    ]
     assert rounds[0]["epsilon"] == 0.0 < rounds[1]["epsilon"] < rounds[3]["epsilon"]
     assert all(r["delta"] == 1e-5 for r in rounds)
 

@@ -119,9 +119,10 @@ def test_local_epochs_are_passes_over_the_rounds_batch() -> None:
 def test_quickstart_loads() -> None:
     scenario = load_scenario(QUICKSTART)
     assert scenario.data.dataset == "mnist-sample"
-    assert scenario.federation.clients == 4
-    assert scenario.protocol.kind == "fedsgd"
-    assert [a.name for a in scenario.attacks] == ["bayes", "l2"]
+    assert scenario.federation.clients == 16
+    assert scenario.protocol.kind == "fedavg" and scenario.protocol.local_steps == 3
+    assert [a.name for a in scenario.attacks] == ["bayes"]
+    assert scenario.audit.rounds.through(scenario.federation.rounds) == [1, 2, 5, 10, 20, 50]
     assert scenario.defenses and scenario.defenses[0].startswith("gaussian")
 
 
@@ -144,10 +145,10 @@ def test_parse_override_reads_toml_values(text: str, keys: list[str], value: obj
 def test_overrides_apply_in_order() -> None:
     scenario = load_scenario(
         QUICKSTART,
-        ["protocol.lr=0.5", "protocol.lr=0.25", "attacks.1.name=cos", "audit.budget.iterations=3"],
+        ["protocol.lr=0.5", "protocol.lr=0.25", "attacks.0.name=cos", "audit.budget.iterations=3"],
     )
     assert scenario.protocol.lr == 0.25
-    assert scenario.attacks[1].name == "cos"
+    assert scenario.attacks[0].name == "cos"
     assert scenario.budget_for(scenario.attacks[0]).iterations == 3
 
 

@@ -46,12 +46,18 @@ def _series(
     return lines
 
 
-def _round_axis(axis: Any, rounds: Sequence[int]) -> None:
-    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+def _round_axis(axis: Any, rounds: Sequence[int], marked: Sequence[int] = ()) -> None:
+    """Integer rounds; a log axis ticked at the `marked` (audited) rounds when they span
+    more than a decade and a half."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
     if rounds and min(rounds) >= 1 and max(rounds) / min(rounds) > 30:
         axis.set_xscale("log")
-        axis.xaxis.set_major_formatter(ScalarFormatter())
+        ticks = sorted(set(marked)) if 2 <= len(set(marked)) <= 12 else None
+        if ticks:
+            axis.set_xticks(ticks)
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(NullFormatter())
     else:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("round")
@@ -76,10 +82,12 @@ def plot_leakage(runs: Sequence[RunRecords], stem: Path) -> list[Path]:
     accuracy_axis = psnr_axis.twinx()
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     every_round: list[int] = []
+    audited: list[int] = []
     for index, (label, _, rounds) in enumerate(_series(runs)):
         colour = colours[index % len(colours)]
         x = [r.round for r in rounds]
         every_round += x
+        audited += x
         psnr_axis.plot(
             x, [statistics.fmean(r.psnr) for r in rounds], marker="o", color=colour, label=label
         )
@@ -104,7 +112,7 @@ def plot_leakage(runs: Sequence[RunRecords], stem: Path) -> list[Path]:
                 color="0.4",
                 label=f"{run.name + ': ' if several else ''}test accuracy",
             )
-    _round_axis(share_axis, every_round)
+    _round_axis(share_axis, every_round, audited)
     psnr_axis.set_ylabel("PSNR of reconstructions (dB)")
     accuracy_axis.set_ylabel("global test accuracy")
     accuracy_axis.set_ylim(0, 1)
