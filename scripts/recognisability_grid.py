@@ -32,14 +32,13 @@ from fedsim.metrics.recognisable import RECOGNISABLE_SSIM
 LADDER = (
     (1, "none"),
     (1, "gaussian:sigma=0.03"),
-    (1, "gaussian:sigma=0.08"),
     (1, "gaussian:sigma=0.1"),
-    (1, "gaussian:sigma=0.12"),
-    (1, "gaussian:sigma=0.15"),
     (1, "gaussian:sigma=0.2"),
-    (4, "gaussian:sigma=0.03"),
-    (8, "none"),
-    (16, "none"),
+    (1, "gaussian:sigma=0.3"),
+    (1, "gaussian:sigma=0.4"),
+    (1, "gaussian:sigma=0.6"),
+    (4, "gaussian:sigma=0.1"),
+    (16, "gaussian:sigma=0.03"),
 )
 """(batch size, defense) pairs: from exact copies down to noise."""
 
