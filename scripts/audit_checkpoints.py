@@ -15,6 +15,9 @@ images were recovered recognisably.
         --states 0 1 5 20 100 500 --attacks "[{name = 'bayes'}]" [--set KEY=VALUE ...]
 
 A state already audited in OUT (its leakage.jsonl complete) is not run again.
+`fedsim report OUT [OUT2 ...]` reads OUT as one run over training (its verdict,
+leakage per state and against accuracy); several OUT folders, of several defenses,
+overlay into the privacy–utility picture over training.
 """
 
 from __future__ import annotations

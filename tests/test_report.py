@@ -184,3 +184,27 @@ def test_report_draws_privacy_utility_and_epsilon_when_recorded(tmp_path: Path) 
         assert (report / name).stat().st_size > 1000, name
     html = (report / "index.html").read_text()
     assert "ε per round" in html and "not a guarantee" in html
+
+
+def test_a_folder_of_audited_states_reads_as_one_run_over_training(tmp_path: Path) -> None:
+    """Audits of one training run's checkpoints (scripts/audit_checkpoints.py): each state
+    run contributes its first rounds line (the state it starts from) and its audit."""
+    folder = tmp_path / "audits"
+    for state, accuracy in ((0, 0.1), (4, 0.6)):
+        run = folder / f"state-{state:04d}"
+        run.mkdir(parents=True)
+        (run / "scenario.toml").write_text('name = "x"\n[federation]\nrounds = 9\n')
+        lines = [{"round": state, "accuracy": accuracy}, {"round": state + 1, "accuracy": 0.99}]
+        (run / "rounds.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        record = {"round": state + 1, "client": 0, "attack": "bayes", "defense": "none",
+                  "status": "ok", "ssim_images": [0.9 if state == 0 else 0.1], "psnr_images": [30.0]}  # fmt: skip
+        (run / "leakage.jsonl").write_text(json.dumps(record) + "\n")
+    merged = load_run(folder)
+    assert merged.name == "audits" and not merged.partial
+    assert merged.accuracy_after() == {0: 0.1, 4: 0.6}
+    rounds = merged.audited_rounds()[("bayes", "none")]
+    assert [(r.round, r.accuracy, r.recognisable) for r in rounds] == [(1, 0.1, 1), (5, 0.6, 0)]
+    assert main(["report", str(folder)]) == 0
+    assert (
+        "Nothing was recognisable after round 1" in (folder / "report" / "index.html").read_text()
+    )

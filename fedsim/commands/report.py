@@ -48,9 +48,7 @@ def main(args: argparse.Namespace) -> int:
             highlight=False,
         )
         for verdict in verdicts(run):
-            console.print(
-                f"  {verdict.attack} against {verdict.defense}: {verdict.text}", highlight=False
-            )
+            console.print(f"  {verdict.heading}: {verdict.text}", highlight=False)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
     return 0

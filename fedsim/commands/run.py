@@ -219,7 +219,5 @@ def _report(run_dir: Path, console: Console) -> None:
         )
         return
     for verdict in verdicts(run):
-        console.print(
-            f"{verdict.attack} against {verdict.defense}: {verdict.text}", highlight=False
-        )
+        console.print(f"{verdict.heading}: {verdict.text}", highlight=False)
     console.print(f"report: {written[-1]}", highlight=False)

@@ -61,8 +61,8 @@ def _number(value: float | None, digits: int = 2) -> str:
 def _verdict_block(verdict: Verdict) -> str:
     kind = {True: "leaks", False: "nothing", None: "unscored"}[verdict.leaks]
     return (
-        f'<p class="verdict {kind}"><strong>{escape(verdict.attack)} against'
-        f" {escape(verdict.defense)}:</strong> {escape(verdict.text)}</p>"
+        f'<p class="verdict {kind}"><strong>{escape(verdict.heading)}:</strong>'
+        f" {escape(verdict.text)}</p>"
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import tomllib
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,8 @@ class RunRecords:
     scenario: dict[str, Any]
     rounds: list[dict[str, Any]]
     leakage: list[dict[str, Any]]
+    parts: list[Path] = field(default_factory=list)
+    """The runs a folder of audited states was merged from (see `load_states`)."""
 
     @property
     def planned_rounds(self) -> int | None:
@@ -101,10 +103,10 @@ class RunRecords:
             if record.get("status") != "ok":
                 continue
             defense = str(record.get("defense", "none"))
-            for field, suffix in (("psnr", ""), ("psnr_trained_on", " vs trained-on")):
-                if record.get(field) is not None:
+            for name, suffix in (("psnr", ""), ("psnr_trained_on", " vs trained-on")):
+                if record.get(name) is not None:
                     key = (f"{record['attack']}{suffix}", defense)
-                    table[key][int(record["round"])].append(float(record[field]))
+                    table[key][int(record["round"])].append(float(record[name]))
         return table
 
     def summary_rows(self) -> list[tuple[str, str, int, float, float, int, str]]:
@@ -201,13 +203,20 @@ class RunRecords:
 
     def grids(self) -> list[Path]:
         """The reconstruction pictures: one strip per audited round (older runs: per client)."""
-        return sorted((self.path / RECONSTRUCTIONS_DIR).glob("*.png"))
+        folders = self.parts or [self.path]
+        return sorted(
+            (path for folder in folders for path in (folder / RECONSTRUCTIONS_DIR).glob("*.png")),
+            key=lambda path: path.name,
+        )
 
 
 def load_run(path: str | Path) -> RunRecords:
-    """Read a run directory written by `fedsim run` (a partial one too)."""
+    """Read a run directory written by `fedsim run` (a partial one too), or a folder of
+    runs that each audit one state of a training run (`load_states`)."""
     run = Path(path)
     if not (run / ROUNDS_FILE).is_file() and not (run / LEAKAGE_FILE).is_file():
+        if _state_runs(run):
+            return load_states(run)
         raise ConfigError(
             f"report: {run} is not a run directory (no {ROUNDS_FILE} or {LEAKAGE_FILE})"
         )
@@ -223,3 +232,33 @@ def load_run(path: str | Path) -> RunRecords:
     leakage = read_jsonl(run / LEAKAGE_FILE) if (run / LEAKAGE_FILE).is_file() else []
     name = str(scenario.get("name") or run.name)
     return RunRecords(run, name, scenario, rounds, leakage)
+
+
+def _state_runs(folder: Path) -> list[Path]:
+    return sorted(p.parent for p in folder.glob(f"*/{ROUNDS_FILE}"))
+
+
+def load_states(folder: str | Path) -> RunRecords:
+    """A folder of runs started from checkpoints of one training run (as
+    `scripts/audit_checkpoints.py` writes them), read as one run over training.
+
+    Each state run starts from the training run's model after round R (its first
+    rounds.jsonl line, which evaluates that model) and audits round R + 1; its later
+    lines are of its own round, not the training run's, and are left out. So the merged
+    run holds the training trajectory at the audited states and every audit.
+    """
+    base = Path(folder)
+    runs = [load_run(path) for path in _state_runs(base)]
+    if not runs:
+        raise ConfigError(f"report: {base} holds no runs")
+    rounds: dict[int, dict[str, Any]] = {}
+    for run in runs:
+        if run.rounds:
+            first = min(run.rounds, key=lambda r: int(r["round"]))
+            rounds.setdefault(int(first["round"]), first)
+    leakage = [record for run in runs for record in run.leakage]
+    scenario = dict(runs[-1].scenario)
+    scenario["federation"] = {**scenario.get("federation", {}), "rounds": None}
+    merged = RunRecords(base, base.name, scenario, [rounds[r] for r in sorted(rounds)], leakage)
+    merged.parts = [run.path for run in runs]
+    return merged

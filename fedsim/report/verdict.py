@@ -27,6 +27,13 @@ class Verdict:
     text: str
     leaks: bool | None
 
+    @property
+    def heading(self) -> str:
+        """`bayes against gaussian:sigma=0.01`, or `bayes, no defense`."""
+        if self.defense == "none":
+            return f"{self.attack}, no defense"
+        return f"{self.attack} against {self.defense}"
+
 
 def _percent(value: float | None) -> str:
     return "accuracy unknown" if value is None else f"test accuracy {100 * value:.0f} %"
