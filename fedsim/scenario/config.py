@@ -283,8 +283,9 @@ class ProtocolConfig(_Strict):
     Local epochs as a Flower client trains them (`local_epochs` passes over its data in
     mini-batches of `local_batch_size`) are passes over the round's batch: `local_epochs
     = E` sets `local_steps = E · ⌈batch_size / local_batch_size⌉`, the order of the
-    batch kept in every pass. A Flower client that trains on its whole partition each
-    round is `batch_size` = the partition's size.
+    batch kept in every pass (exact passes when `local_batch_size` divides `batch_size`;
+    otherwise chunks wrap around the batch, as the attacks model it). A Flower client
+    that trains on its whole partition each round is `batch_size` = the partition's size.
     """
 
     kind: Literal["fedsgd", "fedavg"] = "fedsgd"
