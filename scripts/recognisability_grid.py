@@ -109,7 +109,7 @@ def draw(scored: list[dict], out: Path, per_row: int = 12) -> None:
     figure.suptitle(
         f"originals over reconstructions, by SSIM (red: below {RECOGNISABLE_SSIM})", fontsize=10
     )
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.4 / figure.get_figheight()))
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out)
 
