@@ -184,3 +184,26 @@ def test_a_run_from_a_checkpoint_resumes_like_any_run(uninterrupted: Path, tmp_p
     assert _lines(out, LEAKAGE_FILE) == [
         r for r in _lines(uninterrupted, LEAKAGE_FILE) if r["round"] > START
     ]
+
+
+def test_progress_of_a_run_from_a_checkpoint_starts_at_its_round(tmp_path: Path) -> None:
+    """The live lines begin with the state the run starts from, and count its images."""
+    from rich.console import Console
+
+    from fedsim.flower.progress import RunProgress, expected_attack_runs, round_line
+
+    path = tmp_path / "s.toml"
+    path.write_text(tomli_w.dumps(SCENARIO))
+    scenario = load_scenario(path, ["model.checkpoint='x.pt'", "model.checkpoint_round=2"])
+    assert expected_attack_runs(scenario) == 2 * 2  # rounds 3 and 4, two sampled clients
+    console = Console(record=True, width=200)
+    with RunProgress(scenario, console) as progress:
+        for rnd in (2, 3):
+            progress.round_finished({"round": rnd, "loss": 1.0, "accuracy": 0.5, "audited": False})
+    printed = console.export_text()
+    assert "round   2" in printed and "round   3" in printed
+    line = round_line(
+        {"round": 3, "loss": 1.0, "accuracy": 0.5},
+        [{"attack": "l2", "psnr": 20.0, "ssim_images": [0.9, 0.1]}],
+    )
+    assert line.endswith("l2 20.0 dB 1/2 recognisable")

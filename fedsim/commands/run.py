@@ -3,8 +3,8 @@
 The run directory (default `<output>/<name>-<time>`, or exactly `--out`) receives the
 resolved `scenario.toml`, `rounds.jsonl`, `leakage.jsonl`, `reconstructions/` and, once
 the run is done, `report/` (what `fedsim report RUN` writes; the verdict is printed).
-While it runs, one line per round shows the global accuracy and the best PSNR of
-each attack under the scenario's defense.
+While it runs, one line per round shows the global accuracy and, per attack under the
+scenario's defense, the best PSNR and how many images were recovered recognisably.
 
 `fedsim run --resume RUN` continues an interrupted run from its last complete round
 (trained, checkpointed and, where scheduled, audited) with the scenario stored in

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fedsim.metrics.recognisable import is_recognisable
 from fedsim.scenario.config import Scenario
 
 
@@ -45,11 +46,11 @@ def round_line(record: dict[str, Any], leakage: list[dict[str, Any]]) -> str:
             best[item["attack"]] = value
         else:
             best.setdefault(item["attack"], current)
-        share, images = item.get("recognisable"), len(item.get("ssim_images") or [])
-        if share is not None and images:
+        images = item.get("ssim_images") or []
+        if images:
             counts = seen.setdefault(item["attack"], [0, 0])
-            counts[0] += round(share * images)
-            counts[1] += images
+            counts[0] += sum(is_recognisable(v) for v in images)
+            counts[1] += len(images)
     for attack, value in best.items():
         text = f"{attack} {'failed' if value is None else f'{value:.1f} dB'}"
         if attack in seen:
