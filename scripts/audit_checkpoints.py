@@ -5,7 +5,7 @@ checkpoints `federation.keep_checkpoints`; R = 0 is its seeded initialisation) t
 runs one more round of the same federation, started from that checkpoint
 (`model.checkpoint`, `model.checkpoint_round = R`), in which every client trains one
 local epoch on `--batch-size` private images in one mini-batch, and the auditor
-attacks `--clients` seeded clients' updates. The training run's data, partition,
+attacks the updates of the `--clients` seeded clients that train in it. The training run's data, partition,
 defenses, learning rate and seed are kept, so each audited update is one that client
 could send at that state. Then it prints (and writes to OUT/table.md) one row per
 state: the test accuracy of the state, and per attack the mean PSNR and how many
@@ -46,7 +46,8 @@ def state_scenario(
     raw["federation"] = {
         k: v for k, v in raw.get("federation", {}).items() if k != "keep_checkpoints"
     }
-    raw["federation"]["rounds"] = state + 1
+    # Only the audited clients train in the audit round: its aggregate is not used.
+    raw["federation"].update(rounds=state + 1, clients_per_round=clients)
     protocol = {
         k: v for k, v in raw.get("protocol", {}).items() if k not in ("local_steps", "local_epochs")
     }
@@ -56,7 +57,7 @@ def state_scenario(
     raw["protocol"] = protocol
     raw["attacks"] = attacks
     audit = dict(raw.get("audit", {}))
-    audit.update(rounds={"rounds": [state + 1]}, clients={"sample": clients})
+    audit.update(rounds={"rounds": [state + 1]}, clients={})
     raw["audit"] = audit
     raw["name"] = f"{train.get('name', 'run')}-b{batch_size}-s{state}"
     return raw
