@@ -3,13 +3,13 @@
 For each state R (the global model after round R, from the training run's kept
 checkpoints `federation.keep_checkpoints`; R = 0 is its seeded initialisation) this
 runs one more round of the same federation, started from that checkpoint
-(`model.checkpoint`, `model.checkpoint_round = R`), in which every client trains one
-local epoch on `--batch-size` private images in one mini-batch, and the auditor
-attacks the updates of the `--clients` seeded clients that train in it. The training run's data, partition,
-defenses, learning rate and seed are kept, so each audited update is one that client
-could send at that state. Then it prints (and writes to OUT/table.md) one row per
-state: the test accuracy of the state, and per attack the mean PSNR and how many
-images were recovered recognisably.
+(`model.checkpoint`, `model.checkpoint_round = R`), in which `--clients` seeded
+clients each train one local epoch on `--batch-size` private images in one
+mini-batch, and the auditor attacks all their updates. The training run's data,
+partition, defenses, learning rate and seed are kept, so each audited update is one
+that client could send at that state. Then it prints (and writes to OUT/table.md) one
+row per state: the test accuracy of the state, and per attack the mean PSNR and how
+many images were recovered recognisably.
 
     python scripts/audit_checkpoints.py TRAIN_RUN OUT --batch-size 1 --clients 4 \\
         --states 0 1 5 20 100 500 --attacks "[{name = 'bayes'}]" [--set KEY=VALUE ...]
