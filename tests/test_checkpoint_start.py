@@ -207,3 +207,22 @@ def test_progress_of_a_run_from_a_checkpoint_starts_at_its_round(tmp_path: Path)
         [{"attack": "l2", "psnr": 20.0, "ssim_images": [0.9, 0.1]}],
     )
     assert line.endswith("l2 20.0 dB 1/2 recognisable")
+
+
+def test_a_dpsgd_run_from_a_checkpoint_records_no_epsilon(
+    uninterrupted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ε counts every step a client ever took; a run from a checkpoint does not know them."""
+    checkpoint = uninterrupted / "checkpoints" / f"round-{START:04d}.pt"
+    scenario = tmp_path / "dp.toml"
+    scenario.write_text(tomli_w.dumps({**SCENARIO, "attacks": []}))
+    out = tmp_path / "run"
+    settings = [
+        "defenses=['dpsgd:clip=1,sigma=1,delta=1e-5']",
+        f"model.checkpoint='{checkpoint}'",
+        f"model.checkpoint_round={START}",
+    ]
+    args = ["run", str(scenario), "--out", str(out)]
+    assert cli_main(args + [x for s in settings for x in ("--set", s)]) == 0
+    assert all("epsilon" not in record for record in _lines(out, ROUNDS_FILE))
+    assert "no ε is recorded for a run started from a checkpoint" in capsys.readouterr().out

@@ -112,11 +112,18 @@ def main(args: argparse.Namespace) -> int:
     header = run_header(scenario.seed, started)
     # A data set may be a subset (a partial download): say which sizes the run used.
     header["data"] = {"train_size": len(federation.train), "test_size": len(federation.test)}
+    console = Console()
     if scenario.model.checkpoint is not None:
         header["checkpoint_sha256"] = file_sha256(Path(scenario.model.checkpoint))
+        if federation.privacy_spent(1) is not None:
+            console.print(
+                "fedsim run: no ε is recorded for a run started from a checkpoint; what the"
+                " training before it spent is not known to this run",
+                highlight=False,
+            )
     recorder.write_scenario(scenario_to_toml(scenario, header))
 
-    return _simulate(scenario, recorder, run_dir, resume_after=-1)
+    return _simulate(scenario, recorder, run_dir, resume_after=-1, console=console)
 
 
 def _absolute_checkpoint(scenario: Scenario) -> Scenario:

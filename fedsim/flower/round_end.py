@@ -80,7 +80,9 @@ class RoundEnd:
             "audited": self.audited(server_round),
             "seconds": time.perf_counter() - self.started,
         }
-        spent = self.federation.privacy_spent(server_round)
+        # From a checkpoint, what the rounds before it spent is unknown: no ε is recorded.
+        started_from_checkpoint = self.federation.scenario.model.checkpoint is not None
+        spent = None if started_from_checkpoint else self.federation.privacy_spent(server_round)
         if spent is not None:
             record["epsilon"], record["delta"] = spent
         if self.recorder is not None:

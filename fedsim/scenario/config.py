@@ -69,7 +69,9 @@ class ModelConfig(_Strict):
     checkpoint_round: Annotated[int, Field(ge=0)] = 0
     """The round after which the checkpoint holds the global model; the run goes on
     with round `checkpoint_round + 1`, so its batches, noise, client samples and audits
-    are those the run that saved the checkpoint had from that round on."""
+    are those the run that saved the checkpoint had from that round on. Under DP-SGD
+    such a run records no ε: what the training before the checkpoint spent is not
+    known to it."""
 
     @model_validator(mode="after")
     def _round_needs_checkpoint(self) -> ModelConfig:
