@@ -66,7 +66,10 @@ class BayesAttack(GradientAttack):
     def priors_for(self, target: AttackTarget) -> dict[str, float]:
         # An update without a mechanism is exact: the posterior is the likelihood's point
         # mass and a prior only biases it, so `exact_priors` (none by default) apply.
-        priors = dict(self.priors if target.mechanism is not None else self.exact_priors)
+        if target.mechanism is not None:
+            priors = self.domain_priors(target, self.priors)
+        else:
+            priors = dict(self.exact_priors)
         if target.threat.bn_stats_known and self.bn_weight:
             priors.setdefault("bn", self.bn_weight)
         return priors

@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from attacks.domain import ImageDomain, InputDomain
 from attacks.errors import AttackError
 
 
@@ -42,7 +43,8 @@ class AttackTarget:
     """One intercepted update and everything the adversary knows about how it was made.
 
     `model` holds the exact parameters (and buffers) the client started from; its
-    `forward` takes pixel-space images in [0, 1]. `update` has one tensor per
+    `forward` takes inputs of `domain` (by default images in [0, 1], see
+    `attacks.domain`), one batch of `input_shape` each. `update` has one tensor per
     parameter, in `model.parameters()` order. `mechanism`, when known, is the
     defense's likelihood p(observed | candidate) (see `defenses.mechanisms`).
     """
@@ -50,13 +52,14 @@ class AttackTarget:
     model: nn.Module
     update: Sequence[torch.Tensor]
     batch_size: int
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     num_classes: int
     labels: torch.Tensor | None = None
     mechanism: object | None = None
     protocol: Protocol = field(default_factory=Protocol)
     threat: ThreatModel = field(default_factory=ThreatModel)
     bn_train_mode: bool = True
+    domain: InputDomain = field(default_factory=ImageDomain)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -77,10 +80,7 @@ class AttackTarget:
                 raise AttackError(f"update[{i}]: contains NaN or infinite values")
         if self.batch_size < 1:
             raise AttackError(f"batch_size: must be at least 1, got {self.batch_size}")
-        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise AttackError(
-                f"input_shape: expected (channels, height, width), got {self.input_shape}"
-            )
+        self.domain.check(self.input_shape)
         if self.labels is not None:
             if self.labels.shape != (self.batch_size,):
                 raise AttackError(
@@ -103,7 +103,8 @@ class Budget:
 class Reconstruction:
     """What an attack returns for one target.
 
-    `inputs` (batch, C, H, W) in [0, 1] and `labels` (batch,) of the best candidate;
+    `inputs` (batch, *input_shape) in the target's domain (images in [0, 1]; feature
+    rows with one-hot groups) and `labels` (batch,) of the best candidate;
     `objective` holds the final objective of every restart (lower is better), and
     `best` indexes the chosen one. `labels_inferred` is False where labels were given.
     """
