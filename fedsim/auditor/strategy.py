@@ -17,11 +17,19 @@ updates by other means), or through `record_secure_round` on fedsim's SecAgg+ pa
 only that method and `close` are called.
 
 In an audited round, a reply it cannot use — an error reply, no reply before the
-round's timeout, arrays of the wrong keys, shapes or dtypes, NaN or infinite values,
-a bad weight, a partition id claimed twice — is recorded with status `rejected` and
-the reason (one line per attack), and no attack runs on it. What the aggregate does
-with such replies is the inner strategy's business (fedsim puts a `ReplyFilter`
-in front of FedAvg so that they are dropped rather than averaged).
+round's timeout, arrays of the wrong keys or shapes, NaN or infinite values, a bad
+weight, a partition id claimed twice — is recorded with status `rejected` and the
+reason (one line per attack), and no attack runs on it. A reply in another dtype than
+was sent is used (FedAdam's float64 aggregate goes to float32 clients). What the
+aggregate does with any reply is the inner strategy's business (fedsim puts a
+`ReplyFilter` in front of FedAvg so that unusable ones are dropped rather than averaged).
+
+Records name a client by the partition id its reply carries (fedsim's clients send it;
+any ClientApp can, see `fedsim.flower.protocol.reply_partition`) and, without one, by
+its Flower node id; every line also holds the node id. Each audited round is logged in
+one line, a round where nothing could be attacked as a warning (`fedsim.auditor.console`),
+and `close()` returns and logs the run's summary. In deployment mode the auditor checks
+what it can observe against the protocol it was told (`fedsim.auditor.protocol_check`).
 """
 
 from __future__ import annotations
@@ -36,7 +44,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
 from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
+from fedsim.auditor.preflight import preflight, simulated_update
+from fedsim.auditor.protocol_check import ProtocolCheck, update_norm
 from fedsim.auditor.schedule import audited_clients, audited_round
 from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.worker import AuditWorker
@@ -92,6 +103,14 @@ class LeakageAuditor(PassThroughStrategy):
         self._sent_to: dict[int, list[int]] = {}
         self._partition_of_node: dict[int, int] = {}
         self._parameter_names = [name for name, _ in setup.build_model().named_parameters()]
+        where = None if recorder is None else str(recorder.run_dir / RECONSTRUCTIONS_DIR)
+        self.log = AuditLog(reconstructions=where)
+        self.protocol_check = (
+            None
+            if self.ground_truth
+            else ProtocolCheck(setup.batch_size, _protocol_text(setup), setup.mechanism is not None)
+        )
+        self._simulated_norm: float | None = None
 
     @classmethod
     def for_model(
@@ -105,17 +124,25 @@ class LeakageAuditor(PassThroughStrategy):
     ) -> LeakageAuditor:
         """The auditor for a Flower app that does not otherwise use fedsim (deployment mode).
 
-        `setup` are the keywords of `AuditSetup.for_model` (input_shape, num_classes,
-        batch_size, attacks, defense, protocol, lr, audit, ...). Records and
-        reconstructions (PNG and tensors) go to `out_dir`; call `close()` after the run.
+        `setup` are the keywords of `AuditSetup.for_model`: required `input_shape`,
+        `num_classes`, `batch_size`, `domain`, `protocol`, `lr` (and `local_steps` under
+        FedAvg); optional `attacks`, `defense`, `audit`, ... Before it returns, the model
+        and every attack are tried once on a random batch of that shape and domain
+        (`fedsim.auditor.preflight`), so a mistake raises ConfigError before any round.
+        Records and reconstructions (PNG and tensors) go to `out_dir`; call `close()`
+        after the run: it waits for the last attacks and returns the summary it logs.
         """
+        show_on_console()
+        audit_setup = AuditSetup.for_model(model_fn, **setup)
         recorder = RunRecorder(out_dir) if out_dir is not None else None
-        return cls(
+        auditor = cls(
             inner,
-            AuditSetup.for_model(model_fn, **setup),
+            audit_setup,
             recorder=recorder,
             on_round_audited=on_round_audited,
         )
+        preflight(audit_setup, auditor.engine)
+        return auditor
 
     # ------------------------------------------------------------------ pass-through hooks
 
@@ -201,7 +228,7 @@ class LeakageAuditor(PassThroughStrategy):
                 client, unreadable = None, "the partition id is not an integer"
             if client is None and unreadable is None and not message.has_error():
                 continue  # not a fedsim client: nothing to attack, nothing to reject
-            problem = unreadable or reply_problem(message, expected, weight_key)
+            problem = unreadable or reply_problem(message, expected, weight_key, dtypes=False)
             if problem is None and client in usable:
                 problem = f"partition id {client} claimed by a second reply"
             if problem is None and not self._known_client(client):
@@ -227,12 +254,9 @@ class LeakageAuditor(PassThroughStrategy):
         self, server_round: int, client: int | None, node: int, reason: str
     ) -> list[dict[str, Any]]:
         return [
-            {
-                **self.engine.unscored_record(
-                    server_round, client, config, status="rejected", message=reason
-                ),
-                "node": node,
-            }
+            self.engine.unscored_record(
+                server_round, client, config, status="rejected", message=reason, node=node
+            )
             for config, _ in self.engine.attacks
         ]
 
@@ -247,8 +271,12 @@ class LeakageAuditor(PassThroughStrategy):
         chosen = audited_clients(self.setup.audit, list(usable), self.setup.audit_rng(server_round))
         job = RoundJob(server_round, start, rejected=rejected)
         for client in chosen:
-            sent = reply_state(usable[client])
-            case = ClientCase(client, self.setup.recover_update(start, sent, self._parameter_names))
+            message = usable[client]
+            sent = reply_state(message)
+            node = int(message.metadata.src_node_id)
+            update = self.setup.recover_update(start, sent, self._parameter_names)
+            self._check_protocol(server_round, client, message, start, update)
+            case = ClientCase(client, update, node=node)
             if self.ground_truth:
                 assert self.setup.ground_truth is not None
                 case.originals, case.true_labels = self.setup.ground_truth(client, server_round)
@@ -256,6 +284,27 @@ class LeakageAuditor(PassThroughStrategy):
                     case.trained_on = self.setup.trained_batch(client, server_round)[0]
             job.cases.append(case)
         self.worker.submit(lambda: self._run(job))
+
+    def _check_protocol(
+        self,
+        server_round: int,
+        client: int,
+        message: Message,
+        start: dict[str, torch.Tensor],
+        update: list[torch.Tensor],
+    ) -> None:
+        """Deployment mode: compare what the reply shows with the declared protocol."""
+        if self.protocol_check is None:
+            return
+        key = getattr(self.inner, "weighted_by_key", None) or "num-examples"
+        metrics = list(message.content.metric_records.values())
+        if len(metrics) == 1 and key in metrics[0]:
+            self.protocol_check.weight(server_round, client, metrics[0][key], key)
+        if self._simulated_norm is None and not self.protocol_check.noisy:
+            model = self.setup.build_model()
+            model.load_state_dict(start)
+            self._simulated_norm = update_norm(simulated_update(self.setup, model))
+        self.protocol_check.norm(server_round, client, update_norm(update), self._simulated_norm)
 
     def record_secure_round(self, server_round: int) -> None:
         """SecAgg+ round: if the schedule audits it, one `impossible` record per attack.
@@ -280,6 +329,7 @@ class LeakageAuditor(PassThroughStrategy):
         self.worker.submit(lambda: self._publish(server_round, records))
 
     def _publish(self, server_round: int, records: list[dict[str, Any]]) -> None:
+        self.log.round(server_round, records)
         if self.recorder is not None:
             for record in records:
                 self.recorder.append_leakage(record)
@@ -300,6 +350,7 @@ class LeakageAuditor(PassThroughStrategy):
             logger.exception("round %d: the audit failed", job.server_round)
             outcomes = []
         records = job.rejected + [outcome.record for _, outcome in outcomes]
+        self.log.round(job.server_round, records)
         if self.recorder is not None:
             for record in records:
                 self.recorder.append_leakage(record)
@@ -357,8 +408,22 @@ class LeakageAuditor(PassThroughStrategy):
                         case.client,
                     )
 
-    def close(self) -> None:
-        """Wait for every pending attack; call once the last round is done."""
+    def close(self) -> AuditSummary:
+        """Wait for every pending attack, then log and return the summary of the audit;
+        call once the last round is done."""
         self.worker.close()
         self._start.clear()
         self._sent_to.clear()
+        return self.log.close()
+
+
+def _protocol_text(setup: AuditSetup) -> str:
+    """'fedavg, 5 local steps of lr 0.1, batch 8' and the like, for messages."""
+    protocol = setup.protocol
+    if protocol.kind == "fedsgd":
+        return f"fedsgd, lr {protocol.local_lr:g}, batch {setup.batch_size}"
+    chunk = f" in chunks of {protocol.local_batch_size}" if protocol.local_batch_size else ""
+    return (
+        f"fedavg, {protocol.local_steps} local steps of lr {protocol.local_lr:g}{chunk}, "
+        f"batch {setup.batch_size}"
+    )
