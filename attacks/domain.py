@@ -3,8 +3,10 @@
 The attack engine optimises a variable z of shape (N, B, *input_shape); the domain
 says what the model sees of it and what the reconstruction is:
 
-- `ImageDomain`: images (C, H, W) in the box [0, 1] (pixel space; the model
-  normalises). z is the image; the box is kept by projection after every step.
+- `ImageDomain`: images (C, H, W) in the box [low, high], [0, 1] by default (pixel
+  space; fedsim's models normalise inside). z is the image; the box is kept by
+  projection after every step. A pipeline that normalises before the model (e.g.
+  to [−1, 1]) declares that box.
 - `FeatureDomain`: feature vectors (F,). Continuous columns have no box (they are
   whatever the client's pipeline feeds the model, e.g. standardised values); when
   the threat model grants their mean and std, the `features` prior is a Gaussian
@@ -27,9 +29,16 @@ from attacks.errors import AttackError
 
 @dataclass(frozen=True)
 class ImageDomain:
-    """Images (channels, height, width) in [0, 1]."""
+    """Images (channels, height, width) with every value in [low, high]."""
+
+    low: float = 0.0
+    high: float = 1.0
 
     kind: ClassVar[str] = "image"
+
+    def __post_init__(self) -> None:
+        if not self.low < self.high:
+            raise AttackError(f"image domain: low {self.low} must be below high {self.high}")
 
     def check(self, input_shape: Sequence[int]) -> None:
         """Refuse shapes that are not (C, H, W) with every size at least 1."""
@@ -39,22 +48,26 @@ class ImageDomain:
             )
 
     def initial(self, shape: Sequence[int], generator: torch.Generator) -> torch.Tensor:
-        """A start point: uniform in [0, 1]."""
-        return torch.rand(tuple(shape), generator=generator)
+        """A start point: uniform in the box."""
+        return self.low + (self.high - self.low) * torch.rand(tuple(shape), generator=generator)
 
     def random_inputs(self, shape: Sequence[int], generator: torch.Generator) -> torch.Tensor:
-        """Inputs drawn with no knowledge of the data: uniform in [0, 1]."""
-        return torch.rand(tuple(shape), generator=generator)
+        """Inputs drawn with no knowledge of the data: uniform in the box."""
+        return self.initial(shape, generator)
 
     def to_input(self, z: torch.Tensor) -> torch.Tensor:
         return z
 
     def project_(self, z: torch.Tensor) -> None:
         """In place: back into the box."""
-        z.clamp_(0.0, 1.0)
+        z.clamp_(self.low, self.high)
 
     def finalize(self, z: torch.Tensor) -> torch.Tensor:
         return z
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Images rescaled to [0, 1], for pictures and pixel metrics."""
+        return (x - self.low) / (self.high - self.low)
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ class BoxPenalty(Prior):
     name = "box"
 
     def check(self, input_shape: tuple[int, ...], domain: InputDomain) -> None:
-        if not isinstance(domain, ImageDomain):
+        if not isinstance(domain, ImageDomain) or (domain.low, domain.high) != (0.0, 1.0):
             self._refuse(input_shape, "images in the box [0, 1]")
 
     def __call__(self, x: torch.Tensor, candidate: CandidateUpdates) -> torch.Tensor:

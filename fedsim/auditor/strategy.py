@@ -44,6 +44,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from attacks.domain import ImageDomain
 from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
 from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
 from fedsim.auditor.preflight import preflight, simulated_update
@@ -356,7 +357,7 @@ class LeakageAuditor(PassThroughStrategy):
                 self.recorder.append_leakage(record)
             if not self.ground_truth:
                 self._save_reconstructions(job, outcomes)
-            elif self.setup.audit.grids:
+            elif self.setup.audit.grids and isinstance(self.setup.domain, ImageDomain):
                 self._save_grids(job, outcomes)
             self._mark_audited(job.server_round)
         if self.on_round_audited is not None:
@@ -365,7 +366,8 @@ class LeakageAuditor(PassThroughStrategy):
     def _save_reconstructions(
         self, job: RoundJob, outcomes: list[tuple[ClientCase, AttackResult]]
     ) -> None:
-        """Deployment mode: per case, a tensor file of every attack's images and a PNG grid."""
+        """Deployment mode: per case, a tensor file of every attack's reconstruction and,
+        for images, a PNG grid."""
         assert self.recorder is not None
         folder = self.recorder.run_dir / RECONSTRUCTIONS_DIR
         for case in job.cases:
@@ -377,13 +379,14 @@ class LeakageAuditor(PassThroughStrategy):
             if not rows:
                 continue
             stem = f"round-{job.server_round:04d}-client-{case.client}"
+            domain = self.setup.domain
             try:
                 torch.save(dict(rows), folder / f"{stem}.pt")
                 make_private(folder / f"{stem}.pt")
-                if self.setup.audit.grids:
-                    save_image_grid(
-                        folder / f"{stem}.png", rows, f"round {job.server_round}, {case.client}"
-                    )
+                if self.setup.audit.grids and isinstance(domain, ImageDomain):
+                    pictures = [(name, domain.to_unit(x).clamp(0, 1)) for name, x in rows]
+                    title = f"round {job.server_round}, {case.client}"
+                    save_image_grid(folder / f"{stem}.png", pictures, title)
                     make_private(folder / f"{stem}.png")
             except Exception:  # noqa: BLE001
                 logger.exception("round %d: saving reconstructions failed", job.server_round)
