@@ -137,7 +137,7 @@ class AuditSetup:
         if not isinstance(audit, AuditConfig):
             audit = AuditConfig.model_validate(audit or {})
         return cls(
-            build_model=model_fn,
+            build_model=_copies_of(model_fn),
             input_shape=tuple(int(s) for s in input_shape),
             num_classes=int(num_classes),
             batch_size=int(batch_size),
@@ -193,3 +193,19 @@ class AuditSetup:
         else:
             update = [sent[n] - start[n] for n in parameter_names]
         return [u.to(start[n].dtype) for u, n in zip(update, parameter_names, strict=True)]
+
+
+def _copies_of(model_fn: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    """A builder of copies of one `model_fn()` made now, with torch's global RNG left as
+    it was: the auditor builds models while the app trains (in a worker thread, too),
+    and the app's own random draws must not depend on whether it is audited. The
+    initial weights do not matter: every attack loads the round's start parameters."""
+    import copy
+
+    with torch.random.fork_rng(devices=[]):
+        template = model_fn()
+
+    def build() -> nn.Module:
+        return copy.deepcopy(template)
+
+    return build

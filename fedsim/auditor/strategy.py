@@ -142,7 +142,8 @@ class LeakageAuditor(PassThroughStrategy):
             recorder=recorder,
             on_round_audited=on_round_audited,
         )
-        preflight(audit_setup, auditor.engine)
+        with torch.random.fork_rng(devices=[]):  # the app's random draws stay its own
+            preflight(audit_setup, auditor.engine)
         return auditor
 
     # ------------------------------------------------------------------ pass-through hooks
@@ -304,7 +305,8 @@ class LeakageAuditor(PassThroughStrategy):
         if self._simulated_norm is None and not self.protocol_check.noisy:
             model = self.setup.build_model()
             model.load_state_dict(start)
-            self._simulated_norm = update_norm(simulated_update(self.setup, model))
+            with torch.random.fork_rng(devices=[]):  # the app's draws stay its own
+                self._simulated_norm = update_norm(simulated_update(self.setup, model))
         self.protocol_check.norm(server_round, client, update_norm(update), self._simulated_norm)
 
     def record_secure_round(self, server_round: int) -> None:
