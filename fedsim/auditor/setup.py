@@ -82,6 +82,7 @@ class AuditSetup:
             secure_aggregation=scenario.federation.secure_aggregation,
             num_clients=federation.num_clients,
             defense=federation.defense,
+            domain=federation.domain(),
         )
 
     @classmethod

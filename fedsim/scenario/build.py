@@ -8,6 +8,7 @@ anything but the update travelling over the federation.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from attacks.domain import FeatureDomain, InputDomain
 from attacks.target import Protocol
 from defenses.composite import Composite
 from defenses.dpsgd import DPSGD
@@ -139,6 +141,20 @@ class Federation:
         sample_rate = min(1.0, step_batch / min(len(p) for p in self.partitions))
         steps = server_round * (protocol.local_steps if protocol.kind == "fedavg" else 1)
         return dpsgd.epsilon(sample_rate, steps), dpsgd.delta
+
+    def domain(self) -> InputDomain:
+        """Where the inputs live, as the auditor's attacks see it: the data set's domain,
+        with the training split's per-feature mean and std where the threat model grants
+        them (tabular data)."""
+        domain = self.info.domain()
+        if isinstance(domain, FeatureDomain) and self.scenario.audit.threat.feature_stats_known:
+            rows = self.train.images.double()
+            domain = dataclasses.replace(
+                domain,
+                mean=tuple(rows.mean(0).tolist()),
+                std=tuple(rows.std(0).clamp_min(1e-6).tolist()),
+            )
+        return domain
 
     def eval_set(self) -> LabeledImages:
         """The held-out split the server evaluates on (its first `eval_samples`, if set)."""
