@@ -127,6 +127,7 @@ def test_every_strategy_that_returns_per_client_arrays_is_covered() -> None:
 def test_auditor_attacks_every_reply_and_leaves_the_aggregate_unchanged(
     tmp_path: Path, name: str
 ) -> None:
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest, and fair on a shared CPU
     build, mods = STRATEGIES[name]
     client = make_client(mods)
     bare = run(build(), client)

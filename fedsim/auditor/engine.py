@@ -45,6 +45,8 @@ class ClientCase:
     client: int
     update: list[torch.Tensor]
     node: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    """Extra fields of this client's records (its ε under Flower's LocalDpMod)."""
     originals: torch.Tensor | None = None
     true_labels: torch.Tensor | None = None
     trained_on: torch.Tensor | None = None
@@ -61,6 +63,9 @@ class RoundJob:
     mechanism: object | None = None
     """This round's mechanism where it is known per round (Flower's adaptive clipping sends
     a new norm each round); None: the setup's."""
+    fields: dict[str, Any] = field(default_factory=dict)
+    """Extra fields of every record of the round (what the server saw under Flower's DP
+    tools, the central ε)."""
 
 
 _NO_SCORES: dict[str, Any] = {
@@ -274,6 +279,8 @@ class AuditEngine:
                     outcome = self._success(job, case, config, result, shared_by)
                     _flag_over_budget(outcome.record, budget, elapsed / max(len(ready), 1))
                 outcomes.append((case, outcome))
+        for case, outcome in outcomes:
+            outcome.record.update({**job.fields, **case.fields})
         if on_result is not None:
             for case, outcome in outcomes:
                 on_result(case, outcome)

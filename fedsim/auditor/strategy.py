@@ -34,7 +34,9 @@ what it can observe against the protocol it was told (`fedsim.auditor.protocol_c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from flwr.serverapp.strategy import Strategy
 from attacks.domain import ImageDomain
 from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
 from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
+from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, recognise
 from fedsim.auditor.preflight import preflight, simulated_update
 from fedsim.auditor.protocol_check import ProtocolCheck, update_norm
 from fedsim.auditor.schedule import audited_clients, audited_round
@@ -112,6 +115,10 @@ class LeakageAuditor(PassThroughStrategy):
             else ProtocolCheck(setup.batch_size, _protocol_text(setup), setup.mechanism is not None)
         )
         self._simulated_norm: float | None = None
+        self.privacy: FlowerPrivacy | None = None
+        """Flower's DP tool in use, where `for_model` recognised one (`fedsim.auditor.flower_dp`)."""
+        self._round_config: dict[int, dict[str, Any]] = {}
+        self._taken_part: Counter[int] = Counter()
 
     @classmethod
     def for_model(
@@ -121,20 +128,33 @@ class LeakageAuditor(PassThroughStrategy):
         *,
         out_dir: str | Path | None = None,
         on_round_audited: RoundCallback | None = None,
+        delta: float = 1e-5,
         **setup: Any,
     ) -> LeakageAuditor:
         """The auditor for a Flower app that does not otherwise use fedsim (deployment mode).
 
         `setup` are the keywords of `AuditSetup.for_model`: required `input_shape`,
         `num_classes`, `batch_size`, `domain`, `protocol`, `lr` (and `local_steps` under
-        FedAvg); optional `attacks`, `defense`, `audit`, ... Before it returns, the model
+        FedAvg); optional `attacks`, `defense` (a fedsim defense spec, or the clients'
+        Flower `LocalDpMod`), `audit`, ... Flower's DP wrappers around `inner` are
+        recognised by themselves (`fedsim.auditor.flower_dp`); `delta` is the δ of their ε
+        where they carry no accountant. Before it returns, the model
         and every attack are tried once on a random batch of that shape and domain
         (`fedsim.auditor.preflight`), so a mistake raises ConfigError before any round.
         Records and reconstructions (PNG and tensors) go to `out_dir`; call `close()`
         after the run: it waits for the last attacks and returns the summary it logs.
         """
         show_on_console()
+        privacy = recognise(inner, setup.get("defense"), delta)
+        if isinstance(privacy, LocalDp):
+            setup["defense"] = None  # a Flower mod, not a fedsim defense spec
         audit_setup = AuditSetup.for_model(model_fn, **setup)
+        if privacy is not None:
+            audit_setup = dataclasses.replace(
+                audit_setup,
+                mechanism=privacy.mechanism(None, audit_setup.protocol),
+                defense_label=privacy.label,
+            )
         recorder = RunRecorder(out_dir) if out_dir is not None else None
         auditor = cls(
             inner,
@@ -142,6 +162,7 @@ class LeakageAuditor(PassThroughStrategy):
             recorder=recorder,
             on_round_audited=on_round_audited,
         )
+        auditor.privacy = privacy
         with torch.random.fork_rng(devices=[]):  # the app's random draws stay its own
             preflight(audit_setup, auditor.engine)
         return auditor
@@ -165,6 +186,7 @@ class LeakageAuditor(PassThroughStrategy):
             self._start[server_round] = {
                 k: v.clone() for k, v in arrays.to_torch_state_dict().items()
             }
+            self._round_config = {server_round: _train_config(messages)}
         return messages
 
     def aggregate_train(
@@ -174,6 +196,7 @@ class LeakageAuditor(PassThroughStrategy):
         start = self._start.pop(server_round, None)
         sent_to = self._sent_to.pop(server_round, [])
         self._learn_nodes(replies)
+        self._count_participation(replies)
         if start is not None:
             try:
                 if self.setup.secure_aggregation:
@@ -208,6 +231,18 @@ class LeakageAuditor(PassThroughStrategy):
                 continue
             if client is not None and self._known_client(client):
                 self._partition_of_node[int(message.metadata.src_node_id)] = client
+
+    def _count_participation(self, replies: list[Message]) -> None:
+        """Under LocalDpMod a client's ε composes over every round it took part in."""
+        if not isinstance(self.privacy, LocalDp):
+            return
+        for message in replies:
+            try:
+                client = None if message.has_error() else self._client(message)
+            except (ValueError, TypeError):
+                client = None
+            if client is not None:
+                self._taken_part[client] += 1
 
     def _usable_replies(
         self,
@@ -272,6 +307,12 @@ class LeakageAuditor(PassThroughStrategy):
         usable, rejected = self._usable_replies(server_round, start, replies, sent_to)
         chosen = audited_clients(self.setup.audit, list(usable), self.setup.audit_rng(server_round))
         job = RoundJob(server_round, start, rejected=rejected)
+        if self.privacy is not None:
+            config = self._round_config.pop(server_round, None)
+            job.mechanism = self.privacy.mechanism(config, self.setup.protocol)
+            job.fields = self.privacy.round_fields(server_round, config)
+            for record in rejected:
+                record.update(job.fields)
         for client in chosen:
             message = usable[client]
             sent = reply_state(message)
@@ -279,6 +320,8 @@ class LeakageAuditor(PassThroughStrategy):
             update = self.setup.recover_update(start, sent, self._parameter_names)
             self._check_protocol(server_round, client, message, start, update)
             case = ClientCase(client, update, node=node)
+            if self.privacy is not None:
+                case.fields = self.privacy.client_fields(self._taken_part[client])
             if self.ground_truth:
                 assert self.setup.ground_truth is not None
                 case.originals, case.true_labels = self.setup.ground_truth(client, server_round)
@@ -420,6 +463,15 @@ class LeakageAuditor(PassThroughStrategy):
         self._start.clear()
         self._sent_to.clear()
         return self.log.close()
+
+
+def _train_config(messages: list[Message]) -> dict[str, Any]:
+    """The train config the round's first message carries (Flower's client-side DP
+    wrappers put the clipping norm in it)."""
+    if not messages:
+        return {}
+    records = messages[0].content.config_records.values()
+    return {k: v for record in records for k, v in record.items()}
 
 
 def _protocol_text(setup: AuditSetup) -> str:
