@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from attacks.errors import AttackError
+from attacks.likelihood import Likelihood, check_likelihood
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class AttackTarget:
     `model` holds the exact parameters (and buffers) the client started from; its
     `forward` takes pixel-space images in [0, 1]. `update` has one tensor per
     parameter, in `model.parameters()` order. `mechanism`, when known, is the
-    defense's likelihood p(observed | candidate) (see `defenses.mechanisms`).
+    defense's likelihood p(observed | candidate), stating its noise and scale
+    (`attacks.likelihood.Likelihood`; `defenses.mechanisms` implements it).
     """
 
     model: nn.Module
@@ -53,7 +55,7 @@ class AttackTarget:
     input_shape: tuple[int, int, int]
     num_classes: int
     labels: torch.Tensor | None = None
-    mechanism: object | None = None
+    mechanism: Likelihood | None = None
     protocol: Protocol = field(default_factory=Protocol)
     threat: ThreatModel = field(default_factory=ThreatModel)
     bn_train_mode: bool = True
@@ -75,6 +77,8 @@ class AttackTarget:
                 )
             if not torch.isfinite(u).all():
                 raise AttackError(f"update[{i}]: contains NaN or infinite values")
+        if self.mechanism is not None:
+            check_likelihood(self.mechanism)
         if self.batch_size < 1:
             raise AttackError(f"batch_size: must be at least 1, got {self.batch_size}")
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:

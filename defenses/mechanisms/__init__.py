@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from defenses.mechanisms.base import Mechanism, Update
+from defenses.mechanisms.base import Mechanism, NoiseKind, Update
 from defenses.mechanisms.clipped import ClippedGaussianMechanism
 from defenses.mechanisms.masked import MaskedMechanism, PruneNoiseMixtureMechanism
 from defenses.mechanisms.noise import GaussianMechanism, LaplacianMechanism
@@ -14,6 +14,7 @@ __all__ = [
     "LaplacianMechanism",
     "MaskedMechanism",
     "Mechanism",
+    "NoiseKind",
     "PruneNoiseMixtureMechanism",
     "SignMechanism",
     "StochasticQuantizationMechanism",

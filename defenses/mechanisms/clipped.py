@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from defenses.mechanisms.base import Mechanism, Update, flat_difference
+from defenses.mechanisms.base import Mechanism, NoiseKind, Update, flat_difference
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,12 @@ class ClippedGaussianMechanism(Mechanism):
     clip: float
     std: float
     name: str = "clipped-gaussian"
+    noise: ClassVar[NoiseKind] = "gaussian"
+    noise_only: ClassVar[bool] = False
+
+    @property
+    def noise_scale(self) -> float:
+        return self.std
 
     def clip_candidates(self, candidate: Update) -> list[torch.Tensor]:
         """Each candidate rescaled to norm at most C over all parameters together."""

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import torch
 
-from defenses.mechanisms.base import Mechanism, Update, flat_difference
+from defenses.mechanisms.base import Mechanism, NoiseKind, Update, flat_difference
 
 
 def kept_mask(observed: Update) -> torch.Tensor:
@@ -36,18 +36,24 @@ class MaskedMechanism(Mechanism):
     """Prune then noise on the kept coordinates: likelihood over the observed non-zeros.
 
     ``noise="gaussian"``: −Σ_K (g − c)² / (2 scale²); ``"laplacian"``: −Σ_K |g − c| / scale;
-    ``None``: −½ Σ_K (g − c)² (no noise; see the module note).
+    ``None`` (and no scale): −½ Σ_K (g − c)² (no noise; see the module note).
     """
 
-    noise: Literal["gaussian", "laplacian"] | None
-    scale: float = 1.0
+    noise: NoiseKind | None
+    scale: float | None = None
     name: str = "masked"
+    noise_only: ClassVar[bool] = False
+
+    @property
+    def noise_scale(self) -> float | None:
+        return self.scale
 
     def log_likelihood(self, observed: Update, candidate: Update) -> torch.Tensor:
         diff = flat_difference(observed, candidate) * kept_mask(observed).unsqueeze(0)
         if self.noise == "laplacian":
             return -diff.abs().sum(dim=1) / self.scale
-        return -diff.pow(2).sum(dim=1) / (2 * self.scale**2)
+        scale = 1.0 if self.scale is None else self.scale
+        return -diff.pow(2).sum(dim=1) / (2 * scale**2)
 
 
 @dataclass(frozen=True)
@@ -60,9 +66,14 @@ class PruneNoiseMixtureMechanism(Mechanism):
     """
 
     keep: float
-    noise: Literal["gaussian", "laplacian"]
+    noise: NoiseKind
     scale: float
     name: str = "prune-noise-mixture"
+    noise_only: ClassVar[bool] = False
+
+    @property
+    def noise_scale(self) -> float:
+        return self.scale
 
     def _log_density(self, value: torch.Tensor) -> torch.Tensor:
         if self.noise == "laplacian":
