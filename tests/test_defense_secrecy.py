@@ -81,6 +81,8 @@ def _server_guesses(spec: str) -> Iterator[np.ndarray]:
 NOISY = [
     ("gaussian:sigma=0.1", "none"),
     ("laplacian:b=0.1", "none"),
+    ("prune+gaussian:p=0.5,sigma=0.1", "prune:p=0.5"),  # the mask is public, the noise is not
+    ("prune+laplacian:p=0.5,b=0.1", "prune:p=0.5"),
 ]
 """(defense, its noise-free twin): what the server would see without the noise."""
 
@@ -106,7 +108,7 @@ def test_with_a_known_seed_the_same_server_undoes_the_noise(spec: str, twin: str
     assert left < 1e-6 * noise
 
 
-MIXTURE = "prune:p=0.5 | gaussian:sigma=0.01"
+MIXTURE = "random-prune:p=0.5 | gaussian:sigma=0.01"
 """A fresh random mask per update, hidden under noise on every coordinate."""
 
 

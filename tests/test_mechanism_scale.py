@@ -28,6 +28,9 @@ EXPECTED: dict[str, Expected] = {
     "prune": lambda d, b: (None, None),
     "prune+gaussian": lambda d, b: ("gaussian", d.sigma),
     "prune+laplacian": lambda d, b: ("laplacian", d.b),
+    "random-prune": lambda d, b: (None, None),
+    "random-prune+gaussian": lambda d, b: ("gaussian", d.sigma),
+    "random-prune+laplacian": lambda d, b: ("laplacian", d.b),
     "topk": lambda d, b: (None, None),
     "dpsgd": lambda d, b: ("gaussian", d.sigma * d.clip / b),
     "soteria": lambda d, b: (None, None),
@@ -44,7 +47,10 @@ NON_DEFAULT = {
     "laplacian": "laplacian:b=0.23",
     "prune": "prune:p=0.3",
     "prune+gaussian": "prune+gaussian:p=0.3,sigma=0.41",
-    "prune+laplacian": "prune+laplacian:p=0.7,b=0.19",
+    "prune+laplacian": "prune+laplacian:p=0.7,b=0.19,mask_seed=3",
+    "random-prune": "random-prune:p=0.3",
+    "random-prune+gaussian": "random-prune+gaussian:p=0.3,sigma=0.41",
+    "random-prune+laplacian": "random-prune+laplacian:p=0.7,b=0.19",
     "topk": "topk:p=0.2",
     "dpsgd": "dpsgd:clip=0.5,sigma=1.7",
     "soteria": "soteria:rate=50",
@@ -93,6 +99,8 @@ COMPOSED = [
     ("dpsgd:clip=2,sigma=1 | gaussian:0.5", 4, "gaussian", math.sqrt(0.5**2 + 0.5**2)),
     ("prune:0.5 | gaussian:0.2", 1, "gaussian", 0.2),
     ("prune:0.5 | laplacian:0.3", 1, "laplacian", 0.3),
+    ("random-prune:0.5 | gaussian:0.2", 1, "gaussian", 0.2),
+    ("random-prune:0.5 | laplacian:0.3", 1, "laplacian", 0.3),
     ("ats | dpsgd:clip=1,sigma=2", 8, "gaussian", 0.25),
     ("ats | gaussian:0.7", 1, "gaussian", 0.7),
 ]
@@ -111,7 +119,8 @@ def test_only_plain_additive_noise_is_noise_only() -> None:
     assert parse_defense("gaussian").mechanism.noise_only
     assert parse_defense("laplacian").mechanism.noise_only
     assert parse_defense("gaussian:0.3 | gaussian:0.4").mechanism.noise_only
-    for spec in ("dpsgd", "prune+gaussian", "prune:0.5 | gaussian:0.2", "quantize", "topk"):
+    for spec in ("dpsgd", "prune+gaussian", "random-prune+gaussian", "prune:0.5 | gaussian:0.2",
+                 "random-prune:0.5 | gaussian:0.2", "quantize", "topk"):  # fmt: skip
         assert not parse_defense(spec).mechanism.noise_only, spec
 
 
