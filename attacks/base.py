@@ -19,6 +19,7 @@ import torch
 from attacks.domain import ImageDomain
 from attacks.engine import OptimizerConfig, Problem, optimise
 from attacks.errors import AttackError
+from attacks.likelihood import ScaledLikelihood
 from attacks.objectives import Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
 from attacks.priors import build_prior, check_prior_name
@@ -227,12 +228,16 @@ class GradientAttack:
         groups = []
         for i, t in enumerate(targets):
             observed = [u.detach().to(device) for u in t.update]
+            mechanism = t.mechanism
             if protocol.kind == "fedavg" and not unroll:
                 # Local hyper-parameters unknown: read the delta as a scaled gradient
-                # (the protocol's lr and steps are then the adversary's guess).
+                # (the protocol's lr and steps are then the adversary's guess); the
+                # mechanism, stated in delta units, is evaluated back in those units.
                 scale = protocol.local_lr * protocol.local_steps
                 observed = [-u / scale for u in observed]
-            groups.append(ObservedGroup(i * r, (i + 1) * r, observed, t.mechanism))
+                if mechanism is not None:
+                    mechanism = ScaledLikelihood(mechanism, -scale)
+            groups.append(ObservedGroup(i * r, (i + 1) * r, observed, mechanism))
             per_candidate.append(observed)
         stacked = [
             torch.stack([obs[k] for obs in per_candidate]).repeat_interleave(r, dim=0)

@@ -11,6 +11,7 @@ from torch import nn
 
 from attacks.domain import ImageDomain, InputDomain
 from attacks.errors import AttackError
+from attacks.likelihood import Likelihood, check_likelihood
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class AttackTarget:
     `forward` takes inputs of `domain` (by default images in [0, 1], see
     `attacks.domain`), one batch of `input_shape` each. `update` has one tensor per
     parameter, in `model.parameters()` order. `mechanism`, when known, is the
-    defense's likelihood p(observed | candidate) (see `defenses.mechanisms`).
+    defense's likelihood p(observed | candidate), stating its noise and scale
+    (`attacks.likelihood.Likelihood`; `defenses.mechanisms` implements it).
     """
 
     model: nn.Module
@@ -55,7 +57,7 @@ class AttackTarget:
     input_shape: tuple[int, ...]
     num_classes: int
     labels: torch.Tensor | None = None
-    mechanism: object | None = None
+    mechanism: Likelihood | None = None
     protocol: Protocol = field(default_factory=Protocol)
     threat: ThreatModel = field(default_factory=ThreatModel)
     bn_train_mode: bool = True
@@ -78,6 +80,8 @@ class AttackTarget:
                 )
             if not torch.isfinite(u).all():
                 raise AttackError(f"update[{i}]: contains NaN or infinite values")
+        if self.mechanism is not None:
+            check_likelihood(self.mechanism)
         if self.batch_size < 1:
             raise AttackError(f"batch_size: must be at least 1, got {self.batch_size}")
         self.domain.check(self.input_shape)

@@ -8,8 +8,10 @@ parts' order). The adversary is told one likelihood for the whole:
 - exactly one part does: that part's mechanism (``ats | dpsgd`` → DP-SGD's);
 - Gaussian noise after Gaussian noise: Gaussian with the variances added, also after
   DP-SGD (clipped Gaussian with the variances added);
-- ``prune`` then one ``gaussian`` or ``laplacian`` (noise on every coordinate, pruned
-  ones included): the mixture `PruneNoiseMixtureMechanism`;
+- ``prune`` (the fixed public mask) then one ``gaussian`` or ``laplacian``: the fixed-mask
+  likelihood `FixedMaskMechanism`, as ``prune+gaussian`` / ``prune+laplacian``;
+- ``random-prune`` then one ``gaussian`` or ``laplacian`` (noise on every coordinate,
+  pruned ones included): the mixture `PruneNoiseMixtureMechanism`;
 - anything else: None, with the reason in `mechanism_note` — the adversary is not
   given a likelihood it cannot trust.
 """
@@ -27,9 +29,9 @@ from defenses.dpsgd import DPSGD
 from defenses.errors import DefenseError
 from defenses.mechanisms import GaussianMechanism, Mechanism
 from defenses.mechanisms.clipped import ClippedGaussianMechanism
-from defenses.mechanisms.masked import PruneNoiseMixtureMechanism
+from defenses.mechanisms.masked import FixedMaskMechanism, PruneNoiseMixtureMechanism
 from defenses.noise import GaussianNoise, LaplacianNoise
-from defenses.pruning import RandomPrune
+from defenses.pruning import Prune, RandomPrune
 
 
 class Composite(Defense):
@@ -141,14 +143,21 @@ def _compose_mechanism(parts: Sequence[Defense], batch_size: int) -> tuple[Mecha
             return ClippedGaussianMechanism(
                 first.clip, std
             ), f"{names}: clipped Gaussian, variances added"
-    if isinstance(first, RandomPrune) and len(rest) == 1:
-        noise = rest[0]
-        if isinstance(noise, GaussianNoise):
-            return PruneNoiseMixtureMechanism(
-                first.p, "gaussian", noise.sigma
-            ), f"{names}: mixture per coordinate"
-        if isinstance(noise, LaplacianNoise):
-            return PruneNoiseMixtureMechanism(
-                first.p, "laplacian", noise.b
-            ), f"{names}: mixture per coordinate"
+    if isinstance(first, Prune | RandomPrune) and len(rest) == 1:
+        noise = _noise_of(rest[0])
+        if noise is not None and isinstance(first, Prune):
+            mechanism = FixedMaskMechanism(first.p, first.mask_seed, *noise)
+            return mechanism, f"{names}: the known mask, then noise on every coordinate"
+        if noise is not None:
+            mixture = PruneNoiseMixtureMechanism(1.0 - first.p, *noise)
+            return mixture, f"{names}: mixture per coordinate"
     return None, f"{names}: no closed-form composed likelihood; the adversary is told none"
+
+
+def _noise_of(defense: Defense) -> tuple[str, float] | None:
+    """(noise kind, scale) of a plain noise defense, else None."""
+    if isinstance(defense, GaussianNoise):
+        return "gaussian", defense.sigma
+    if isinstance(defense, LaplacianNoise):
+        return "laplacian", defense.b
+    return None

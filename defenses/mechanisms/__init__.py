@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from defenses.mechanisms.base import Mechanism, Update
+from defenses.mechanisms.base import Mechanism, NoiseKind, Update
 from defenses.mechanisms.clipped import ClippedGaussianMechanism, ClippingMechanism
 from defenses.mechanisms.masked import MaskedMechanism, PruneNoiseMixtureMechanism
 from defenses.mechanisms.noise import GaussianMechanism, LaplacianMechanism
@@ -15,6 +15,7 @@ __all__ = [
     "LaplacianMechanism",
     "MaskedMechanism",
     "Mechanism",
+    "NoiseKind",
     "PruneNoiseMixtureMechanism",
     "SignMechanism",
     "StochasticQuantizationMechanism",

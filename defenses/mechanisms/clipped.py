@@ -5,10 +5,11 @@ to the aggregate after it has seen each update)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from defenses.mechanisms.base import Mechanism, Update, flat_difference
+from defenses.mechanisms.base import Mechanism, NoiseKind, Update, flat_difference
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,12 @@ class ClippedGaussianMechanism(Mechanism):
     clip: float
     std: float
     name: str = "clipped-gaussian"
+    noise: ClassVar[NoiseKind] = "gaussian"
+    noise_only: ClassVar[bool] = False
+
+    @property
+    def noise_scale(self) -> float:
+        return self.std
 
     def clip_candidates(self, candidate: Update) -> list[torch.Tensor]:
         """Each candidate rescaled to norm at most C over all parameters together."""
@@ -55,6 +62,9 @@ class ClippingMechanism(Mechanism):
 
     clip: float
     name: str = "clipping"
+    noise: ClassVar[NoiseKind | None] = None
+    noise_scale: ClassVar[float | None] = None
+    noise_only: ClassVar[bool] = False
 
     def log_likelihood(self, observed: Update, candidate: Update) -> torch.Tensor:
         diff = flat_difference(observed, clip_candidates(candidate, self.clip))

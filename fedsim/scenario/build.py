@@ -3,6 +3,17 @@
 Client and auditor both build a `Federation` from the same scenario, so the auditor
 can recompute every client's batch (same partition, same seeded sampler) without
 anything but the update travelling over the federation.
+
+Contract — a client's defense randomness never reaches an attack. In simulation a
+client's defenses draw from `defense_generator`, derived from the scenario seed so
+that runs repeat. Only two callers may use it: the client itself
+(`fedsim.flower.local_update`) and ground-truth scoring (`trained_batch`, which
+replays the batch stage — ATS's transformations — so reconstructions can also be
+scored against the image the gradient was computed on). No attack is ever handed it,
+a Federation, or anything that holds one: an attack gets an `AttackTarget` (model,
+update, mechanism, protocol, threat model) and a budget, nothing more. In a
+deployment the defenses' randomness comes from the operating system's entropy
+(`defenses.flower`). tests/test_defense_secrecy.py checks both.
 """
 
 from __future__ import annotations
@@ -96,7 +107,10 @@ class Federation:
         return self.defense.transform_batch(x, y, self.defense_generator(client, server_round))
 
     def defense_generator(self, client: int, server_round: int) -> torch.Generator:
-        """The generator a client's defenses draw from in one round."""
+        """The generator a client's defenses draw from in one round (simulation only).
+
+        For the client and for ground-truth scoring alone; no attack code path receives
+        it (see the module note)."""
         return torch.Generator().manual_seed(
             derived_seed(self.scenario.seed, _DEFENSE_TAG, server_round, client)
         )
