@@ -104,7 +104,7 @@ def server_app(out_dir: Path, batch_size: int, rounds: int) -> ServerApp:
             lr=LR,
             local_steps=EPOCHS,
             attacks=["bayes", "l2"],
-            audit={"worker": "inline", "budget": {"iterations": 200}},
+            audit={"worker": "inline", "budget": {"iterations": 200, "restarts": 2}},
             out_dir=out_dir,
         )
         # ---
