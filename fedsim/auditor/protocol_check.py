@@ -8,9 +8,12 @@ compares what it can observe with what it was told:
   reconstructs makes every reconstruction a blend;
 - the update's norm with the norm the declared protocol gives on random inputs of the
   domain from the same start parameters (`fedsim.auditor.preflight.simulated_update`),
-  where the update carries no noise: a ratio beyond `NORM_RATIO` either way points at
-  wrong `local_steps`, `lr` or `batch_size`. Real data and random inputs differ, so the
-  bound is wide and the check only speaks of orders of magnitude.
+  where the declared defense states no mechanism: a ratio beyond `NORM_RATIO` either
+  way points at wrong `local_steps`, `lr` or `batch_size`. Real data and random inputs
+  differ, so the bound is wide and the check only speaks of orders of magnitude;
+- where the declared mechanism states additive noise (`noise`, `noise_scale`, see
+  `attacks.likelihood`), the update's root mean square per coordinate with that noise's
+  standard deviation: an update quieter than half of it did not carry the declared noise.
 
 Each kind of mismatch is logged once per run, as a warning naming the client and round.
 """
@@ -35,11 +38,24 @@ def update_norm(update: list[torch.Tensor]) -> float:
 class ProtocolCheck:
     """Compares each audited reply with the declared protocol; warns once per kind."""
 
-    def __init__(self, batch_size: int, protocol_text: str, noisy: bool) -> None:
+    def __init__(self, batch_size: int, protocol_text: str, mechanism: object | None) -> None:
         self.batch_size = batch_size
         self.protocol_text = protocol_text
-        self.noisy = noisy
+        self.mechanism = mechanism
         self.warned: set[str] = set()
+
+    @property
+    def noisy(self) -> bool:
+        """A mechanism is declared, so the clean update's norm says little."""
+        return self.mechanism is not None
+
+    def noise_std(self) -> float | None:
+        """The per-coordinate std of the declared mechanism's additive noise, if it states one."""
+        noise = getattr(self.mechanism, "noise", None)
+        scale = getattr(self.mechanism, "noise_scale", None)
+        if noise is None or scale is None:
+            return None
+        return float(scale) * (math.sqrt(2.0) if noise == "laplacian" else 1.0)
 
     def _warn(self, kind: str, message: str) -> None:
         if kind not in self.warned:
@@ -58,6 +74,20 @@ class ProtocolCheck:
                 f"round {server_round}: client {client} reports {key}={weight:g} but the auditor "
                 f"was told batch_size={self.batch_size}; if it trained on {weight:g} samples, "
                 f"set batch_size={weight:g} (and local_steps to match)",
+            )
+
+    def noise(self, server_round: int, client: int, observed: float, size: int) -> None:
+        """The observed update's RMS per coordinate against the declared noise's std."""
+        std = self.noise_std()
+        if std is None or size == 0:
+            return
+        rms = observed / math.sqrt(size)
+        if rms < 0.5 * std:
+            self._warn(
+                "noise",
+                f"round {server_round}: client {client}'s update has RMS {rms:.3g} per "
+                f"coordinate, below the noise std {std:.3g} of the declared defense: the "
+                "clients add less noise than declared, and the attacks model the wrong mechanism",
             )
 
     def norm(

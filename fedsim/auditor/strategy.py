@@ -112,7 +112,7 @@ class LeakageAuditor(PassThroughStrategy):
         self.protocol_check = (
             None
             if self.ground_truth
-            else ProtocolCheck(setup.batch_size, _protocol_text(setup), setup.mechanism is not None)
+            else ProtocolCheck(setup.batch_size, _protocol_text(setup), setup.mechanism)
         )
         self._simulated_norm: float | None = None
         self.privacy: FlowerPrivacy | None = None
@@ -350,7 +350,9 @@ class LeakageAuditor(PassThroughStrategy):
             model.load_state_dict(start)
             with torch.random.fork_rng(devices=[]):  # the app's draws stay its own
                 self._simulated_norm = update_norm(simulated_update(self.setup, model))
-        self.protocol_check.norm(server_round, client, update_norm(update), self._simulated_norm)
+        norm = update_norm(update)
+        self.protocol_check.norm(server_round, client, norm, self._simulated_norm)
+        self.protocol_check.noise(server_round, client, norm, sum(u.numel() for u in update))
 
     def record_secure_round(self, server_round: int) -> None:
         """SecAgg+ round: if the schedule audits it, one `impossible` record per attack.
