@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, ThreatModel
-from defenses.base import Defense
+from defenses.base import Defense, stated_mechanism
 from defenses.client import client_update
 from defenses.registry import parse_defense
 from fedsim.attack_matrix.specs import AttackSpec
@@ -151,7 +151,7 @@ def defended_batches(
     torch.manual_seed(settings.seed)
     model = build_model(model_name, info).to(device)
     threat = ThreatModel(labels_known=settings.labels_known)
-    mechanism = defense.mechanism_for(settings.batch_size)
+    mechanism, refusal = stated_mechanism(defense, settings.batch_size, settings.protocol)
     targets = []
     for index, (x, y) in enumerate(zip(images, labels, strict=True)):
         generator = torch.Generator(device=device).manual_seed(
@@ -178,6 +178,7 @@ def defended_batches(
                 num_classes=info.num_classes,
                 labels=y.to(device) if settings.labels_known else None,
                 mechanism=mechanism,
+                mechanism_refusal=refusal,
                 protocol=settings.protocol,
                 threat=threat,
             )

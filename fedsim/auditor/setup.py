@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from attacks.target import Protocol, ThreatModel
-from defenses.base import Defense
+from defenses.base import Defense, stated_mechanism
 from fedsim.scenario.build import Federation, derived_seed
 from fedsim.scenario.config import AttackConfig, AuditConfig, BudgetConfig
 
@@ -50,6 +50,9 @@ class AuditSetup:
     """How many partitions exist (a reply claiming another id is rejected); None: unknown."""
     defense: Defense | None = None
     """The clients' defenses as one object; the `adapted` attack is chosen from it."""
+    mechanism_refusal: str | None = None
+    """Why no likelihood is stated though the defenses perturb the update (attacks that
+    model the mechanism are then refused with this reason)."""
 
     @classmethod
     def from_federation(cls, federation: Federation) -> AuditSetup:
@@ -74,6 +77,7 @@ class AuditSetup:
             secure_aggregation=scenario.federation.secure_aggregation,
             num_clients=federation.num_clients,
             defense=federation.defense,
+            mechanism_refusal=federation.mechanism_refusal,
         )
 
     @classmethod
@@ -107,18 +111,18 @@ class AuditSetup:
         configs = [a if isinstance(a, AttackConfig) else AttackConfig(name=a) for a in attacks]
         if not isinstance(audit, AuditConfig):
             audit = AuditConfig.model_validate(audit or {})
+        training = Protocol(
+            kind=protocol, local_steps=local_steps, local_lr=lr, local_batch_size=local_batch_size
+        )
+        mechanism, refusal = stated_mechanism(chosen, batch_size, training)
         return cls(
             build_model=model_fn,
             input_shape=tuple(int(s) for s in input_shape),
             num_classes=int(num_classes),
             batch_size=int(batch_size),
-            protocol=Protocol(
-                kind=protocol,
-                local_steps=local_steps,
-                local_lr=lr,
-                local_batch_size=local_batch_size,
-            ),
-            mechanism=chosen.mechanism_for(batch_size),
+            protocol=training,
+            mechanism=mechanism,
+            mechanism_refusal=refusal,
             defense_label=defense or "none",
             audit=audit,
             attacks=configs,
