@@ -9,22 +9,23 @@ EXPERIMENTS.md come from this.
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from fedsim.metrics.capped import summarize_psnr
 from fedsim.report import load_run
 from fedsim.report.runs import RunRecords
 
 
-def _by_round(run: RunRecords) -> tuple[list[str], dict[int, dict[str, float]]]:
-    """Series names, and round → series → mean PSNR."""
+def _by_round(run: RunRecords) -> tuple[list[str], dict[int, dict[str, str]]]:
+    """Series names, and round → series → mean PSNR (with median and how many records
+    are exact, where any reached the cap)."""
     series = run.series()
     names = sorted({attack for attack, _ in series})
-    table: dict[int, dict[str, float]] = {}
+    table: dict[int, dict[str, str]] = {}
     for (attack, _), rounds in series.items():
         for rnd, values in rounds.items():
-            table.setdefault(rnd, {})[attack] = statistics.fmean(values)
+            table.setdefault(rnd, {})[attack] = summarize_psnr(values).text()
     return names, table
 
 
@@ -74,7 +75,7 @@ def run_table(run: RunRecords) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rnd in sorted(table):
         accuracy, epsilons = _round_facts(run, rnd)
-        cells = [f"{table[rnd][n]:.2f}" if n in table[rnd] else "-" for n in names]
+        cells = [table[rnd].get(n, "-") for n in names]
         eps = [epsilons.get(c, "-") for c in dp]
         lines.append("| " + " | ".join([str(rnd), str(rnd - 1), accuracy, *eps, *cells]) + " |")
     return "\n".join(lines) + _footnote(run)
@@ -92,9 +93,7 @@ def final_table(runs: Sequence[RunRecords]) -> str:
         last = max(table) if table else None
         defense = next((str(r.get("defense")) for r in run.leakage), "-")
         final = run.rounds[-1] if run.rounds else {}
-        cells = [
-            f"{table[last][n]:.2f}" if last is not None and n in table[last] else "-" for n in names
-        ]
+        cells = [table[last].get(n, "-") if last is not None else "-" for n in names]
         accuracy = f"{100 * final['accuracy']:.1f} %" if "accuracy" in final else "-"
         eps = [_epsilons(final).get(c, "-") for c in dp]
         lines.append(

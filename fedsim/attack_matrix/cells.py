@@ -25,6 +25,7 @@ from fedsim.attack_matrix.specs import AttackSpec
 from fedsim.data import load_dataset
 from fedsim.errors import ConfigError
 from fedsim.metrics import label_accuracy, match_by_psnr, ssim
+from fedsim.metrics.capped import CappedPSNR, summarize_psnr
 from fedsim.metrics.psnr import PSNR_CAP_DB
 from fedsim.models import build_model
 
@@ -75,6 +76,11 @@ class CellResult:
         return statistics.median(self.psnr)
 
     @property
+    def psnr_summary(self) -> CappedPSNR:
+        """Mean, median and the images at the cap (exact reconstructions)."""
+        return summarize_psnr(self.psnr)
+
+    @property
     def ssim_mean(self) -> float:
         return statistics.fmean(self.ssim)
 
@@ -88,6 +94,7 @@ class CellResult:
             "psnr": self.psnr,
             "psnr_mean": self.psnr_mean,
             "psnr_median": self.psnr_median,
+            "psnr_exact_fraction": self.psnr_summary.exact_fraction,
             "ssim": self.ssim,
             "ssim_mean": self.ssim_mean,
             "label_accuracy": self.label_accuracy,
