@@ -150,6 +150,9 @@ class GradientAttack:
                 f"attack {self.name!r} needs {', '.join(missing)} but the threat model does not grant "
                 f"{'it' if len(missing) == 1 else 'them'} ({', '.join(_GRANTS[m] for m in missing)})"
             )
+        models_mechanism = "mechanism" in self.needs or self.objective == "likelihood"
+        if models_mechanism and target.mechanism is None and target.mechanism_refusal:
+            raise AttackError(f"attack {self.name!r} refused: {target.mechanism_refusal}")
         if target.threat.labels_known and target.labels is None:
             raise AttackError("threat model grants labels (labels_known) but the target has none")
 

@@ -58,6 +58,9 @@ class AttackTarget:
     num_classes: int
     labels: torch.Tensor | None = None
     mechanism: Likelihood | None = None
+    mechanism_refusal: str | None = None
+    """Why no mechanism is given although the defense perturbs the update (an attack
+    that models the mechanism is then refused with it); None otherwise."""
     protocol: Protocol = field(default_factory=Protocol)
     threat: ThreatModel = field(default_factory=ThreatModel)
     bn_train_mode: bool = True

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from defenses.base import Defense
+from defenses.base import Defense, TrainingProtocol
 from defenses.dpsgd import DPSGD
 from defenses.errors import DefenseError
 from defenses.mechanisms import GaussianMechanism, Mechanism
@@ -73,8 +73,10 @@ class Composite(Defense):
     def mechanism(self) -> Mechanism | None:
         return self.mechanism_for(1)
 
-    def mechanism_for(self, batch_size: int) -> Mechanism | None:
-        return _compose_mechanism(self.parts, batch_size)[0]
+    def mechanism_for(
+        self, batch_size: int, protocol: TrainingProtocol | None = None
+    ) -> Mechanism | None:
+        return _compose_mechanism(self.parts, batch_size, protocol)[0]
 
     @property
     def mechanism_note(self) -> str:
@@ -122,13 +124,15 @@ def compose(parts: Sequence[Defense]) -> Defense:
     return parts[0] if len(parts) == 1 and not isinstance(parts[0], Composite) else Composite(parts)
 
 
-def _compose_mechanism(parts: Sequence[Defense], batch_size: int) -> tuple[Mechanism | None, str]:
+def _compose_mechanism(
+    parts: Sequence[Defense], batch_size: int, protocol: TrainingProtocol | None = None
+) -> tuple[Mechanism | None, str]:
     active = [p for p in parts if p.perturbs_update]
     if not active:
         return None, "no part perturbs the update; the adversary is told no likelihood"
     if len(active) == 1:
         return active[0].mechanism_for(
-            batch_size
+            batch_size, protocol
         ), f"the mechanism of {active[0].name}: {active[0].mechanism_note}"
     names = " then ".join(p.name for p in active)
     first, rest = active[0], active[1:]
@@ -139,9 +143,11 @@ def _compose_mechanism(parts: Sequence[Defense], batch_size: int) -> tuple[Mecha
                 math.sqrt(first.sigma**2 + extra)
             ), f"{names}: Gaussian, variances added"
         if isinstance(first, DPSGD):
-            std = math.sqrt((first.sigma * first.clip / batch_size) ** 2 + extra)
+            # The noise after DP-SGD is added to what the client sends: DP-SGD's units.
+            dp = first.mechanism_for(batch_size, protocol)
+            std = math.sqrt(dp.std**2 + extra)
             return ClippedGaussianMechanism(
-                first.clip, std
+                dp.clip, std
             ), f"{names}: clipped Gaussian, variances added"
     if isinstance(first, Prune | RandomPrune) and len(rest) == 1:
         noise = _noise_of(rest[0])

@@ -6,7 +6,8 @@ client mods. The auditor is told the same mod, so the Bayes attack's likelihood 
 std Δ·√(2 ln(1.25/δ))/ε. Clipping bites (C is below the clean update's norm), which
 L2 gradient matching ignores: the Bayes attack must reconstruct the rows at least as
 well as L2 on the same updates (mean MSE after matching), and every record must carry
-the ε of Flower's `RdpAccountant` for the rounds that client took part in.
+the ε of Flower's `RdpAccountant` for the rounds that client took part in, as a privacy
+claim naming its threat model.
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ def test_localdpmod_app_is_audited_with_its_mechanism_and_flowers_epsilon(tmp_pa
     for record in records:
         assert record["defense"].startswith("LocalDpMod(clipping_norm=0.05")
         assert "noised by the client" in record["server_saw"]
-        assert record["delta"] == DELTA and "local DP against this server" in record["guarantee"]
-        assert record["epsilon"] == rdp_epsilon(std / (2 * CLIP), record["round"], DELTA)
+        (claim,) = record["privacy"]
+        assert claim["threat_model"] == "user" and claim["holds"] and claim["delta"] == DELTA
+        assert "local DP against this server" in claim["statement"]
+        assert claim["epsilon"] == rdp_epsilon(std / (2 * CLIP), record["round"], DELTA)
         saved = torch.load(
             tmp_path
             / RECONSTRUCTIONS_DIR
@@ -84,7 +87,7 @@ def test_localdpmod_app_is_audited_with_its_mechanism_and_flowers_epsilon(tmp_pa
         errors[record["attack"]].append(
             float(match_rows(saved[record["attack"]], truth).mse.mean())
         )
-    epsilons = sorted({r["epsilon"] for r in records})
+    epsilons = sorted({r["privacy"][0]["epsilon"] for r in records})
     assert len(epsilons) == ROUNDS and epsilons[0] > 0  # composed over the rounds taken part in
     bayes, l2 = (float(np.mean(errors[a])) for a in ("bayes", "l2"))
     print(f"mean MSE after matching: bayes {bayes:.4f}, l2 {l2:.4f}; ε {epsilons}")
@@ -149,6 +152,8 @@ def test_central_dp_with_client_side_adaptive_clipping_says_the_server_saw_clipp
     for record in records:
         assert record["clipping_norm"] == norms[record["round"] - 1]
         assert "clipped by the client, in the clear" in record["server_saw"]
-        assert "NOT against this server" in record["guarantee"] and record["delta"] == 1e-4
+        (claim,) = record["privacy"]
+        assert claim["threat_model"] == "user" and claim["delta"] == 1e-4
+        assert not claim["holds"] and "this server saw each client's update" in claim["why_not"]
         expected = rdp_epsilon(z_total, record["round"], 1e-4, NODES, NODES)
-        assert abs(record["epsilon"] - expected) < 1e-9 * expected
+        assert abs(claim["epsilon"] - expected) < 1e-9 * expected

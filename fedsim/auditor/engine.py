@@ -200,6 +200,7 @@ class AuditEngine:
             num_classes=self.setup.num_classes,
             labels=labels,
             mechanism=mechanism if threat.mechanism_known else None,
+            mechanism_refusal=self.setup.mechanism_refusal if threat.mechanism_known else None,
             protocol=self.setup.protocol,
             threat=threat,
             bn_train_mode=True,

@@ -17,8 +17,9 @@ Under FedSGD (the auditor reads g = (θ − θ_sent)/lr) clip and noise scale by
 The clip covers every array Flower sends, buffers included; the mechanisms clip the
 candidate's parameters, so they are exact for models without buffers.
 
-ε comes from Flower's own `RdpAccountant` (Google's dp-accounting underneath), each
-with its threat model:
+ε comes from Flower's own `RdpAccountant` (Google's dp-accounting underneath), as
+`defenses.accounting.PrivacyClaim`s, each naming its threat model and whether it holds
+against this server (records: `privacy`, a list of claims):
 
 - `LocalDpMod`: user-level local DP against this server. Any two data sets of one
   client give clipped updates at most 2C apart, so each release is a Gaussian mechanism
@@ -28,7 +29,7 @@ with its threat model:
 - the central wrappers: client-level DP of the released aggregates (add or remove one
   client, no amplification, Flower's accounting model), which holds against those who
   see only the aggregates and not against this server, which saw every update before
-  the noise: the records say so in `guarantee` and `server_saw`. Adaptive clipping's
+  the noise: the claim says so (`holds` false, `why_not`), and so does `server_saw`. Adaptive clipping's
   noisy clipped-count release is part of it: the accountant composes one Gaussian of
   multiplier (z_update⁻² + (2σ_count)⁻²)^(−1/2), the multiplier the wrapper was given
   (Andrew et al., "Differentially Private Learning with Adaptive Clipping", 2021).
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attacks.target import Protocol
+from defenses.accounting import PrivacyClaim
 from defenses.mechanisms import ClippedGaussianMechanism, ClippingMechanism
 from fedsim.errors import ConfigError
 
@@ -108,17 +110,18 @@ class LocalDp:
 
     def client_fields(self, rounds_taken_part: int) -> dict[str, Any]:
         multiplier = self.std / (2 * self.clip)
-        return {
-            "epsilon": rdp_epsilon(multiplier, rounds_taken_part, self.delta),
-            "delta": self.delta,
-            "guarantee": (
-                f"user-level local DP against this server: noise multiplier {multiplier:.3g} "
-                f"(std {self.std:.3g} over sensitivity 2·{self.clip:g}, any change to the "
-                f"client's data), composed over the {rounds_taken_part} rounds this client "
-                "took part in, no amplification (the server knows who took part); "
-                "Flower's RdpAccountant"
-            ),
-        }
+        claim = PrivacyClaim(
+            "user",
+            rdp_epsilon(multiplier, rounds_taken_part, self.delta),
+            self.delta,
+            f"user-level local DP against this server: noise multiplier {multiplier:.3g} "
+            f"(std {self.std:.3g} over sensitivity 2·{self.clip:g}: any change to the "
+            f"client's data), composed over the {rounds_taken_part} rounds this client "
+            "took part in, no amplification (the server knows who took part); "
+            "Flower's RdpAccountant",
+            holds=True,
+        )
+        return {"privacy": [claim.to_json()]}
 
 
 @dataclass(frozen=True)
@@ -164,20 +167,26 @@ class CentralDp:
         if self.client_clipping:
             fields["clipping_norm"] = self.round_clip(config)
         if self.noise_multiplier > 0:
-            epsilon = rdp_epsilon(
-                self.noise_multiplier, server_round, self.delta, self.num_sampled, self.population
-            )
-            fields.update(
-                epsilon=epsilon,
-                delta=self.delta,
-                guarantee=(
-                    f"central DP of the released aggregates ({self.tool}): client-level, add "
-                    f"or remove one client, noise multiplier {self.noise_multiplier:.3g}, "
-                    f"{server_round} releases, no amplification, Flower's RdpAccountant; it "
-                    "holds against those who see only the aggregates, NOT against this "
-                    "server, which saw each update before the noise"
+            claim = PrivacyClaim(
+                "user",
+                rdp_epsilon(
+                    self.noise_multiplier,
+                    server_round,
+                    self.delta,
+                    self.num_sampled,
+                    self.population,
+                ),
+                self.delta,
+                f"client-level central DP of the released aggregates ({self.tool}): add or "
+                f"remove one client, noise multiplier {self.noise_multiplier:.3g}, "
+                f"{server_round} releases, no amplification; Flower's RdpAccountant",
+                holds=False,
+                why_not=(
+                    "it holds against those who see only the aggregates; this server saw "
+                    "each client's update before the noise was added"
                 ),
             )
+            fields["privacy"] = [claim.to_json()]
         return fields
 
     def client_fields(self, rounds_taken_part: int) -> dict[str, Any]:

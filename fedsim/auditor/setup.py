@@ -18,7 +18,7 @@ from torch import nn
 
 from attacks.domain import FeatureDomain, ImageDomain, InputDomain
 from attacks.target import Protocol, ThreatModel
-from defenses.base import Defense
+from defenses.base import Defense, stated_mechanism
 from fedsim.scenario.build import Federation, derived_seed
 from fedsim.scenario.config import AttackConfig, AuditConfig, BudgetConfig
 
@@ -56,6 +56,9 @@ class AuditSetup:
     """How many partitions exist (a reply claiming another id is rejected); None: unknown."""
     defense: Defense | None = None
     """The clients' defenses as one object; the `adapted` attack is chosen from it."""
+    mechanism_refusal: str | None = None
+    """Why no likelihood is stated though the defenses perturb the update (attacks that
+    model the mechanism are then refused with this reason)."""
     domain: InputDomain = field(default_factory=ImageDomain)
     """Where the clients' inputs live (images in [0, 1] by default; see `attacks.domain`)."""
 
@@ -82,6 +85,7 @@ class AuditSetup:
             secure_aggregation=scenario.federation.secure_aggregation,
             num_clients=federation.num_clients,
             defense=federation.defense,
+            mechanism_refusal=federation.mechanism_refusal,
             domain=federation.domain(),
         )
 
@@ -137,18 +141,23 @@ class AuditSetup:
         configs = [a if isinstance(a, AttackConfig) else AttackConfig(name=a) for a in attacks]
         if not isinstance(audit, AuditConfig):
             audit = AuditConfig.model_validate(audit or {})
+        training = Protocol(
+            kind=protocol,
+            local_steps=int(local_steps or 1),
+            local_lr=float(lr),
+            local_batch_size=local_batch_size,
+        )
+        stated, refusal = stated_mechanism(chosen, batch_size, training)
+        if mechanism is not None:
+            stated, refusal = mechanism, None
         return cls(
             build_model=_copies_of(model_fn),
             input_shape=tuple(int(s) for s in input_shape),
             num_classes=int(num_classes),
             batch_size=int(batch_size),
-            protocol=Protocol(
-                kind=protocol,
-                local_steps=int(local_steps or 1),
-                local_lr=float(lr),
-                local_batch_size=local_batch_size,
-            ),
-            mechanism=mechanism if mechanism is not None else chosen.mechanism_for(batch_size),
+            protocol=training,
+            mechanism=stated,
+            mechanism_refusal=refusal,
             defense_label=defense or ("none" if mechanism is None else str(mechanism)),
             audit=audit,
             attacks=configs,
