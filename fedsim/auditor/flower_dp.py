@@ -14,6 +14,8 @@ and so in what this server sees of each client:
 | `DifferentialPrivacyServerSide{Fixed,Adaptive}Clipping` | θ + δ, in the clear (clipped and noised after) | none |
 
 Under FedSGD (the auditor reads g = (θ − θ_sent)/lr) clip and noise scale by 1/lr.
+Flower draws these noises from numpy's global generator: secret from the server only
+while the app does not seed numpy (the tests do, and say so).
 The clip covers every array Flower sends, buffers included; the mechanisms clip the
 candidate's parameters, so they are exact for models without buffers.
 
