@@ -209,7 +209,7 @@ def test_no_attack_target_or_attack_of_the_auditor_leads_to_a_defense_generator(
     case = ClientCase(0, engine.setup.recover_update(start, sent, names))
     case.originals, case.true_labels = engine.setup.ground_truth(0, 1)
     case.trained_on = engine.setup.trained_batch(0, 1)[0]  # scoring has it; attacks must not
-    target = engine._target(federation.build_model(), case)
+    target = engine.target(federation.build_model(), case)
     attacks = [attack for _, attack in engine.attacks]
     assert _forbidden(_reachable(target, *attacks)) == []
     # The walk does find a generator where one is held: the scoring side's setup.

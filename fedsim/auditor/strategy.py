@@ -26,7 +26,8 @@ aggregate does with any reply is the inner strategy's business (fedsim puts a
 
 Records name a client by the partition id its reply carries (fedsim's clients send it;
 any ClientApp can, see `fedsim.flower.protocol.reply_partition`) and, without one, by
-its Flower node id; every line also holds the node id. Each audited round is logged in
+its Flower node id; in deployment mode (and on `rejected` lines) every line also holds
+the node id. Each audited round is logged in
 one line, a round where nothing could be attacked as a warning (`fedsim.auditor.console`),
 and `close()` returns and logs the run's summary. In deployment mode the auditor checks
 what it can observe against the protocol it was told (`fedsim.auditor.protocol_check`).
@@ -319,7 +320,8 @@ class LeakageAuditor(PassThroughStrategy):
             node = int(message.metadata.src_node_id)
             update = self.setup.recover_update(start, sent, self._parameter_names)
             self._check_protocol(server_round, client, message, start, update)
-            case = ClientCase(client, update, node=node)
+            # Node ids are random per run: in simulation they would make records unrepeatable.
+            case = ClientCase(client, update, node=None if self.ground_truth else node)
             if self.privacy is not None:
                 case.fields = self.privacy.client_fields(self._taken_part[client])
             if self.ground_truth:
