@@ -16,11 +16,13 @@ from typing import ClassVar, Literal
 
 import torch
 
+from attacks.domain import ImageDomain
 from attacks.engine import OptimizerConfig, Problem, optimise
 from attacks.errors import AttackError
+from attacks.likelihood import ScaledLikelihood
 from attacks.objectives import Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
-from attacks.priors import build_prior
+from attacks.priors import build_prior, check_prior_name
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
 from attacks.updates import Route, build_updates
 
@@ -44,7 +46,10 @@ class GradientAttack:
     """Reconstruct inputs by matching the observed update, batched over candidates.
 
     Fields are the hyper-parameters; `build_attack(name, **overrides)` sets them.
-    `priors` maps prior names (see `attacks.priors.PRIORS`) to weights. `iterations` and
+    `priors` maps prior names (see `attacks.priors.PRIORS`) to weights; they apply to
+    image targets. On feature rows (`attacks.domain.FeatureDomain`) the prior is the
+    Gaussian `features` prior of weight `feature_prior` where the threat model grants
+    the feature statistics, and none otherwise. `iterations` and
     `restarts` apply when `reconstruct` gets no Budget. `device` None means the device of
     the target model's parameters. `route` picks how candidate updates are computed
     ('auto': the fast activation route where it is exact, else torch.func vmap).
@@ -59,6 +64,7 @@ class GradientAttack:
 
     objective: str = "l2"
     priors: dict[str, float] = field(default_factory=dict)
+    feature_prior: float = 1.0
     optimizer: Literal["adam", "lbfgs"] = "adam"
     lr: float = 0.1
     schedule: Literal["constant", "exponential", "step"] = "constant"
@@ -81,7 +87,7 @@ class GradientAttack:
         self.parameter_weights = check_weights(self.parameter_weights)
         build_objective(self.objective)
         for prior in self.priors:
-            build_prior(prior)
+            check_prior_name(prior)
         if self.iterations < 1 or self.restarts < 1:
             raise AttackError(f"{self.name}: iterations and restarts must be at least 1")
         if self.lr <= 0:
@@ -123,7 +129,7 @@ class GradientAttack:
             status = result.status if torch.isfinite(objective[best]) else "failed"
             out.append(
                 Reconstruction(
-                    inputs=result.x[i * r + best].detach().cpu(),
+                    inputs=first.domain.finalize(result.x[i * r + best]).detach().cpu(),
                     labels=labels[i].cpu(),
                     objective=objective,
                     best=best,
@@ -144,6 +150,9 @@ class GradientAttack:
                 f"attack {self.name!r} needs {', '.join(missing)} but the threat model does not grant "
                 f"{'it' if len(missing) == 1 else 'them'} ({', '.join(_GRANTS[m] for m in missing)})"
             )
+        models_mechanism = "mechanism" in self.needs or self.objective == "likelihood"
+        if models_mechanism and target.mechanism is None and target.mechanism_refusal:
+            raise AttackError(f"attack {self.name!r} refused: {target.mechanism_refusal}")
         if target.threat.labels_known and target.labels is None:
             raise AttackError("threat model grants labels (labels_known) but the target has none")
 
@@ -163,7 +172,18 @@ class GradientAttack:
 
     def priors_for(self, target: AttackTarget) -> dict[str, float]:
         """Prior name → weight for `target` (subclasses may add priors the threat model allows)."""
-        return dict(self.priors)
+        return self.domain_priors(target, self.priors)
+
+    def domain_priors(
+        self, target: AttackTarget, image_priors: dict[str, float]
+    ) -> dict[str, float]:
+        """`image_priors` for images; for feature rows the `features` prior where the
+        domain holds the statistics the adversary is granted, else no prior."""
+        if isinstance(target.domain, ImageDomain):
+            return dict(image_priors)
+        if target.domain.has_statistics and self.feature_prior:
+            return {"features": float(self.feature_prior)}
+        return {}
 
     def with_overrides(self, **overrides: object) -> GradientAttack:
         """A copy with some hyper-parameters changed (unknown names raise AttackError)."""
@@ -211,19 +231,26 @@ class GradientAttack:
         groups = []
         for i, t in enumerate(targets):
             observed = [u.detach().to(device) for u in t.update]
+            mechanism = t.mechanism
             if protocol.kind == "fedavg" and not unroll:
                 # Local hyper-parameters unknown: read the delta as a scaled gradient
-                # (the protocol's lr and steps are then the adversary's guess).
+                # (the protocol's lr and steps are then the adversary's guess); the
+                # mechanism, stated in delta units, is evaluated back in those units.
                 scale = protocol.local_lr * protocol.local_steps
                 observed = [-u / scale for u in observed]
-            groups.append(ObservedGroup(i * r, (i + 1) * r, observed, t.mechanism))
+                if mechanism is not None:
+                    mechanism = ScaledLikelihood(mechanism, -scale)
+            groups.append(ObservedGroup(i * r, (i + 1) * r, observed, mechanism))
             per_candidate.append(observed)
         stacked = [
             torch.stack([obs[k] for obs in per_candidate]).repeat_interleave(r, dim=0)
             for k in range(len(per_candidate[0]))
         ]
         label_tensor = torch.stack(list(labels)).repeat_interleave(r, dim=0)
-        priors = [(build_prior(n), float(w)) for n, w in self.priors_for(first).items()]
+        priors = [
+            (build_prior(n, first.input_shape, first.domain), float(w))
+            for n, w in self.priors_for(first).items()
+        ]
         weights = resolve_parameter_weights(model, self.parameter_weights, self.exclude)
         problem = Problem(
             updates,
@@ -231,6 +258,7 @@ class GradientAttack:
             Observed(stacked, groups, weights),
             build_objective(self.objective),
             priors,
+            first.domain,
         )
         dtype = next(model.parameters()).dtype
         x0 = torch.cat([self._initial(first, restart) for _ in targets for restart in range(r)])
@@ -238,10 +266,11 @@ class GradientAttack:
         return problem, x0
 
     def _initial(self, target: AttackTarget, restart: int) -> torch.Tensor:
-        """Restart `restart`'s start point: uniform in [0, 1], from a generator seeded by
-        (seed, restart) alone, so a candidate starts the same however it is batched."""
+        """Restart `restart`'s start point, drawn by the domain (images: uniform in [0, 1])
+        from a generator seeded by (seed, restart) alone, so a candidate starts the same
+        however it is batched."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + restart)
-        return torch.rand((1, target.batch_size, *target.input_shape), generator=gen)
+        return target.domain.initial((1, target.batch_size, *target.input_shape), gen)
 
 
 def check_overrides(cls: type, overrides: dict[str, object]) -> None:
@@ -272,6 +301,7 @@ def _check_shared(targets: Sequence[AttackTarget]) -> None:
             and t.protocol == first.protocol
             and t.threat == first.threat
             and t.bn_train_mode == first.bn_train_mode
+            and t.domain == first.domain
         )
         params = list(t.model.parameters())
         if (
@@ -281,7 +311,7 @@ def _check_shared(targets: Sequence[AttackTarget]) -> None:
         ):
             raise AttackError(
                 "targets batched in one call must share model, start parameters, batch size, "
-                "input shape, protocol and threat model"
+                "input shape and domain, protocol and threat model"
             )
 
 

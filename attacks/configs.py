@@ -15,16 +15,18 @@ from typing import ClassVar, Literal
 
 from attacks.base import GradientAttack
 from attacks.engine import OptimizerConfig
+from attacks.likelihood import Likelihood, check_likelihood
 from attacks.target import AttackTarget
 
 
-def noise_scale(mechanism: object | None) -> float:
-    """The mechanism's noise scale (σ for Gaussian, b for Laplacian); 1 without a mechanism."""
-    for attr in ("sigma", "scale", "noise_scale"):
-        value = getattr(mechanism, attr, None)
-        if isinstance(value, int | float) and value > 0:
-            return float(value)
-    return 1.0
+def noise_scale(mechanism: Likelihood | None) -> float:
+    """The noise scale the mechanism states (σ for Gaussian, b for Laplacian noise, in the
+    observed update's units); 1 where it states no additive noise, or there is no mechanism
+    (the unit Gaussian the likelihood then is)."""
+    if mechanism is None:
+        return 1.0
+    scale = check_likelihood(mechanism).noise_scale
+    return 1.0 if scale is None else float(scale)
 
 
 @dataclass
@@ -66,7 +68,10 @@ class BayesAttack(GradientAttack):
     def priors_for(self, target: AttackTarget) -> dict[str, float]:
         # An update without a mechanism is exact: the posterior is the likelihood's point
         # mass and a prior only biases it, so `exact_priors` (none by default) apply.
-        priors = dict(self.priors if target.mechanism is not None else self.exact_priors)
+        if target.mechanism is not None:
+            priors = self.domain_priors(target, self.priors)
+        else:
+            priors = dict(self.exact_priors)
         if target.threat.bn_stats_known and self.bn_weight:
             priors.setdefault("bn", self.bn_weight)
         return priors

@@ -5,7 +5,10 @@ Minimises, for every candidate n at once,
     w_t · D(g_obs,n , g(x_n, y_n)) + Σ_k λ_k R_k(x_n)
 
 where D is the data term (a likelihood or a distance), R_k are priors and w_t a
-scheduled weight on the data term. The loss handed to autograd is the sum over
+scheduled weight on the data term. x_n is what the model sees of the optimised
+variable z_n (`attacks.domain`: the image itself, or feature rows whose one-hot
+groups are the softmax of logits); the box, where the domain has one, is kept by
+projecting z after every step. The loss handed to autograd is the sum over
 candidates; since candidate n's term depends only on x_n and Adam is elementwise, every
 candidate follows exactly the trajectory it would follow alone (up to floating-point
 reordering). L-BFGS keeps curvature state across the whole vector, so it runs one
@@ -17,11 +20,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
+from attacks.domain import ImageDomain, InputDomain
 from attacks.objectives import Objective, Observed
 from attacks.priors import Prior
 from attacks.updates import UpdateFunction
@@ -34,7 +38,7 @@ class OptimizerConfig:
     `schedule`: 'constant'; 'exponential' multiplies the lr by `decay` every step;
     'step' multiplies it by `decay` at each fraction in `milestones` of the budget.
     `signed` steps on the sign of the gradient (Inverting Gradients); `box` projects
-    onto [0, 1] after every step. The data-term weight starts at `weight_start` and
+    onto the domain after every step (images: [0, 1]; feature rows have no box). The data-term weight starts at `weight_start` and
     rises geometrically to 1 over the first `weight_ramp` fraction of the iterations.
     """
 
@@ -59,9 +63,11 @@ class Problem:
     observed: Observed
     objective: Objective
     priors: Sequence[tuple[Prior, float]]
+    domain: InputDomain = field(default_factory=ImageDomain)
 
-    def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(data term, weighted prior sum), each (N,)."""
+    def terms(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(data term, weighted prior sum), each (N,), at the optimised variable z."""
+        x = self.domain.to_input(z)
         cand = self.updates(x, self.labels)
         data = self.objective(cand, self.observed)
         prior = x.new_zeros(x.shape[0])
@@ -79,13 +85,18 @@ class Problem:
             self.observed.weights,
         )
         return Problem(
-            self.updates, self.labels[index : index + 1], observed, self.objective, self.priors
+            self.updates,
+            self.labels[index : index + 1],
+            observed,
+            self.objective,
+            self.priors,
+            self.domain,
         )
 
 
 @dataclass
 class EngineResult:
-    x: torch.Tensor  # (N, B, C, H, W)
+    x: torch.Tensor  # (N, B, *input_shape): the optimised variable z (see `attacks.domain`)
     objective: torch.Tensor  # (N,) final objective at data weight 1; +inf where not finite
     iterations: int
     seconds: float
@@ -125,7 +136,7 @@ def optimise(
     iterations: int,
     seconds: float | None = None,
 ) -> EngineResult:
-    """Run the optimisation from `x0` (N, B, C, H, W) for `iterations` steps or `seconds`."""
+    """Run the optimisation from `x0` (N, B, *input_shape) for `iterations` steps or `seconds`."""
     start = time.perf_counter()
     deadline = None if seconds is None else start + seconds
     if config.optimizer == "lbfgs":
@@ -160,7 +171,7 @@ def _adam(
         opt.step()
         if config.box:
             with torch.no_grad():
-                x.clamp_(0.0, 1.0)
+                problem.domain.project_(x)
     return x, iterations, False
 
 
@@ -199,7 +210,7 @@ def _lbfgs(
             opt.step(closure)
             if config.box:
                 with torch.no_grad():
-                    xn.clamp_(0.0, 1.0)
+                    problem.domain.project_(xn)
             if not torch.isfinite(xn).all():
                 break
         done_min = min(done_min, done)

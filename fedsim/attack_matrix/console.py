@@ -14,11 +14,12 @@ if TYPE_CHECKING:
 
 
 def print_results(results: Sequence[CellResult], console: Console | None = None) -> None:
-    """One row per attack × defense: images, PSNR mean and median (dB), SSIM, label accuracy, seconds."""
+    """One row per attack × defense: images, PSNR mean and median (dB), how many images are
+    exact (at the PSNR cap), SSIM, label accuracy, seconds."""
     table = Table(title="gradient leakage")
     for column in ("attack", "defense"):
         table.add_column(column, no_wrap=True, overflow="fold")
-    for column in ("n", "PSNR", "median", "SSIM", "labels", "s"):
+    for column in ("n", "PSNR", "median", "exact", "SSIM", "labels", "s"):
         table.add_column(column, justify="right", no_wrap=True)
     for r in results:
         table.add_row(
@@ -27,6 +28,7 @@ def print_results(results: Sequence[CellResult], console: Console | None = None)
             str(r.images),
             f"{r.psnr_mean:.2f}",
             f"{r.psnr_median:.2f}",
+            f"{r.psnr_summary.exact}/{r.images}",
             f"{r.ssim_mean:.3f}",
             f"{r.label_accuracy:.2f}",
             f"{r.seconds:.1f}",

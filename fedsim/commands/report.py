@@ -13,6 +13,7 @@ from rich.console import Console
 
 from fedsim.private_files import make_private, private_dir
 from fedsim.report import load_run, plot_leakage, write_page
+from fedsim.report.privacy import privacy_lines
 
 NAME = "report"
 HELP = "leakage-vs-round curves, grids and a page from run directories"
@@ -50,6 +51,8 @@ def main(args: argparse.Namespace) -> int:
         console.print(
             f"{run.name}: {len(run.rounds)} rounds, {len(run.leakage)} leakage records ({state})"
         )
+        for line in privacy_lines(run.rounds):
+            console.print(f"  {line}", markup=False, soft_wrap=True)
     for path in [*curves, page]:
         console.print(f"wrote {path}")
     return 0

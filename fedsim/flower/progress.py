@@ -2,8 +2,8 @@
 
 A round's line is printed once its evaluation and (if audited) its attacks are done,
 in round order: `round 3  acc 71.2%  loss 0.931  bayes 18.3 dB  l2 12.1 dB`, the best
-PSNR over the round's audited clients per attack, under the defense named in the
-header line (one defense per run).
+PSNR over the round's audited clients per attack (on feature rows the lowest MSE,
+`bayes MSE 0.021`), under the defense named in the header line (one defense per run).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fedsim.auditor.console import best_leakage
 from fedsim.scenario.config import Scenario
 
 
@@ -35,16 +36,14 @@ def round_line(record: dict[str, Any], leakage: list[dict[str, Any]]) -> str:
         f"acc {100 * record['accuracy']:5.1f}%",
         f"loss {record['loss']:.3f}",
     ]
-    best: dict[str, float | None] = {}
-    for item in leakage:
-        value = item.get("psnr")
-        current = best.get(item["attack"])
-        if value is not None and (current is None or value > current):
-            best[item["attack"]] = value
+    for attack in dict.fromkeys(item["attack"] for item in leakage):
+        best = best_leakage([item for item in leakage if item["attack"] == attack])
+        if best is None:
+            parts.append(f"{attack} failed")
+        elif best.get("psnr") is not None:
+            parts.append(f"{attack} {best['psnr']:.1f} dB")
         else:
-            best.setdefault(item["attack"], current)
-    for attack, value in best.items():
-        parts.append(f"{attack} {'failed' if value is None else f'{value:.1f} dB'}")
+            parts.append(f"{attack} MSE {best['mse']:.3g}")
     return "  ".join(parts)
 
 
@@ -71,7 +70,10 @@ class RunProgress:
 
     def __enter__(self) -> RunProgress:
         self.progress.start()
-        header = f"defense {self.scenario.defense_label}; best PSNR per attack over audited clients"
+        header = (
+            f"defense {self.scenario.defense_label}; best PSNR (images) or lowest MSE "
+            "(feature rows) per attack over audited clients"
+        )
         self.progress.console.print(header, highlight=False, markup=False)
         return self
 

@@ -82,9 +82,10 @@ class RoundEnd:
             and bool(scenario.attacks),
             "seconds": time.perf_counter() - self.started,
         }
-        spent = self.federation.privacy_spent(server_round)
-        if spent is not None:
-            record["epsilon"], record["delta"] = spent
+        claims = self.federation.privacy_spent(server_round)
+        if claims is not None:
+            # One (ε, δ) per threat model, each saying whether it holds in this run.
+            record["privacy"] = [claim.to_json() for claim in claims]
         if self.recorder is not None:
             checkpoints = self.recorder.checkpoints
             if server_round >= 1:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
+from fedsim.report.privacy import privacy_lines
 from fedsim.report.runs import RunRecords
 
 _STYLE = """
@@ -56,6 +57,7 @@ def _run_section(run: RunRecords) -> str:
         "<table><tr><th>attack</th><th>defense</th><th>round</th><th>mean PSNR (dB)</th>"
         f"<th>best PSNR (dB)</th><th>ok</th><th>other statuses</th></tr>{rows}</table>"
     )
+    parts.extend(f"<p>{escape(line)}</p>" for line in privacy_lines(run.rounds))
     accuracy = "".join(
         f"<tr><td>{r.get('round')}</td><td>{_number(r.get('accuracy'), 4)}</td><td>{_number(r.get('loss'), 4)}</td></tr>"
         for r in run.rounds

@@ -301,6 +301,9 @@ class ThreatConfig(_Strict):
     bn_stats_known: bool = False
     mechanism_known: bool = True
     local_hparams_known: bool = True
+    feature_stats_known: bool = False
+    """Tabular data: the server knows each feature's mean and std over the training split
+    (the attacks then use them as a Gaussian prior, `attacks.priors.FeatureStatistics`)."""
 
 
 class AuditConfig(_Strict):
