@@ -50,6 +50,9 @@ class AuditSetup:
     """How many partitions exist (a reply claiming another id is rejected); None: unknown."""
     defense: Defense | None = None
     """The clients' defenses as one object; the `adapted` attack is chosen from it."""
+    clients_hold_cpus: bool = False
+    """The clients run on Flower's Ray simulation engine, whose actors reserve every CPU
+    (Ray attack tasks then reserve none by default: `AuditConfig.task_resources`)."""
 
     @classmethod
     def from_federation(cls, federation: Federation) -> AuditSetup:
@@ -74,6 +77,7 @@ class AuditSetup:
             secure_aggregation=scenario.federation.secure_aggregation,
             num_clients=federation.num_clients,
             defense=federation.defense,
+            clients_hold_cpus=scenario.simulation.engine == "ray",
         )
 
     @classmethod
