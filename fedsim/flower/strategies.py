@@ -2,13 +2,13 @@
 carries from round to round.
 
 FedAvg keeps nothing between rounds. Flower's adaptive optimisers do: FedAdagrad,
-FedAdam and FedYogi hold the moments `m_t` and `v_t` (one float64 array per model
-entry), updated in every `aggregate_train`; the model they step from is set again in
-each `configure_train`. A resumed run must start from the moments of its last complete
+FedAdam and FedYogi hold the moments `m_t` and `v_t` (one array per model entry),
+updated in every `aggregate_train`; the model they step from is set again in each
+`configure_train`. A resumed run must start from the moments of its last complete
 round, so `strategy_state` reads them for the round's checkpoint and
-`restore_strategy_state` puts them back. A strategy whose state fedsim does not know
-cannot be checkpointed: `StrategyStateUnknown` names it, and `--resume` is refused
-rather than continuing from a wrong state.
+`restore_strategy_state` puts them back (a checkpoint without them is refused, not
+resumed from zero moments). A strategy whose state fedsim does not know is refused
+before it runs (`StrategyStateUnknown` names it): its runs could not be resumed.
 """
 
 from __future__ import annotations
