@@ -4,7 +4,7 @@ The module starts a Ray head (`ray start --head --node-ip-address 127.0.0.1 --po
 --block`) and a second node (`ray start --address 127.0.0.1:P --num-cpus 1 --block`),
 each in a process group of its own and with a temporary directory of its own (so no
 other Ray user of the machine finds it through /tmp/ray), and stops exactly those two
-groups at the end. On it: a small scenario whose clients must run on both nodes and
+groups at the end (`fedsim.flower.loopback_cluster`). On it: a small scenario whose clients must run on both nodes and
 whose records must equal the in-process engine's; a ClientApp that kills its worker
 process, which must end `fedsim run` in one line that `--resume` then continues; an
 attack task whose worker dies, which must be recorded `failed` with Ray's reason.
@@ -15,12 +15,8 @@ Ray runtime that fails at start, which must not leave the run hanging.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +29,7 @@ from fedsim.cli import main as cli_main
 from fedsim.flower.client_app import app as client_app
 from fedsim.flower.faults import FAULTS_ENV
 from fedsim.flower.local_grid import LocalGrid
+from fedsim.flower.loopback_cluster import LoopbackCluster, free_port
 from fedsim.flower.ray_cluster import start_ray, stop_ray
 from fedsim.flower.server_app import run_federation
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, RunRecorder, read_jsonl
@@ -40,8 +37,6 @@ from fedsim.scenario import load_scenario
 from fedsim.scenario.components import build_attack
 from fedsim.scenario.config import AttackConfig
 
-RAY = Path(sys.executable).with_name("ray")
-START_SECONDS = 90
 CLIENTS = 4
 SCENARIO = {
     "name": "cluster",
@@ -58,97 +53,11 @@ SCENARIO = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class RayNode:
-    """One `ray start ... --block` in a process group of its own."""
-
-    def __init__(self, arguments: list[str], temp_dir: Path, log: Path) -> None:
-        self.log = log
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-        env.pop("RAY_ADDRESS", None)
-        self.process = subprocess.Popen(
-            [str(RAY), "start", *arguments, "--temp-dir", str(temp_dir), "--block"],
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-
-    def wait_started(self) -> None:
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"ray start exited:\n{self.log.read_text()[-3000:]}")
-            if "Ray runtime started" in self.log.read_text():
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"ray start did not finish:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        """SIGTERM to the node's process group (ray start stops its processes), then SIGKILL."""
-        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=wait)
-                time.sleep(1)  # the group's other processes follow their parent
-                os.killpg(self.process.pid, 0)
-            except ProcessLookupError:
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def cluster() -> Iterator[str]:
     """HOST:PORT of a two-node loopback cluster (1 CPU each), stopped after the module."""
-    # Ray's socket paths must stay short: a temporary folder of its own, not pytest's.
-    root = Path(
-        tempfile.mkdtemp(prefix="fedsim-ray-", dir="/tmp" if Path("/tmp").is_dir() else None)
-    )
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    logs = tmp_path_factory.mktemp("ray-logs")
-    head = RayNode(
-        [
-            "--head",
-            "--node-ip-address",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--num-cpus",
-            "1",
-            "--ray-client-server-port",
-            str(free_port()),
-            "--include-dashboard",
-            "false",
-            "--disable-usage-stats",
-        ],
-        root / "head",
-        logs / "head.log",
-    )
-    nodes = [head]
-    try:
-        head.wait_started()
-        worker = RayNode(
-            ["--address", address, "--num-cpus", "1", "--disable-usage-stats"],
-            root / "node",
-            logs / "node.log",
-        )
-        nodes.append(worker)
-        worker.wait_started()
+    with LoopbackCluster(nodes=2, cpus=1) as address:
         yield address
-    finally:
-        for node in reversed(nodes):
-            node.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def numbers(run_dir: Path, name: str) -> list[dict]:

@@ -398,9 +398,11 @@ class SimulationConfig(_Strict):
 
     `ray`: Flower's simulation engine, one virtual SuperNode per client; set `address`
     to join an existing Ray cluster (`ray start --head` on one machine, `ray start
-    --address HEAD:6379` on the others, then `address = "auto"`), and the per-client
-    resources decide how many clients run at once. `inprocess`: clients run one after
-    another in this process (no Ray start-up; for tests and small runs). With a
+    --address HEAD:6379` on the others, then `address = "HEAD:6379"` or "auto"), and
+    the per-client resources decide how many clients run at once
+    (`fedsim.flower.ray_cluster`). `inprocess`: clients run one after another in this
+    process (no Ray start-up; for tests and small runs; Ray is still joined or started
+    for `audit.worker = "ray"`). With a
     stochastic model (PRECODE) and `audit.worker = "thread"`, in-process clients and the
     attacks share torch's global RNG, so such runs are not repeatable bit for bit.
     """
