@@ -15,6 +15,7 @@ Ray runtime that fails at start, which must not leave the run hanging.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -264,3 +265,48 @@ def test_a_runtime_that_fails_at_start_ends_the_run_instead_of_hanging(
     )
     assert line.endswith(f"continue with `fedsim run --resume {out}`")
     assert [r["round"] for r in read_jsonl(out / ROUNDS_FILE)] == [0]
+
+
+def test_ctrl_c_ends_a_ray_run_whose_clients_are_still_training(
+    scenario_file: Path, tmp_path: Path
+) -> None:
+    """SIGINT while round 2's clients sleep in their Ray workers: the run stops with 130
+    at once, not when the clients wake (Flower's engine threads still wait on them)."""
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env[FAULTS_ENV] = "2:*:sleep=120"
+    command = [
+        sys.executable,
+        "-m",
+        "fedsim.cli",
+        "run",
+        str(scenario_file),
+        "--set",
+        "simulation.engine='ray'",
+        "--set",
+        "simulation.num_cpus=2",
+        "--out",
+        str(out),
+    ]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            not (out / ROUNDS_FILE).exists() or '"round": 1,' not in (out / ROUNDS_FILE).read_text()
+        ):
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.2)
+        time.sleep(1.0)  # round 2's clients are asleep
+        process.send_signal(signal.SIGINT)
+        stopped = time.monotonic()
+        code = process.wait(timeout=60)
+        assert time.monotonic() - stopped < 30
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert code == 130
+    assert process.stderr is not None and "interrupted" in process.stderr.read()
+    assert [r["round"] for r in read_jsonl(out / ROUNDS_FILE)] == [0, 1]
