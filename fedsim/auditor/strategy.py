@@ -6,9 +6,10 @@ sent in `configure_train` (the parameters the clients start from) and, in
 `aggregate_train`, where individual replies are visible, it selects the replies on
 the audit schedule, recovers each client's update and hands them to the attacks —
 in a worker thread by default, so the next round need not wait, or as Ray tasks
-spread over a cluster (`audit.worker = "ray"`, `fedsim.auditor.ray_tasks`). Ground truth comes
-from the scenario (same partition, same seeded sampler); nothing extra travels from
-the clients except their partition id in a ConfigRecord. Without a scenario
+spread over a cluster (`audit.worker = "ray"`, `fedsim.auditor.ray_tasks`). Ground
+truth comes from the scenario (same partition, same seeded sampler); nothing extra
+travels from the clients except their partition id (and, under Ray, the node they ran
+on) in a ConfigRecord. Without a scenario
 (`LeakageAuditor.for_model`, deployment mode) there is no ground truth: it records
 the attack objectives and stores the reconstructions (tensors and PNGs). Under
 secure aggregation it attacks nothing and records that per-client attacks are

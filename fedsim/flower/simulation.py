@@ -116,10 +116,7 @@ def _quiet_flower(debug: bool) -> Iterator[None]:
     if not debug:
         flwr_logger.setLevel(logging.CRITICAL)
     try:
-        with warnings.catch_warnings():
-            if not debug:
-                warnings.simplefilter("ignore")
-            yield
+        yield
     finally:
         flwr_logger.setLevel(level)
 
@@ -138,12 +135,14 @@ def _simulate_on_ray(
     )
     started = time.perf_counter()
     try:
-        run_simulation(
-            server_app=server_app,
-            client_app=client_app,
-            num_supernodes=scenario.federation.clients,
-            backend_config=backend_config(scenario),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # run_simulation's deprecation, Ray's own
+            run_simulation(
+                server_app=server_app,
+                client_app=client_app,
+                num_supernodes=scenario.federation.clients,
+                backend_config=backend_config(scenario),
+            )
     except BaseException as error:
         guard.stop()  # a ServerApp still waiting for replies unwinds and records what it has
         guard.wait_finished(STOP_WAIT_SECONDS)
