@@ -186,14 +186,12 @@ def test_ray_is_given_resources_only_for_the_instance_fedsim_starts(
     assert local["address"] == "local" and local["num_cpus"] == 2
 
 
-def test_the_cluster_probe_refuses_a_dead_address_and_accepts_a_listening_one(
+def test_the_cluster_probe_refuses_a_dead_address_and_what_is_not_a_ray_head(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        port = listening.getsockname()[1]
-        probe(f"127.0.0.1:{port}", timeout=5)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
     started = time.monotonic()
     with pytest.raises(ClusterUnreachable, match=f"127.0.0.1:{port}: no Ray cluster answers"):
         probe(f"127.0.0.1:{port}", timeout=5)
@@ -204,6 +202,18 @@ def test_the_cluster_probe_refuses_a_dead_address_and_accepts_a_listening_one(
         probe("auto", timeout=5)
     with pytest.raises(ClusterUnreachable, match="expected HOST:PORT"):
         probe("head-without-port", timeout=5)
+
+
+def test_the_cluster_probe_needs_a_ray_head_to_answer_in_time() -> None:
+    """A listening socket that never speaks (a TCP connection alone proves nothing)."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen()
+        port = mute.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(ClusterUnreachable, match="no Ray cluster answered within 1 s"):
+            probe(f"127.0.0.1:{port}", timeout=1.0)
+        assert time.monotonic() - started < 3
 
 
 def test_run_refuses_a_dead_cluster_address_before_making_the_run_directory(

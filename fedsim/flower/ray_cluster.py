@@ -7,8 +7,11 @@ resources alone. A local run asks for `address = "local"`: left unset, `ray.init
 would join whichever cluster `ray start` last started on this machine.
 
 `ray.init` on an address where no cluster answers retries for minutes. fedsim first
-opens a TCP connection to the cluster's GCS port, with a deadline
-(`simulation.connect_timeout`), and refuses an address that does not answer, naming it.
+asks the address, with a deadline (`simulation.connect_timeout`), for its cluster id —
+the first call a Ray driver makes to the cluster's GCS — and refuses an address where
+nothing listens, nothing answers in time, or something that is not a Ray head answers,
+naming it. (A TCP connection alone proves nothing: some networks accept any connection
+and answer HTTP/2 themselves.)
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from typing import Any
 
 from fedsim.errors import ConfigError
@@ -42,7 +46,7 @@ def cluster_address(address: str) -> str:
 
 
 def probe(address: str, timeout: float) -> None:
-    """Raise ClusterUnreachable unless something accepts a TCP connection at `address`."""
+    """Raise ClusterUnreachable unless a Ray head's GCS answers at `address` within `timeout`."""
     resolved = cluster_address(address)
     host, _, port = resolved.rpartition(":")
     shown = resolved if resolved == address else f"{address!r} ({resolved})"
@@ -50,6 +54,7 @@ def probe(address: str, timeout: float) -> None:
         raise ClusterUnreachable(
             f"simulation.address {address!r}: expected HOST:PORT of a Ray head, or 'auto'"
         )
+    deadline = time.monotonic() + timeout
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
@@ -62,6 +67,29 @@ def probe(address: str, timeout: float) -> None:
         raise ClusterUnreachable(
             f"simulation.address {shown}: no Ray cluster answers ({reason.lower()})"
         ) from None
+    _ask_cluster_id(resolved, shown, max(0.1, deadline - time.monotonic()), timeout)
+
+
+def _ask_cluster_id(resolved: str, shown: str, remaining: float, timeout: float) -> None:
+    """The GCS's GetClusterId over gRPC, with a deadline (Ray's generated stubs, grpcio)."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    with grpc.insecure_channel(resolved) as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=remaining)
+        except grpc.RpcError as error:
+            code = error.code()
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                return  # a Ray head that wants credentials: ray.init will present them
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                reason = f"no Ray cluster answered within {timeout:g} s"
+            elif code == grpc.StatusCode.UNAVAILABLE:
+                reason = "no Ray cluster answers (unavailable)"
+            else:
+                reason = f"what answers is not a Ray cluster's head ({code.name.lower()})"
+            raise ClusterUnreachable(f"simulation.address {shown}: {reason}") from None
 
 
 def init_args(simulation: SimulationConfig, debug: bool = False) -> dict[str, Any]:
