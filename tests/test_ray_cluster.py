@@ -8,8 +8,8 @@ groups at the end (`fedsim.flower.loopback_cluster`). On it: a small scenario wh
 whose records must equal the in-process engine's; a ClientApp that kills its worker
 process, which must end `fedsim run` in one line that `--resume` then continues; an
 attack task whose worker dies, which must be recorded `failed` with Ray's reason.
-Without a cluster: an address where nothing listens, refused in one line, and a local
-Ray runtime that fails at start, which must not leave the run hanging.
+Also: an address where nothing listens, refused in one line; a runtime that fails at
+start and Ctrl-C while clients train, neither of which may leave the run hanging.
 """
 
 from __future__ import annotations
@@ -240,9 +240,9 @@ def test_an_address_where_no_cluster_answers_is_refused_in_one_line(
 
 
 def test_a_runtime_that_fails_at_start_ends_the_run_instead_of_hanging(
-    scenario_file: Path, tmp_path: Path
+    cluster: str, scenario_file: Path, tmp_path: Path
 ) -> None:
-    """No actor fits (a GPU per client on a machine without one): Flower's engine raises
+    """No actor fits (GPUs per client on a cluster without one): Flower's engine raises
     while the ServerApp thread waits for replies; the run must end, not wait an hour."""
     out = tmp_path / "run"
     done, seconds = _fedsim(
@@ -251,9 +251,9 @@ def test_a_runtime_that_fails_at_start_ends_the_run_instead_of_hanging(
             "--set",
             "simulation.engine='ray'",
             "--set",
-            "simulation.gpus_per_client=64",
+            f"simulation.address='{cluster}'",
             "--set",
-            "simulation.num_cpus=1",
+            "simulation.gpus_per_client=64",
             "--out",
             str(out),
         ]
@@ -268,7 +268,7 @@ def test_a_runtime_that_fails_at_start_ends_the_run_instead_of_hanging(
 
 
 def test_ctrl_c_ends_a_ray_run_whose_clients_are_still_training(
-    scenario_file: Path, tmp_path: Path
+    cluster: str, scenario_file: Path, tmp_path: Path
 ) -> None:
     """SIGINT while round 2's clients sleep in their Ray workers: the run stops with 130
     at once, not when the clients wake (Flower's engine threads still wait on them)."""
@@ -284,7 +284,7 @@ def test_ctrl_c_ends_a_ray_run_whose_clients_are_still_training(
         "--set",
         "simulation.engine='ray'",
         "--set",
-        "simulation.num_cpus=2",
+        f"simulation.address='{cluster}'",
         "--out",
         str(out),
     ]
