@@ -205,6 +205,7 @@ def test_a_lost_attack_task_is_recorded_failed_and_the_federation_goes_on(
         stop_ray()
     rounds = read_jsonl(tmp_path / "run" / ROUNDS_FILE)
     assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert not any("ray_nodes" in r for r in rounds)  # in-process clients, though Ray is up
     leakage = read_jsonl(tmp_path / "run" / LEAKAGE_FILE)
     assert [(r["round"], r["attack"]) for r in leakage] == [
         (n, a) for n in (1, 2) for a in ("l2", "killer") for _ in range(CLIENTS)

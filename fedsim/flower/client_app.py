@@ -4,9 +4,9 @@ The server sends the resolved scenario (TOML text) in every train/evaluate confi
 one stateless ClientApp serves the simulation engine and the deployment engine alike;
 the node's `partition-id` (from its `node_config`) says which client it is, and the
 reply carries it back in a ConfigRecord because node ids are random (with the Ray node
-the client ran on, when it runs under Ray). Under secure
-aggregation the train messages are Flower's legacy SecAgg+ ones: `secure_aggregation_mod`
-runs the protocol and `legacy_fit` trains (see `fedsim.flower.secagg_client`).
+it ran on, when an actor of Flower's Ray engine runs it). Under secure aggregation the
+train messages are Flower's legacy SecAgg+ ones: `secure_aggregation_mod` runs the
+protocol and `legacy_fit` trains (see `fedsim.flower.secagg_client`).
 """
 
 from __future__ import annotations
@@ -58,11 +58,13 @@ def _partition(context: Context, federation: Federation) -> int:
 
 
 def ray_node() -> str | None:
-    """The id of the Ray node this process runs on, or None outside Ray."""
+    """The id of the Ray node when a Ray actor runs this client, else None (in-process
+    clients stay unmarked even when the process also drives Ray for its audits)."""
     ray = sys.modules.get("ray")  # a Ray worker has imported it; nothing else need
     if ray is None or not ray.is_initialized():
         return None
-    return ray.get_runtime_context().get_node_id()
+    context = ray.get_runtime_context()
+    return context.get_node_id() if context.get_actor_id() is not None else None
 
 
 def _fedsim_record(client: int) -> ConfigRecord:
