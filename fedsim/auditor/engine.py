@@ -251,41 +251,66 @@ class AuditEngine:
         self, job: RoundJob, on_result: Callable[[ClientCase, AttackResult], None] | None = None
     ) -> list[tuple[ClientCase, AttackResult]]:
         """Every attack on every case of `job`; results in (attack, client) order."""
-        model = self.setup.build_model()
-        model.load_state_dict(job.start_state)
-        model.to(self.device)
+        model = self._start_model(job)
         outcomes: list[tuple[ClientCase, AttackResult]] = []
-        for index, (config, attack) in enumerate(self.attacks):
-            budget = Budget(**self.setup.budget_for(config).model_dump())
-            targets: list[AttackTarget] = []
-            ready: list[ClientCase] = []
-            for case in job.cases:
-                try:
-                    targets.append(self.target(model, case, job.mechanism))
-                    ready.append(case)
-                except Exception as error:  # noqa: BLE001
-                    outcomes.append((case, self._failure(job, case, config, error, 0.0)))
-            started = time.perf_counter()
-            seed = derived_seed(self.setup.seed, _ATTACK_TAG, job.server_round, index) % 2**31
-            # No global RNG here: this may run in a worker thread beside the federation.
-            results, shared_by = (
-                attack_targets(seeded(attack, seed), targets, budget) if targets else ([], 1)
-            )
-            elapsed = time.perf_counter() - started
-            for case, result in zip(ready, results, strict=True):
-                if isinstance(result, Exception):
-                    seconds = elapsed / max(len(ready), 1)
-                    outcome = self._failure(job, case, config, result, seconds, shared_by)
-                else:
-                    outcome = self._success(job, case, config, result, shared_by)
-                    _flag_over_budget(outcome.record, budget, elapsed / max(len(ready), 1))
-                outcomes.append((case, outcome))
-        for case, outcome in outcomes:
-            outcome.record.update({**job.fields, **case.fields})
+        for index in range(len(self.attacks)):
+            outcomes.extend(self.run_attack(job, index, model))
         if on_result is not None:
             for case, outcome in outcomes:
                 on_result(case, outcome)
         return outcomes
+
+    def _start_model(self, job: RoundJob) -> torch.nn.Module:
+        model = self.setup.build_model()
+        model.load_state_dict(job.start_state)
+        return model.to(self.device)
+
+    def run_attack(
+        self, job: RoundJob, index: int, model: torch.nn.Module | None = None
+    ) -> list[tuple[ClientCase, AttackResult]]:
+        """Attack number `index` on every case of `job` (seeded by round and index, so it
+        gives the same results wherever it runs)."""
+        config, attack = self.attacks[index]
+        model = model if model is not None else self._start_model(job)
+        outcomes: list[tuple[ClientCase, AttackResult]] = []
+        budget = Budget(**self.setup.budget_for(config).model_dump())
+        targets: list[AttackTarget] = []
+        ready: list[ClientCase] = []
+        for case in job.cases:
+            try:
+                targets.append(self.target(model, case, job.mechanism))
+                ready.append(case)
+            except Exception as error:  # noqa: BLE001
+                outcomes.append((case, self._failure(job, case, config, error, 0.0)))
+        started = time.perf_counter()
+        seed = derived_seed(self.setup.seed, _ATTACK_TAG, job.server_round, index) % 2**31
+        # No global RNG here: this may run in a worker thread beside the federation.
+        results, shared_by = (
+            attack_targets(seeded(attack, seed), targets, budget) if targets else ([], 1)
+        )
+        elapsed = time.perf_counter() - started
+        for case, result in zip(ready, results, strict=True):
+            if isinstance(result, Exception):
+                seconds = elapsed / max(len(ready), 1)
+                outcome = self._failure(job, case, config, result, seconds, shared_by)
+            else:
+                outcome = self._success(job, case, config, result, shared_by)
+                _flag_over_budget(outcome.record, budget, elapsed / max(len(ready), 1))
+            outcomes.append((case, outcome))
+        for case, outcome in outcomes:
+            outcome.record.update({**job.fields, **case.fields})
+        return outcomes
+
+    def lost_record(self, job: RoundJob, case: ClientCase, index: int, reason: str) -> AttackResult:
+        """The `failed` record of attack `index` on `case` when its run was lost (a Ray task)."""
+        config, _ = self.attacks[index]
+        result = AttackResult(
+            self.unscored_record(
+                job.server_round, case.client, config, status="failed", message=reason
+            )
+        )
+        result.record.update({**job.fields, **case.fields})
+        return result
 
     def _failure(
         self,

@@ -61,6 +61,9 @@ class AuditSetup:
     model the mechanism are then refused with this reason)."""
     domain: InputDomain = field(default_factory=ImageDomain)
     """Where the clients' inputs live (images in [0, 1] by default; see `attacks.domain`)."""
+    clients_hold_cpus: bool = False
+    """The clients run on Flower's Ray simulation engine, whose actors reserve every CPU
+    (Ray attack tasks then reserve none by default: `AuditConfig.task_resources`)."""
 
     @classmethod
     def from_federation(cls, federation: Federation) -> AuditSetup:
@@ -87,6 +90,7 @@ class AuditSetup:
             defense=federation.defense,
             mechanism_refusal=federation.mechanism_refusal,
             domain=federation.domain(),
+            clients_hold_cpus=scenario.simulation.engine == "ray",
         )
 
     @classmethod

@@ -5,9 +5,11 @@ replies, so the aggregate is identical bit for bit). On the way it keeps the arr
 sent in `configure_train` (the parameters the clients start from) and, in
 `aggregate_train`, where individual replies are visible, it selects the replies on
 the audit schedule, recovers each client's update and hands them to the attacks —
-in a worker thread by default, so the next round need not wait. Ground truth comes
-from the scenario (same partition, same seeded sampler); nothing extra travels from
-the clients except their partition id in a ConfigRecord. Without a scenario
+in a worker thread by default, so the next round need not wait, or as Ray tasks
+spread over a cluster (`audit.worker = "ray"`, `fedsim.auditor.ray_tasks`). Ground
+truth comes from the scenario (same partition, same seeded sampler); nothing extra
+travels from the clients except their partition id (and, under Ray, the node they ran
+on) in a ConfigRecord. Without a scenario
 (`LeakageAuditor.for_model`, deployment mode) there is no ground truth: it records
 the attack objectives and stores the reconstructions (tensors and PNGs). Under
 secure aggregation it attacks nothing and records that per-client attacks are
@@ -53,6 +55,7 @@ from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJo
 from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, recognise
 from fedsim.auditor.preflight import preflight, simulated_update
 from fedsim.auditor.protocol_check import ProtocolCheck, update_norm
+from fedsim.auditor.ray_tasks import AuditAbandoned, RayAttacks
 from fedsim.auditor.schedule import audited_clients, audited_round
 from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.worker import AuditWorker
@@ -103,7 +106,13 @@ class LeakageAuditor(PassThroughStrategy):
         self.on_round_audited = on_round_audited
         self.ground_truth = ground_truth and setup.ground_truth is not None
         self.engine = AuditEngine(setup, device or resolve_device(setup.device), attacks)
-        self.worker = AuditWorker(threaded=setup.audit.worker == "thread")
+        self.worker = AuditWorker(
+            threaded=setup.audit.worker != "inline", max_pending=setup.audit.pending
+        )
+        self.remote: RayAttacks | None = None
+        if setup.audit.worker == "ray" and self.engine.attacks:
+            cpus, gpus = setup.audit.task_resources(setup.clients_hold_cpus)
+            self.remote = RayAttacks(self.engine, cpus, gpus)
         self._start: dict[int, dict[str, torch.Tensor]] = {}
         self._sent_to: dict[int, list[int]] = {}
         self._partition_of_node: dict[int, int] = {}
@@ -330,7 +339,12 @@ class LeakageAuditor(PassThroughStrategy):
                 if self.setup.trained_batch is not None:
                     case.trained_on = self.setup.trained_batch(client, server_round)[0]
             job.cases.append(case)
-        self.worker.submit(lambda: self._run(job))
+        if self.remote is None:
+            self.worker.submit(lambda: self._run(job, lambda: self.engine.run(job)))
+            return
+        self.worker.wait_for_room()  # no more rounds in flight on the cluster than `pending`
+        results = self.remote.submit(job)
+        self.worker.submit(lambda: self._run(job, results))
 
     def _check_protocol(
         self,
@@ -393,9 +407,14 @@ class LeakageAuditor(PassThroughStrategy):
         self.recorder.sync()
         self.recorder.checkpoints.mark("audited", server_round)
 
-    def _run(self, job: RoundJob) -> None:
+    def _run(
+        self, job: RoundJob, attack: Callable[[], list[tuple[ClientCase, AttackResult]]]
+    ) -> None:
         try:
-            outcomes = self.engine.run(job)
+            outcomes = attack()
+        except AuditAbandoned as error:
+            logger.warning("%s: audit abandoned; `fedsim run --resume` redoes it", error)
+            return
         except Exception:  # noqa: BLE001 - record what is known; the round goes on
             logger.exception("round %d: the audit failed", job.server_round)
             outcomes = []

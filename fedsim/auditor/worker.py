@@ -1,5 +1,8 @@
 """Runs audit jobs in order, in the calling thread or in one background thread.
 
+Under `audit.worker = "ray"` the attacks themselves run as Ray tasks; the jobs here
+wait for their results and record them, in order.
+
 With a thread the federation's next round need not wait for this round's attacks;
 `drain()` waits for every job, so all results are recorded before a run ends. At most
 `max_pending` jobs wait or run at once: a federation faster than its attacks is held
@@ -31,10 +34,14 @@ class AuditWorker:
         if self._pool is None:
             self._guarded(job)
             return
+        self.wait_for_room()
+        self._pending.append(self._pool.submit(self._guarded, job))
+
+    def wait_for_room(self) -> None:
+        """Block until fewer than `max_pending` jobs wait or run."""
         self._pending = [f for f in self._pending if not f.done()]
         while len(self._pending) >= self.max_pending:
             self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(self._guarded, job))
 
     @property
     def pending(self) -> int:

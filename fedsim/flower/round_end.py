@@ -66,10 +66,15 @@ class RoundEnd:
         self.started = time.perf_counter()
 
     def close(
-        self, server_round: int, arrays: ArrayRecord, notes: dict[str, Any]
+        self,
+        server_round: int,
+        arrays: ArrayRecord,
+        notes: dict[str, Any],
+        strategy_state: dict[str, torch.Tensor] | None = None,
     ) -> tuple[float, float]:
         """Loss and accuracy of `arrays`; `notes` are the round's clients, failures,
-        missing, rejected and train_loss entries."""
+        missing, rejected and train_loss entries; `strategy_state` is checkpointed with
+        the model (a strategy that keeps state between rounds)."""
         scenario = self.federation.scenario
         loss, accuracy = evaluate_model(self.federation, arrays, self.device)
         record = {
@@ -89,7 +94,7 @@ class RoundEnd:
         if self.recorder is not None:
             checkpoints = self.recorder.checkpoints
             if server_round >= 1:
-                checkpoints.save(server_round, arrays.to_torch_state_dict())
+                checkpoints.save(server_round, arrays.to_torch_state_dict(), strategy_state)
             self.recorder.append_round(record)
             self.recorder.sync()
             checkpoints.mark("trained", server_round)
