@@ -211,6 +211,14 @@ class _FoldedBatchNorm(nn.Module):
         return out.reshape(b, n, c, *spatial).transpose(0, 1).reshape(x.shape)
 
 
+def _fold(t: torch.Tensor, n: int) -> torch.Tensor:
+    """(N·B, C, …) → (B, N·C, …): candidate n's channels become group n (a view when B = 1)."""
+    b, rest = t.shape[0] // n, t.shape[1:]
+    if b == 1:
+        return t.reshape(1, n * rest[0], *rest[1:])
+    return t.reshape(n, b, *rest).transpose(0, 1).reshape(b, n * rest[0], *rest[1:])
+
+
 def _leaf_gradient(
     leaves: dict[str, torch.Tensor], grads: dict[str, torch.Tensor | None], key: str, n: int
 ) -> torch.Tensor | None:
@@ -331,16 +339,19 @@ class ActivationUpdates:
             d2 = delta.reshape(n, -1, delta.shape[-1])
             return LinearFactors(a2, d2), d2.sum(dim=1)
         if isinstance(module, nn.Conv2d):
-            cols = F.unfold(a, module.kernel_size, module.dilation, module.padding, module.stride)
-            cols = cols.reshape(n, -1, cols.shape[1], cols.shape[2])  # (N, B, I, L)
-            d = delta.reshape(
-                n, -1, delta.shape[1], delta.shape[2] * delta.shape[3]
-            )  # (N, B, O, L)
-            # Σ_b Σ_l d[n,b,o,l] cols[n,b,i,l] as one batched matmul over the candidate.
-            d_flat = d.transpose(1, 2).reshape(n, d.shape[2], -1)
-            c_flat = cols.transpose(1, 2).reshape(n, cols.shape[2], -1)
-            gw = torch.bmm(d_flat, c_flat.transpose(1, 2)).reshape(n, *module.weight.shape)
-            return gw, d.sum(dim=(1, 3))
+            # Candidates folded into channels, (N·B, C, …) → (B, N·C, …): the weight
+            # gradient of an N-group convolution is the N per-candidate gradients, and the
+            # native kernel (and its double backward) computes it without unfolded patches.
+            gw = torch.nn.grad.conv2d_weight(
+                _fold(a, n),
+                (n * module.weight.shape[0], *module.weight.shape[1:]),
+                _fold(delta, n),
+                module.stride,
+                module.padding,
+                module.dilation,
+                groups=n,
+            ).reshape(n, *module.weight.shape)
+            return gw, delta.reshape(n, -1, *delta.shape[1:]).sum(dim=(1, 3, 4))
         # batch norm in eval mode: gradients of the affine part, from the normalised input
         shape = (1, -1) + (1,) * (a.dim() - 2)
         x_hat = (a - module.running_mean.view(shape)) / torch.sqrt(
