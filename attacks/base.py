@@ -20,6 +20,7 @@ from attacks.engine import OptimizerConfig, Problem, optimise
 from attacks.errors import AttackError
 from attacks.objectives import Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
+from attacks.prior_defaults import PriorChoice, choose_priors
 from attacks.priors import build_prior
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
 from attacks.updates import Route, build_updates
@@ -44,7 +45,9 @@ class GradientAttack:
     """Reconstruct inputs by matching the observed update, batched over candidates.
 
     Fields are the hyper-parameters; `build_attack(name, **overrides)` sets them.
-    `priors` maps prior names (see `attacks.priors.PRIORS`) to weights. `iterations` and
+    `priors` maps prior names (see `attacks.priors.PRIORS`) to weights; None (the
+    default) takes the weights tuned for the target's model and input shape
+    (`attacks.prior_defaults`), and says so where there are none. `iterations` and
     `restarts` apply when `reconstruct` gets no Budget. `device` None means the device of
     the target model's parameters. `route` picks how candidate updates are computed
     ('auto': the fast activation route where it is exact, else torch.func vmap).
@@ -58,7 +61,7 @@ class GradientAttack:
     needs: ClassVar[frozenset[str]] = frozenset()
 
     objective: str = "l2"
-    priors: dict[str, float] = field(default_factory=dict)
+    priors: dict[str, float] | None = None
     optimizer: Literal["adam", "lbfgs"] = "adam"
     lr: float = 0.1
     schedule: Literal["constant", "exponential", "step"] = "constant"
@@ -80,7 +83,7 @@ class GradientAttack:
         self.exclude = as_names(self.exclude)
         self.parameter_weights = check_weights(self.parameter_weights)
         build_objective(self.objective)
-        for prior in self.priors:
+        for prior in self.priors or {}:
             build_prior(prior)
         if self.iterations < 1 or self.restarts < 1:
             raise AttackError(f"{self.name}: iterations and restarts must be at least 1")
@@ -108,6 +111,7 @@ class GradientAttack:
         device = torch.device(self.device) if self.device else _model_device(first.model)
         labels, inferred = zip(*(self._labels(t) for t in targets), strict=True)
 
+        choice = self.prior_choice(first)
         start = time.perf_counter()
         problem, x0 = self._problem(targets, [lab.to(device) for lab in labels], budget, device)
         result = optimise(
@@ -132,6 +136,8 @@ class GradientAttack:
                     labels_inferred=inferred[i],
                     status=status,
                     message="" if status == "ok" else _status_message(status, budget),
+                    priors=dict(choice.weights),
+                    priors_source=choice.source,
                 )
             )
         return out
@@ -161,9 +167,15 @@ class GradientAttack:
             weight_ramp=self.weight_ramp,
         )
 
+    def prior_choice(self, target: AttackTarget) -> PriorChoice:
+        """The prior weights for `target` and where they come from (see `priors`)."""
+        if self.priors is not None:
+            return PriorChoice(dict(self.priors), "given")
+        return choose_priors(self.name, type(target.model).__name__, tuple(target.input_shape))
+
     def priors_for(self, target: AttackTarget) -> dict[str, float]:
         """Prior name → weight for `target` (subclasses may add priors the threat model allows)."""
-        return dict(self.priors)
+        return self.prior_choice(target).weights
 
     def with_overrides(self, **overrides: object) -> GradientAttack:
         """A copy with some hyper-parameters changed (unknown names raise AttackError)."""

@@ -106,6 +106,8 @@ class Reconstruction:
     `inputs` (batch, C, H, W) in [0, 1] and `labels` (batch,) of the best candidate;
     `objective` holds the final objective of every restart (lower is better), and
     `best` indexes the chosen one. `labels_inferred` is False where labels were given.
+    `priors` are the prior weights used and `priors_source` where they came from
+    (given, tuned for this model and shape, or `untuned: …`, see `attacks.prior_defaults`).
     """
 
     inputs: torch.Tensor
@@ -117,3 +119,5 @@ class Reconstruction:
     labels_inferred: bool
     status: Literal["ok", "timeout", "failed"] = "ok"
     message: str = ""
+    priors: dict[str, float] = field(default_factory=dict)
+    priors_source: str = "given"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from fedsim.scenario.components import build_attack, build_defense
 from fedsim.scenario.config import AttackConfig
 
 _ATTACK_TAG = 0xA77C
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -136,6 +139,7 @@ class AuditEngine:
                 (config, self._build(config, index)) for index, config in enumerate(setup.attacks)
             ]
         self.attacks = list(attacks)
+        self._warned: set[str] = set()
 
     def _build(self, config: AttackConfig, index: int) -> Any:
         """The configured attack; `adapted` becomes the attack adapted to the clients' defense."""
@@ -239,6 +243,12 @@ class AuditEngine:
                 on_result(case, outcome)
         return outcomes
 
+    def _warn_untuned(self, config: AttackConfig, source: str) -> None:
+        """Say once per attack, on the console, that its prior weights were tuned elsewhere."""
+        if source.startswith("untuned") and config.display_name not in self._warned:
+            self._warned.add(config.display_name)
+            logger.warning("attack %s: %s", config.display_name, source)
+
     def _failure(
         self,
         job: RoundJob,
@@ -281,7 +291,10 @@ class AuditEngine:
             seconds=float(recon.seconds),
             status=recon.status,
             message=recon.message,
+            priors=dict(recon.priors),
+            priors_source=recon.priors_source,
         )
+        self._warn_untuned(config, recon.priors_source)
         if case.trained_on is not None and case.true_labels is not None:
             seen = score_reconstruction(inputs, recon.labels, case.trained_on, case.true_labels)
             record.update(psnr_trained_on=seen.psnr, ssim_trained_on=seen.ssim)
