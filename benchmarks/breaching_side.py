@@ -38,14 +38,14 @@ def _snapshotting(attacker, every: int, clock: dict, snapshots: list) -> None:
     candidate is kept with the seconds since the attack began."""
     build = attacker._init_optimizer
 
-    def init_optimizer(candidate):
-        optimizer, scheduler = build(candidate)
+    def init_optimizer(candidates):
+        optimizer, scheduler = build(candidates)
         step, count = optimizer.step, {"n": 0}
 
         def stepped(closure=None):
             if count["n"] % every == 0:
                 seconds = time.perf_counter() - clock["start"]
-                snapshots.append((count["n"], seconds, candidate[0].detach().clone()))
+                snapshots.append((count["n"], seconds, candidates[0][0].detach().clone()))
             count["n"] += 1
             return step(closure)
 

@@ -25,10 +25,10 @@ torch 2.9.0 and torchvision 0.24.0 work):
 then
 
     python benchmarks/versus_breaching.py --breaching-python BREACHING_ENV/bin/python \
-        --data-root DATA [--images 6] [--iterations 1000] [--out FILE]
+        --data-root DATA [--classes 0 1 2 3 4 5] [--iterations 1000] [--out FILE]
 
-The images are the first test image of classes 0, 1, … (class 0's is the one breaching's
-user 0 holds in this case). Prints JSON: per image and tool the PSNR, seconds and the
+The images are the first test image of each class in `--classes` (class 0's is the one
+breaching's user 0 holds in this case). Prints JSON: per image and tool the PSNR, seconds and the
 (seconds, PSNR) curve; per image the ratio of wall times; and the summary.
 """
 
@@ -55,9 +55,9 @@ from fedsim.models.convnet64 import ConvNet64
 SIDE = Path(__file__).with_name("breaching_side.py")
 
 
-def _images(root: str | None, count: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def _images(root: str | None, classes: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     data = load_dataset("cifar10", "test", root)
-    index = [int((data.labels == c).nonzero()[0]) for c in range(count)]
+    index = [int((data.labels == c).nonzero()[0]) for c in classes]
     return data.images[index], data.labels[index], index
 
 
@@ -91,7 +91,7 @@ def _model(reply: dict, train_mode: bool) -> ConvNet64:
     return model.train(train_mode)
 
 
-def _target(model: ConvNet64, image, label, train_mode: bool) -> tuple[AttackTarget, float]:
+def _target(model: ConvNet64, image, label, train_mode: bool) -> AttackTarget:
     x, y = image[None], label.view(1)
     update = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
     target = AttackTarget(
@@ -120,7 +120,7 @@ def _score(x: torch.Tensor, truth: torch.Tensor) -> float:
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    images, labels, index = _images(args.data_root, args.images)
+    images, labels, index = _images(args.data_root, args.classes)
     spec = json.loads(args.fedsim_options)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,6 +160,10 @@ def run(args: argparse.Namespace) -> dict:
                 row["fedsim"]["seconds"] / row["breaching"]["seconds"], 3
             )
             row["psnr_gain_db"] = round(row["fedsim"]["psnr"] - row["breaching"]["psnr"], 2)
+            row["breaching_psnr_at_fedsim_seconds"] = next(
+                (p["psnr"] for p in reversed(row["breaching"]["curve"]) if p["seconds"] <= seconds),
+                None,
+            )
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     ratios = [r["time_ratio_fedsim_over_breaching"] for r in rows]
@@ -193,7 +197,11 @@ def main() -> None:
     )
     parser.add_argument("--data-root", default=None)
     parser.add_argument(
-        "--images", type=int, default=6, help="first test image of this many classes"
+        "--classes",
+        nargs="+",
+        type=int,
+        default=list(range(6)),
+        help="attack the first test image of each of these classes (default 0-5)",
     )
     parser.add_argument("--iterations", type=int, default=1000, help="breaching's iterations")
     parser.add_argument(
