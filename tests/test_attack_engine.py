@@ -37,6 +37,21 @@ def test_batched_equals_one_at_a_time(images):
         assert a.best == b.best
 
 
+@pytest.mark.parametrize("route", ["fast", "vmap"])
+def test_batched_equals_one_at_a_time_with_train_mode_batch_norm(route):
+    """Both routes on a batch-norm network in train mode: candidates batched or alone agree."""
+    model = _bn_model(1)
+    x = torch.rand(3, 1, 1, 14, 14, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([[1], [4], [7]])
+    targets = [gradient_target(model.train(), x[i], y[i]) for i in range(3)]
+    attack = build_attack("cos", iterations=10, route=route, priors={"tv": 0.1})
+    together = attack.reconstruct_many(targets)
+    alone = [attack.reconstruct(t) for t in targets]
+    for a, b in zip(together, alone, strict=True):
+        torch.testing.assert_close(a.inputs, b.inputs, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(a.objective, b.objective, atol=1e-6, rtol=1e-6)
+
+
 def test_same_seed_same_result_and_other_seed_differs(images):
     x, y, model = images
     target = gradient_target(model, x[:1], y[:1])

@@ -262,3 +262,23 @@ def test_same_scenario_and_seed_give_the_same_leakage_records(tmp_path: Path, at
     assert len(outputs[0]) == scenario.federation.rounds * scenario.federation.clients
     assert all(r["status"] == "ok" and r["psnr"] is not None for r in outputs[0]), outputs[0]
     assert json.dumps(outputs[0]) == json.dumps(outputs[1])
+
+
+def test_records_name_the_priors_and_untuned_ones_are_printed_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An MLP has no tuned prior weights: the records and the console say so, once per attack."""
+    scenario = make_scenario(
+        model={"name": "mlp"},
+        attacks=[{"name": "cos"}],
+        audit__budget={"iterations": 2},
+        protocol={"kind": "fedsgd", "lr": 0.1, "batch_size": 1},
+    )
+    grid = LocalGrid(client_app, scenario.federation.clients, seed=scenario.seed)
+    with caplog.at_level("WARNING", logger="fedsim.auditor.engine"):
+        run_federation(grid, scenario, RunRecorder(tmp_path / "run"))
+    records = read_jsonl(tmp_path / "run" / LEAKAGE_FILE)
+    assert records and all(r["priors"] == {"tv": 0.01} for r in records)
+    assert all(r["priors_source"].startswith("untuned") for r in records)
+    warnings = [r for r in caplog.records if "untuned" in r.getMessage()]
+    assert len(warnings) == 1 and "MLP 1×28×28" in warnings[0].getMessage()
