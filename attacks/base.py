@@ -114,9 +114,10 @@ class GradientAttack:
         choice = self.prior_choice(first)
         start = time.perf_counter()
         problem, x0 = self._problem(targets, [lab.to(device) for lab in labels], budget, device)
-        result = optimise(
-            problem, x0, self.optimizer_config(first), budget.iterations, budget.seconds
-        )
+        # The time budget covers building the problem (the route probe) too: the loop
+        # gets what is left of it, and checks it every step.
+        left = None if budget.seconds is None else budget.seconds - (time.perf_counter() - start)
+        result = optimise(problem, x0, self.optimizer_config(first), budget.iterations, left)
         seconds = time.perf_counter() - start
 
         out = []

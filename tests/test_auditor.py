@@ -282,3 +282,26 @@ def test_records_name_the_priors_and_untuned_ones_are_printed_once(
     assert all(r["priors_source"].startswith("untuned") for r in records)
     warnings = [r for r in caplog.records if "untuned" in r.getMessage()]
     assert len(warnings) == 1 and "MLP 1×28×28" in warnings[0].getMessage()
+
+
+def test_an_attack_over_its_time_budget_is_stopped_recorded_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    """10,000 iterations in 0.2 s cannot fit: the loop stops itself, the record says
+    `timeout` with the iterations done, and every round is still trained and audited."""
+    scenario = make_scenario(
+        attacks=[{"name": "l2"}],
+        audit__budget={"iterations": 10_000, "seconds": 0.2},
+        audit__worker="thread",
+    )
+    grid = LocalGrid(client_app, scenario.federation.clients, seed=scenario.seed)
+    started = time.perf_counter()
+    run_federation(grid, scenario, RunRecorder(tmp_path / "run"))
+    assert time.perf_counter() - started < 60
+    records = read_jsonl(tmp_path / "run" / LEAKAGE_FILE)
+    rounds = read_jsonl(tmp_path / "run" / ROUNDS_FILE)
+    assert len(rounds) == scenario.federation.rounds + 1
+    assert len(records) == scenario.federation.rounds * scenario.federation.clients
+    for record in records:
+        assert record["status"] == "timeout" and "time budget" in record["message"]
+        assert 0 <= record["iterations"] < 10_000 and record["psnr"] is not None

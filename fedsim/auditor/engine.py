@@ -6,7 +6,9 @@ attack failure becomes a record with a status and the error's message: `oom` whe
 ran out of memory (torch.OutOfMemoryError, a RuntimeError "out of memory", MemoryError;
 a batched attack is then retried one target at a time), `failed` for any other
 exception, `timeout` when the attack says so or returns well past its time budget
-(`Budget.seconds`; attacks check it themselves, the engine cannot stop a running one).
+(`Budget.seconds`). The optimisation attacks stop themselves there: their loop checks the
+deadline every step, building the problem included, and returns the best candidate so
+far; the over-budget check catches attacks that cannot be stopped half-way.
 """
 
 from __future__ import annotations
