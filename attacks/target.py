@@ -106,8 +106,9 @@ class Reconstruction:
     `inputs` (batch, C, H, W) in [0, 1] and `labels` (batch,) of the best candidate;
     `objective` holds the final objective of every restart (lower is better), and
     `best` indexes the chosen one. `labels_inferred` is False where labels were given.
-    `priors` are the prior weights used and `priors_source` where they came from
-    (given, tuned for this model and shape, or `untuned: …`, see `attacks.prior_defaults`).
+    `priors` are the prior weights used and `priors_source` where they came from: given,
+    tuned for this model and shape, `untuned: …` (see `attacks.prior_defaults`), or none
+    for an attack without priors.
     """
 
     inputs: torch.Tensor
@@ -120,4 +121,4 @@ class Reconstruction:
     status: Literal["ok", "timeout", "failed"] = "ok"
     message: str = ""
     priors: dict[str, float] = field(default_factory=dict)
-    priors_source: str = "given"
+    priors_source: str = "none"

@@ -66,7 +66,7 @@ class CellResult:
     seconds: float
     statuses: list[str]
     priors: dict[str, float] = field(default_factory=dict)
-    priors_source: str = "given"
+    priors_source: str = "none"
 
     @property
     def psnr_mean(self) -> float:
@@ -235,7 +235,7 @@ def _score(
         seconds=seconds,
         statuses=[rec.status for rec in reconstructions],
         priors=dict(reconstructions[0].priors) if reconstructions else {},
-        priors_source=reconstructions[0].priors_source if reconstructions else "given",
+        priors_source=reconstructions[0].priors_source if reconstructions else "none",
     )
 
 
