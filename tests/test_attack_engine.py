@@ -9,9 +9,10 @@ import torch
 from attack_helpers import fedavg_target, gradient_target, mnist_images, paper_cnn, psnr
 from torch import nn
 
-from attacks import Budget, ThreatModel, build_attack
+from attacks import Budget, ThreatModel, build_attack, engine
 from attacks.engine import OptimizerConfig, data_weight, learning_rate
 from attacks.updates import ActivationUpdates, VmapUpdates, build_updates
+from defenses.mechanisms import GaussianMechanism
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,29 @@ def test_batched_equals_one_at_a_time_with_train_mode_batch_norm(route):
     together = attack.reconstruct_many(targets)
     alone = [attack.reconstruct(t) for t in targets]
     for a, b in zip(together, alone, strict=True):
+        torch.testing.assert_close(a.inputs, b.inputs, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(a.objective, b.objective, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("attack", ["bayes", "cos"])
+def test_chunked_candidates_give_the_results_of_one_pass(images, monkeypatch, attack):
+    """Chunks of candidates within each step (large models) change nothing but memory traffic:
+    chunks of three cut through the candidate groups of two targets × two restarts."""
+    x, y, model = images
+    model = copy.deepcopy(model).double()
+    x = x.double()
+    targets = [
+        gradient_target(model, x[i : i + 1], y[i : i + 1], mechanism=GaussianMechanism(sigma=0.1))
+        for i in range(3)
+    ]
+    run = build_attack(attack, iterations=8)
+    budget = Budget(iterations=8, restarts=2)
+    whole = run.reconstruct_many(targets, budget)
+    size = sum(p.numel() for p in model.parameters())
+    monkeypatch.setattr(engine, "CHUNK_UPDATE_ELEMENTS", 3 * size)
+    assert len(engine.chunks(run._problem(targets, list(y[:3, None]), budget, x.device)[0], 6)) == 2
+    chunked = run.reconstruct_many(targets, budget)
+    for a, b in zip(whole, chunked, strict=True):
         torch.testing.assert_close(a.inputs, b.inputs, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(a.objective, b.objective, atol=1e-6, rtol=1e-6)
 

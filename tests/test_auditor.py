@@ -305,3 +305,21 @@ def test_an_attack_over_its_time_budget_is_stopped_recorded_and_the_run_goes_on(
     for record in records:
         assert record["status"] == "timeout" and "time budget" in record["message"]
         assert 0 <= record["iterations"] < 10_000 and record["psnr"] is not None
+
+
+def test_the_audit_thread_runs_at_a_lower_priority_than_the_federation() -> None:
+    import os
+    import threading
+
+    from fedsim.auditor.worker import NICENESS, AuditWorker
+
+    if not hasattr(os, "getpriority"):
+        pytest.skip("this system has no Unix scheduling priorities")
+    worker = AuditWorker(threaded=True)
+    seen: dict[str, int] = {}
+    worker.submit(
+        lambda: seen.update(nice=os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    )
+    worker.close()
+    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen["nice"] == min(main + NICENESS, 19)
