@@ -86,7 +86,10 @@ def main(request_path: str, reply_path: str) -> None:
         clock["start"] = time.perf_counter()
         reconstruction, _ = attacker.reconstruct([payload], [shared], {}, dryrun=False)
         seconds = time.perf_counter() - clock["start"]
-        pixels = lambda x: (x * std[0] + mean[0]).clamp(0, 1)  # noqa: E731
+
+        def pixels(x: torch.Tensor) -> torch.Tensor:
+            return (x * std[0] + mean[0]).clamp(0, 1)
+
         results.append(
             {
                 "update": [g.detach().clone() for g in shared["gradients"]],

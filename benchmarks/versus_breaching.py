@@ -94,7 +94,7 @@ def _model(reply: dict, train_mode: bool) -> ConvNet64:
 def _target(model: ConvNet64, image, label, train_mode: bool) -> AttackTarget:
     x, y = image[None], label.view(1)
     update = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
-    target = AttackTarget(
+    return AttackTarget(
         model=model,
         update=[u.detach() for u in update],
         batch_size=1,
@@ -104,7 +104,6 @@ def _target(model: ConvNet64, image, label, train_mode: bool) -> AttackTarget:
         threat=ThreatModel(labels_known=True),
         bn_train_mode=train_mode,
     )
-    return target
 
 
 def _fedsim(target: AttackTarget, spec: dict) -> tuple[Reconstruction, float]:
