@@ -114,9 +114,7 @@ def chunks(problem: Problem, n: int) -> list[tuple[int, int, Problem]]:
     return [(a, min(a + per, n), problem.span(a, min(a + per, n))) for a in range(0, n, per)]
 
 
-def _gradient(
-    parts: list[tuple[int, int, Problem]], x: torch.Tensor, weight: float
-) -> torch.Tensor:
+def gradient(parts: list[tuple[int, int, Problem]], x: torch.Tensor, weight: float) -> torch.Tensor:
     """∇x Σ_n (weight · data_n + prior_n), chunk by chunk (candidates are independent)."""
     if len(parts) == 1:
         data, prior = parts[0][2].terms(x)
@@ -203,8 +201,8 @@ def _adam(
             return x, step, True
         for group in opt.param_groups:
             group["lr"] = learning_rate(config, step, iterations)
-        gradient = _gradient(parts, x, data_weight(config, step, iterations))
-        x.grad = gradient.sign() if config.signed else gradient
+        g = gradient(parts, x, data_weight(config, step, iterations))
+        x.grad = g.sign() if config.signed else g
         opt.step()
         if config.box:
             with torch.no_grad():

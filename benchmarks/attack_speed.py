@@ -37,6 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from attacks import AttackTarget, Budget, ThreatModel, build_attack
+from attacks.engine import chunks, gradient
 from attacks.updates import ActivationUpdates
 from fedsim.data import load_dataset
 from fedsim.errors import FedsimError
@@ -85,11 +86,10 @@ def _batched_step(targets, route: str, device: torch.device) -> tuple[Callable[[
     problem, x0 = attack._problem(targets, [t.labels for t in targets], Budget(restarts=1), device)
     x = x0.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=0.1)
+    parts = chunks(problem, x.shape[0])  # as the engine takes them
 
     def step():
-        data, prior = problem.terms(x)
-        (g,) = torch.autograd.grad((data + prior).sum(), x)
-        x.grad = g
+        x.grad = gradient(parts, x, 1.0)
         opt.step()
 
     kind = "fast" if isinstance(problem.updates, ActivationUpdates) else "vmap"
