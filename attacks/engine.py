@@ -99,10 +99,10 @@ class Problem:
 CHUNK_UPDATE_ELEMENTS = 24_000_000
 """At most this many update entries (candidates × parameters) go through one batched
 pass; more candidates are taken in chunks of that size one after another in each step.
-Measured on a CPU (`benchmarks/attack_speed.py`, ConvNet-64, 2.9 M parameters): 8
-candidates in one pass cost 0.97× the plain loop per candidate, 32 cost 0.66×, their
-activations and observed updates no longer in cache. The paper CNN (0.33 M) keeps
-gaining up to 72 candidates a pass."""
+Measured on a CPU (`benchmarks/attack_speed.py`, ConvNet-64, 2.9 M parameters, one
+thread): 8 candidates in one pass cost 0.95× the plain loop per candidate, 32 in one
+pass 0.64× (their activations and observed updates no longer in cache), 32 in chunks of
+8 0.96×. The paper CNN (0.33 M parameters, up to 72 a pass) still gained at N = 32."""
 
 
 def chunks(problem: Problem, n: int) -> list[tuple[int, int, Problem]]:
