@@ -56,7 +56,7 @@ def test_batched_equals_one_at_a_time_with_train_mode_batch_norm(route):
 @pytest.mark.parametrize("attack", ["bayes", "cos"])
 def test_chunked_candidates_give_the_results_of_one_pass(images, monkeypatch, attack):
     """Chunks of candidates within each step (large models) change nothing but memory traffic:
-    chunks of three cut through the candidate groups of two targets × two restarts."""
+    chunks of three cut through the candidate groups of three targets × two restarts."""
     x, y, model = images
     model = copy.deepcopy(model).double()
     x = x.double()
