@@ -22,6 +22,7 @@ from attacks.errors import AttackError
 from attacks.likelihood import ScaledLikelihood
 from attacks.objectives import Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
+from attacks.prior_defaults import PriorChoice, choose_priors
 from attacks.priors import build_prior, check_prior_name
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
 from attacks.updates import Route, build_updates
@@ -47,9 +48,11 @@ class GradientAttack:
 
     Fields are the hyper-parameters; `build_attack(name, **overrides)` sets them.
     `priors` maps prior names (see `attacks.priors.PRIORS`) to weights; they apply to
-    image targets. On feature rows (`attacks.domain.FeatureDomain`) the prior is the
-    Gaussian `features` prior of weight `feature_prior` where the threat model grants
-    the feature statistics, and none otherwise. `iterations` and
+    image targets, and None (the default) takes the weights tuned for the target's model
+    and input shape (`attacks.prior_defaults`), saying so where there are none. On
+    feature rows (`attacks.domain.FeatureDomain`) the prior is the Gaussian `features`
+    prior of weight `feature_prior` where the threat model grants the feature
+    statistics, and none otherwise. `iterations` and
     `restarts` apply when `reconstruct` gets no Budget. `device` None means the device of
     the target model's parameters. `route` picks how candidate updates are computed
     ('auto': the fast activation route where it is exact, else torch.func vmap).
@@ -63,7 +66,7 @@ class GradientAttack:
     needs: ClassVar[frozenset[str]] = frozenset()
 
     objective: str = "l2"
-    priors: dict[str, float] = field(default_factory=dict)
+    priors: dict[str, float] | None = None
     feature_prior: float = 1.0
     optimizer: Literal["adam", "lbfgs"] = "adam"
     lr: float = 0.1
@@ -86,7 +89,7 @@ class GradientAttack:
         self.exclude = as_names(self.exclude)
         self.parameter_weights = check_weights(self.parameter_weights)
         build_objective(self.objective)
-        for prior in self.priors:
+        for prior in self.priors or {}:
             check_prior_name(prior)
         if self.iterations < 1 or self.restarts < 1:
             raise AttackError(f"{self.name}: iterations and restarts must be at least 1")
@@ -114,11 +117,13 @@ class GradientAttack:
         device = torch.device(self.device) if self.device else _model_device(first.model)
         labels, inferred = zip(*(self._labels(t) for t in targets), strict=True)
 
+        choice = self.prior_choice(first)
         start = time.perf_counter()
         problem, x0 = self._problem(targets, [lab.to(device) for lab in labels], budget, device)
-        result = optimise(
-            problem, x0, self.optimizer_config(first), budget.iterations, budget.seconds
-        )
+        # The time budget covers building the problem (the route probe) too: the loop
+        # gets what is left of it, and checks it every step.
+        left = None if budget.seconds is None else budget.seconds - (time.perf_counter() - start)
+        result = optimise(problem, x0, self.optimizer_config(first), budget.iterations, left)
         seconds = time.perf_counter() - start
 
         out = []
@@ -138,6 +143,8 @@ class GradientAttack:
                     labels_inferred=inferred[i],
                     status=status,
                     message="" if status == "ok" else _status_message(status, budget),
+                    priors=dict(choice.weights),
+                    priors_source=choice.source,
                 )
             )
         return out
@@ -170,20 +177,19 @@ class GradientAttack:
             weight_ramp=self.weight_ramp,
         )
 
+    def prior_choice(self, target: AttackTarget) -> PriorChoice:
+        """The prior weights for `target` and where they come from (see `priors`)."""
+        if not isinstance(target.domain, ImageDomain):
+            if target.domain.has_statistics and self.feature_prior:
+                return PriorChoice({"features": float(self.feature_prior)}, "feature statistics")
+            return PriorChoice({}, "feature rows without granted statistics: no prior")
+        if self.priors is not None:
+            return PriorChoice(dict(self.priors), "given")
+        return choose_priors(self.name, type(target.model).__name__, tuple(target.input_shape))
+
     def priors_for(self, target: AttackTarget) -> dict[str, float]:
         """Prior name → weight for `target` (subclasses may add priors the threat model allows)."""
-        return self.domain_priors(target, self.priors)
-
-    def domain_priors(
-        self, target: AttackTarget, image_priors: dict[str, float]
-    ) -> dict[str, float]:
-        """`image_priors` for images; for feature rows the `features` prior where the
-        domain holds the statistics the adversary is granted, else no prior."""
-        if isinstance(target.domain, ImageDomain):
-            return dict(image_priors)
-        if target.domain.has_statistics and self.feature_prior:
-            return {"features": float(self.feature_prior)}
-        return {}
+        return self.prior_choice(target).weights
 
     def with_overrides(self, **overrides: object) -> GradientAttack:
         """A copy with some hyper-parameters changed (unknown names raise AttackError)."""

@@ -114,6 +114,9 @@ class Reconstruction:
     rows with one-hot groups) and `labels` (batch,) of the best candidate;
     `objective` holds the final objective of every restart (lower is better), and
     `best` indexes the chosen one. `labels_inferred` is False where labels were given.
+    `priors` are the prior weights used and `priors_source` where they came from: given,
+    tuned for this model and shape, `untuned: …` (see `attacks.prior_defaults`), or none
+    for an attack without priors.
     """
 
     inputs: torch.Tensor
@@ -125,3 +128,5 @@ class Reconstruction:
     labels_inferred: bool
     status: Literal["ok", "timeout", "failed"] = "ok"
     message: str = ""
+    priors: dict[str, float] = field(default_factory=dict)
+    priors_source: str = "none"

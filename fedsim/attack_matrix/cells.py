@@ -66,6 +66,8 @@ class CellResult:
     label_accuracy: float
     seconds: float
     statuses: list[str]
+    priors: dict[str, float] = field(default_factory=dict)
+    priors_source: str = "none"
 
     @property
     def psnr_mean(self) -> float:
@@ -100,6 +102,8 @@ class CellResult:
             "label_accuracy": self.label_accuracy,
             "seconds": self.seconds,
             "statuses": self.statuses,
+            "priors": self.priors,
+            "priors_source": self.priors_source,
         }
 
 
@@ -238,6 +242,8 @@ def _score(
         label_accuracy=correct / len(psnrs),
         seconds=seconds,
         statuses=[rec.status for rec in reconstructions],
+        priors=dict(reconstructions[0].priors) if reconstructions else {},
+        priors_source=reconstructions[0].priors_source if reconstructions else "none",
     )
 
 

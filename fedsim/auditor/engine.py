@@ -6,7 +6,9 @@ attack failure becomes a record with a status and the error's message: `oom` whe
 ran out of memory (torch.OutOfMemoryError, a RuntimeError "out of memory", MemoryError;
 a batched attack is then retried one target at a time), `failed` for any other
 exception, `timeout` when the attack says so or returns well past its time budget
-(`Budget.seconds`; attacks check it themselves, the engine cannot stop a running one).
+(`Budget.seconds`). The optimisation attacks stop themselves there: their loop checks the
+deadline every step, building the problem included, and returns the best candidate so
+far; the over-budget check catches attacks that cannot be stopped half-way.
 
 `seconds` in a record is the attack's own time on that client, or, where one call
 reconstructed several clients at once (`reconstruct_many`), an equal share of that
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,8 @@ from fedsim.scenario.components import build_attack, build_defense
 from fedsim.scenario.config import AttackConfig
 
 _ATTACK_TAG = 0xA77C
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -164,6 +169,7 @@ class AuditEngine:
                 (config, self._build(config, index)) for index, config in enumerate(setup.attacks)
             ]
         self.attacks = list(attacks)
+        self._warned: set[str] = set()
 
     def _build(self, config: AttackConfig, index: int) -> Any:
         """The configured attack; `adapted` becomes the attack adapted to the clients' defense."""
@@ -312,6 +318,12 @@ class AuditEngine:
         result.record.update({**job.fields, **case.fields})
         return result
 
+    def _warn_untuned(self, config: AttackConfig, source: str) -> None:
+        """Say once per attack, on the console, that its prior weights were tuned elsewhere."""
+        if source.startswith("untuned") and config.display_name not in self._warned:
+            self._warned.add(config.display_name)
+            logger.warning("attack %s: %s", config.display_name, source)
+
     def _failure(
         self,
         job: RoundJob,
@@ -370,7 +382,10 @@ class AuditEngine:
             seconds_shared_by=shared_by,
             status=recon.status,
             message=recon.message,
+            priors=dict(recon.priors),
+            priors_source=recon.priors_source,
         )
+        self._warn_untuned(config, recon.priors_source)
         if case.trained_on is not None and case.true_labels is not None:
             seen = score_reconstruction(
                 inputs, recon.labels, case.trained_on, case.true_labels, domain
