@@ -7,6 +7,7 @@ rec = build_attack("bayes").reconstruct(target)
 from __future__ import annotations
 
 from attacks.base import GradientAttack
+from attacks.domain import FeatureDomain, ImageDomain
 from attacks.engine import OptimizerConfig
 from attacks.errors import AttackError
 from attacks.objectives import OBJECTIVES
@@ -21,7 +22,9 @@ __all__ = [
     "AttackError",
     "AttackTarget",
     "Budget",
+    "FeatureDomain",
     "GradientAttack",
+    "ImageDomain",
     "OptimizerConfig",
     "Protocol",
     "Reconstruction",

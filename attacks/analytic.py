@@ -114,7 +114,7 @@ class AnalyticFC:
             estimates.append((b @ w) / (b @ b))
         layer_inputs = torch.stack(estimates)
         objective = _unexplained_fraction(weight_grad[usable], layer_inputs)
-        inputs = _to_pixels(layer_inputs, normalisation, target.input_shape)
+        inputs = _to_inputs(layer_inputs, normalisation, target)
         return Reconstruction(
             inputs=inputs,
             labels=labels,
@@ -249,14 +249,17 @@ def _unexplained_fraction(weight_grad: torch.Tensor, layer_inputs: torch.Tensor)
     return float(residual.square().sum() / weight_grad.square().sum().clamp_min(1e-300))
 
 
-def _to_pixels(
+def _to_inputs(
     layer_inputs: torch.Tensor,
     normalisation: tuple[torch.Tensor, torch.Tensor],
-    input_shape: tuple[int, int, int],
+    target: AttackTarget,
 ) -> torch.Tensor:
+    """Undo the model's normalisation and bring the result into the target's domain
+    (images: clamped to [0, 1]; one-hot groups: the largest entry)."""
     mean, std = normalisation
-    pixels = layer_inputs * std + mean
-    return pixels.clamp(0.0, 1.0).float().reshape(-1, *input_shape)
+    inputs = (layer_inputs * std + mean).float().reshape(-1, *target.input_shape)
+    target.domain.project_(inputs)
+    return target.domain.finalize(inputs)
 
 
 def _probe_first_module(target: AttackTarget) -> nn.Module | None:

@@ -16,11 +16,14 @@ from typing import ClassVar, Literal
 
 import torch
 
+from attacks.domain import ImageDomain
 from attacks.engine import OptimizerConfig, Problem, optimise
 from attacks.errors import AttackError
+from attacks.likelihood import ScaledLikelihood
 from attacks.objectives import Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
-from attacks.priors import build_prior
+from attacks.prior_defaults import PriorChoice, choose_priors
+from attacks.priors import build_prior, check_prior_name
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
 from attacks.updates import Route, build_updates
 
@@ -44,7 +47,12 @@ class GradientAttack:
     """Reconstruct inputs by matching the observed update, batched over candidates.
 
     Fields are the hyper-parameters; `build_attack(name, **overrides)` sets them.
-    `priors` maps prior names (see `attacks.priors.PRIORS`) to weights. `iterations` and
+    `priors` maps prior names (see `attacks.priors.PRIORS`) to weights; they apply to
+    image targets, and None (the default) takes the weights tuned for the target's model
+    and input shape (`attacks.prior_defaults`), saying so where there are none. On
+    feature rows (`attacks.domain.FeatureDomain`) the prior is the Gaussian `features`
+    prior of weight `feature_prior` where the threat model grants the feature
+    statistics, and none otherwise. `iterations` and
     `restarts` apply when `reconstruct` gets no Budget. `device` None means the device of
     the target model's parameters. `route` picks how candidate updates are computed
     ('auto': the fast activation route where it is exact, else torch.func vmap).
@@ -58,7 +66,8 @@ class GradientAttack:
     needs: ClassVar[frozenset[str]] = frozenset()
 
     objective: str = "l2"
-    priors: dict[str, float] = field(default_factory=dict)
+    priors: dict[str, float] | None = None
+    feature_prior: float = 1.0
     optimizer: Literal["adam", "lbfgs"] = "adam"
     lr: float = 0.1
     schedule: Literal["constant", "exponential", "step"] = "constant"
@@ -80,8 +89,8 @@ class GradientAttack:
         self.exclude = as_names(self.exclude)
         self.parameter_weights = check_weights(self.parameter_weights)
         build_objective(self.objective)
-        for prior in self.priors:
-            build_prior(prior)
+        for prior in self.priors or {}:
+            check_prior_name(prior)
         if self.iterations < 1 or self.restarts < 1:
             raise AttackError(f"{self.name}: iterations and restarts must be at least 1")
         if self.lr <= 0:
@@ -108,11 +117,13 @@ class GradientAttack:
         device = torch.device(self.device) if self.device else _model_device(first.model)
         labels, inferred = zip(*(self._labels(t) for t in targets), strict=True)
 
+        choice = self.prior_choice(first)
         start = time.perf_counter()
         problem, x0 = self._problem(targets, [lab.to(device) for lab in labels], budget, device)
-        result = optimise(
-            problem, x0, self.optimizer_config(first), budget.iterations, budget.seconds
-        )
+        # The time budget covers building the problem (the route probe) too: the loop
+        # gets what is left of it, and checks it every step.
+        left = None if budget.seconds is None else budget.seconds - (time.perf_counter() - start)
+        result = optimise(problem, x0, self.optimizer_config(first), budget.iterations, left)
         seconds = time.perf_counter() - start
 
         out = []
@@ -123,7 +134,7 @@ class GradientAttack:
             status = result.status if torch.isfinite(objective[best]) else "failed"
             out.append(
                 Reconstruction(
-                    inputs=result.x[i * r + best].detach().cpu(),
+                    inputs=first.domain.finalize(result.x[i * r + best]).detach().cpu(),
                     labels=labels[i].cpu(),
                     objective=objective,
                     best=best,
@@ -132,6 +143,8 @@ class GradientAttack:
                     labels_inferred=inferred[i],
                     status=status,
                     message="" if status == "ok" else _status_message(status, budget),
+                    priors=dict(choice.weights),
+                    priors_source=choice.source,
                 )
             )
         return out
@@ -144,6 +157,9 @@ class GradientAttack:
                 f"attack {self.name!r} needs {', '.join(missing)} but the threat model does not grant "
                 f"{'it' if len(missing) == 1 else 'them'} ({', '.join(_GRANTS[m] for m in missing)})"
             )
+        models_mechanism = "mechanism" in self.needs or self.objective == "likelihood"
+        if models_mechanism and target.mechanism is None and target.mechanism_refusal:
+            raise AttackError(f"attack {self.name!r} refused: {target.mechanism_refusal}")
         if target.threat.labels_known and target.labels is None:
             raise AttackError("threat model grants labels (labels_known) but the target has none")
 
@@ -161,9 +177,19 @@ class GradientAttack:
             weight_ramp=self.weight_ramp,
         )
 
+    def prior_choice(self, target: AttackTarget) -> PriorChoice:
+        """The prior weights for `target` and where they come from (see `priors`)."""
+        if not isinstance(target.domain, ImageDomain):
+            if target.domain.has_statistics and self.feature_prior:
+                return PriorChoice({"features": float(self.feature_prior)}, "feature statistics")
+            return PriorChoice({}, "feature rows without granted statistics: no prior")
+        if self.priors is not None:
+            return PriorChoice(dict(self.priors), "given")
+        return choose_priors(self.name, type(target.model).__name__, tuple(target.input_shape))
+
     def priors_for(self, target: AttackTarget) -> dict[str, float]:
         """Prior name → weight for `target` (subclasses may add priors the threat model allows)."""
-        return dict(self.priors)
+        return self.prior_choice(target).weights
 
     def with_overrides(self, **overrides: object) -> GradientAttack:
         """A copy with some hyper-parameters changed (unknown names raise AttackError)."""
@@ -211,19 +237,26 @@ class GradientAttack:
         groups = []
         for i, t in enumerate(targets):
             observed = [u.detach().to(device) for u in t.update]
+            mechanism = t.mechanism
             if protocol.kind == "fedavg" and not unroll:
                 # Local hyper-parameters unknown: read the delta as a scaled gradient
-                # (the protocol's lr and steps are then the adversary's guess).
+                # (the protocol's lr and steps are then the adversary's guess); the
+                # mechanism, stated in delta units, is evaluated back in those units.
                 scale = protocol.local_lr * protocol.local_steps
                 observed = [-u / scale for u in observed]
-            groups.append(ObservedGroup(i * r, (i + 1) * r, observed, t.mechanism))
+                if mechanism is not None:
+                    mechanism = ScaledLikelihood(mechanism, -scale)
+            groups.append(ObservedGroup(i * r, (i + 1) * r, observed, mechanism))
             per_candidate.append(observed)
         stacked = [
             torch.stack([obs[k] for obs in per_candidate]).repeat_interleave(r, dim=0)
             for k in range(len(per_candidate[0]))
         ]
         label_tensor = torch.stack(list(labels)).repeat_interleave(r, dim=0)
-        priors = [(build_prior(n), float(w)) for n, w in self.priors_for(first).items()]
+        priors = [
+            (build_prior(n, first.input_shape, first.domain), float(w))
+            for n, w in self.priors_for(first).items()
+        ]
         weights = resolve_parameter_weights(model, self.parameter_weights, self.exclude)
         problem = Problem(
             updates,
@@ -231,6 +264,7 @@ class GradientAttack:
             Observed(stacked, groups, weights),
             build_objective(self.objective),
             priors,
+            first.domain,
         )
         dtype = next(model.parameters()).dtype
         x0 = torch.cat([self._initial(first, restart) for _ in targets for restart in range(r)])
@@ -238,10 +272,11 @@ class GradientAttack:
         return problem, x0
 
     def _initial(self, target: AttackTarget, restart: int) -> torch.Tensor:
-        """Restart `restart`'s start point: uniform in [0, 1], from a generator seeded by
-        (seed, restart) alone, so a candidate starts the same however it is batched."""
+        """Restart `restart`'s start point, drawn by the domain (images: uniform in [0, 1])
+        from a generator seeded by (seed, restart) alone, so a candidate starts the same
+        however it is batched."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + restart)
-        return torch.rand((1, target.batch_size, *target.input_shape), generator=gen)
+        return target.domain.initial((1, target.batch_size, *target.input_shape), gen)
 
 
 def check_overrides(cls: type, overrides: dict[str, object]) -> None:
@@ -272,6 +307,7 @@ def _check_shared(targets: Sequence[AttackTarget]) -> None:
             and t.protocol == first.protocol
             and t.threat == first.threat
             and t.bn_train_mode == first.bn_train_mode
+            and t.domain == first.domain
         )
         params = list(t.model.parameters())
         if (
@@ -281,7 +317,7 @@ def _check_shared(targets: Sequence[AttackTarget]) -> None:
         ):
             raise AttackError(
                 "targets batched in one call must share model, start parameters, batch size, "
-                "input shape, protocol and threat model"
+                "input shape and domain, protocol and threat model"
             )
 
 

@@ -135,7 +135,8 @@ def _allocate(expected: torch.Tensor, present: torch.Tensor, batch_size: int) ->
 def _dummy_statistics(
     target: AttackTarget, module_name: str, count: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean softmax output and mean ‖head input‖₁ of the model on uniform random images.
+    """Mean softmax output and mean ‖head input‖₁ of the model on random inputs of the
+    target's domain (uniform random images; random feature rows).
 
     Runs in the client's training mode; buffers (batch-norm running statistics), module
     modes, the global RNG and any generator a module holds (e.g. a variational bottleneck's)
@@ -151,7 +152,7 @@ def _dummy_statistics(
         captured.append(args[0].detach())
 
     noise = torch.Generator().manual_seed(seed)
-    images = torch.rand((count, *target.input_shape), generator=noise).to(device)
+    images = target.domain.random_inputs((count, *target.input_shape), noise).to(device)
     buffers = [(b, b.clone()) for b in model.buffers()]
     generators = [
         (g, g.get_state())

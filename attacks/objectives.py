@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from attacks.errors import AttackError
+from attacks.likelihood import Likelihood, gaussian_sigma
 from attacks.updates import CandidateUpdates, LinearFactors
 
 
@@ -26,7 +27,7 @@ class ObservedGroup:
     start: int
     stop: int
     update: list[torch.Tensor]
-    mechanism: object | None
+    mechanism: Likelihood | None
 
 
 @dataclass
@@ -137,18 +138,12 @@ class CosineDistance(Objective):
         return 1.0 - dot / (c_norm.add(1e-12).sqrt() * o_norm.add(1e-12).sqrt())
 
 
-def _is_gaussian(mechanism: object | None) -> bool:
-    """Isotropic Gaussian noise N(0, σ²I) (defenses.mechanisms.GaussianMechanism), by duck type."""
-    return type(mechanism).__name__ == "GaussianMechanism" and isinstance(
-        getattr(mechanism, "sigma", None), float | int
-    )
-
-
 class NegativeLogLikelihood(Objective):
     """−log p(g_obs | g) from each target's mechanism; Gaussian σ = 1 (½‖·‖²) without one.
 
-    Isotropic Gaussian mechanisms are evaluated as ‖·‖²/(2σ²) through `L2Distance`, which
-    avoids materialising large layers; every other mechanism gets materialised updates.
+    A mechanism that states itself isotropic Gaussian noise and nothing else
+    (`attacks.likelihood.gaussian_sigma`) is evaluated as ‖·‖²/(2σ²) through `L2Distance`,
+    which avoids materialising large layers; every other mechanism gets materialised updates.
     With parameter weights, the mechanism's log-likelihood is taken separately over each
     set of parameters sharing a weight and summed with those weights (zero-weight
     parameters dropped): exact for the usual coordinate-wise mechanisms (noise, pruning,
@@ -162,8 +157,8 @@ class NegativeLogLikelihood(Objective):
         parts = []
         for g in observed.groups:
             sub = candidate.select(g.start, g.stop)
-            if g.mechanism is None or _is_gaussian(g.mechanism):
-                sigma = 1.0 if g.mechanism is None else float(g.mechanism.sigma)
+            sigma = 1.0 if g.mechanism is None else gaussian_sigma(g.mechanism)
+            if sigma is not None:
                 parts.append(L2Distance()(sub, observed.select(g.start, g.stop)) / (2 * sigma**2))
             elif observed.weights is None:
                 parts.append(-g.mechanism.log_likelihood(g.update, sub.updates))

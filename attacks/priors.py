@@ -1,32 +1,60 @@
-"""Image priors −log p(x) (regularisers); name → class table.
+"""Priors −log p(x) (regularisers); name → class table.
 
-Each maps candidates x of shape (N, B, C, H, W) in pixel space to (N,) values to
-minimise. The batch-norm prior also reads the candidates' batch statistics.
+Each maps candidates x of shape (N, B, *input_shape), as the model sees them, to (N,)
+values to minimise. A prior is built for one input shape and domain and refuses, at
+construction, those it cannot handle (total variation needs images at least 2 pixels
+high and wide). The batch-norm prior also reads the candidates' batch statistics.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import torch
 
+from attacks.domain import FeatureDomain, ImageDomain, InputDomain
 from attacks.errors import AttackError
 from attacks.updates import CandidateUpdates
 
 
 class Prior(ABC):
-    """A regulariser on candidate images; lower is more plausible."""
+    """A regulariser on candidate inputs; lower is more plausible."""
 
     name: str = "prior"
 
+    def __init__(
+        self, input_shape: Sequence[int] | None = None, domain: InputDomain | None = None
+    ) -> None:
+        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        self.domain = domain or ImageDomain()
+        if self.input_shape is not None:
+            self.check(self.input_shape, self.domain)
+
+    def check(self, input_shape: tuple[int, ...], domain: InputDomain) -> None:  # noqa: B027
+        """Raise AttackError, naming the prior and the shape, where this prior cannot apply
+        (every shape by default)."""
+
+    def _refuse(self, input_shape: tuple[int, ...], needs: str) -> None:
+        raise AttackError(f"prior {self.name!r}: needs {needs}, got input shape {input_shape}")
+
     @abstractmethod
     def __call__(self, x: torch.Tensor, candidate: CandidateUpdates) -> torch.Tensor: ...
+
+
+def _check_image_grid(prior: Prior, input_shape: tuple[int, ...], domain: InputDomain) -> None:
+    """Differences between neighbouring pixels need images at least 2 × 2."""
+    if not isinstance(domain, ImageDomain) or len(input_shape) != 3 or min(input_shape[1:]) < 2:
+        prior._refuse(input_shape, "images (channels, height, width) with height and width ≥ 2")
 
 
 class TotalVariation(Prior):
     """Anisotropic total variation, mean |∂x| + mean |∂y| (Inverting Gradients, Geiping et al. 2020)."""
 
     name = "tv"
+
+    def check(self, input_shape: tuple[int, ...], domain: InputDomain) -> None:
+        _check_image_grid(self, input_shape, domain)
 
     def __call__(self, x: torch.Tensor, candidate: CandidateUpdates) -> torch.Tensor:
         dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
@@ -39,6 +67,9 @@ class SquaredTotalVariation(Prior):
 
     name = "tv_squared"
 
+    def check(self, input_shape: tuple[int, ...], domain: InputDomain) -> None:
+        _check_image_grid(self, input_shape, domain)
+
     def __call__(self, x: torch.Tensor, candidate: CandidateUpdates) -> torch.Tensor:
         dx = (x[..., :, 1:] - x[..., :, :-1]).square().flatten(2).sum(2)
         dy = (x[..., 1:, :] - x[..., :-1, :]).square().flatten(2).sum(2)
@@ -49,6 +80,10 @@ class BoxPenalty(Prior):
     """Σ distance² to the box [0, 1] per image, mean over the batch (the paper's clip prior)."""
 
     name = "box"
+
+    def check(self, input_shape: tuple[int, ...], domain: InputDomain) -> None:
+        if not isinstance(domain, ImageDomain) or (domain.low, domain.high) != (0.0, 1.0):
+            self._refuse(input_shape, "images in the box [0, 1]")
 
     def __call__(self, x: torch.Tensor, candidate: CandidateUpdates) -> torch.Tensor:
         return (x - x.clamp(0.0, 1.0)).square().flatten(2).sum(2).mean(1)
@@ -78,17 +113,62 @@ class BatchNormStatistics(Prior):
         return total
 
 
+class FeatureStatistics(Prior):
+    """½ Σ ((x − μ)/σ)² over the continuous columns, mean over the batch: a Gaussian prior
+    from the feature statistics the threat model grants (`FeatureDomain.mean`, `.std`)."""
+
+    name = "features"
+
+    def __init__(
+        self, input_shape: Sequence[int] | None = None, domain: InputDomain | None = None
+    ) -> None:
+        if input_shape is None:
+            raise AttackError(f"prior {self.name!r}: needs the input shape it is built for")
+        super().__init__(input_shape, domain)
+
+    def check(self, input_shape: tuple[int, ...], domain: InputDomain) -> None:
+        if not isinstance(domain, FeatureDomain) or not domain.has_statistics:
+            self._refuse(input_shape, "feature vectors whose mean and std the adversary is granted")
+        domain.check(input_shape)
+        columns = domain.continuous(input_shape[0])
+        self._columns = torch.tensor(columns, dtype=torch.long)
+        self._mean = torch.tensor(domain.mean)[columns]
+        self._std = torch.tensor(domain.std)[columns]
+
+    def __call__(self, x: torch.Tensor, candidate: CandidateUpdates) -> torch.Tensor:
+        columns = self._columns.to(x.device)
+        mean, std = self._mean.to(x), self._std.to(x)
+        z = (x.index_select(-1, columns) - mean) / std
+        return 0.5 * z.square().sum(-1).mean(1)
+
+
 PRIORS: dict[str, type[Prior]] = {
     cls.name: cls
-    for cls in (TotalVariation, SquaredTotalVariation, BoxPenalty, ImageNorm, BatchNormStatistics)
+    for cls in (
+        TotalVariation,
+        SquaredTotalVariation,
+        BoxPenalty,
+        ImageNorm,
+        BatchNormStatistics,
+        FeatureStatistics,
+    )
 }
 
 
-def build_prior(name: str) -> Prior:
-    """The prior called `name`; an AttackError lists the known names otherwise."""
-    try:
-        return PRIORS[name]()
-    except KeyError:
+def check_prior_name(name: str) -> None:
+    """Refuse an unknown prior name, listing the known ones."""
+    if name not in PRIORS:
         raise AttackError(
             f"prior: unknown name {name!r}; choose one of {', '.join(sorted(PRIORS))}"
-        ) from None
+        )
+
+
+def build_prior(
+    name: str, input_shape: Sequence[int] | None = None, domain: InputDomain | None = None
+) -> Prior:
+    """The prior called `name` for inputs of `input_shape` in `domain` (images by default).
+
+    An AttackError lists the known names for an unknown one, and names the prior and
+    the shape when it cannot handle that shape."""
+    check_prior_name(name)
+    return PRIORS[name](input_shape, domain)

@@ -9,7 +9,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from attacks.domain import ImageDomain, InputDomain
 from attacks.errors import AttackError
+from attacks.likelihood import Likelihood, check_likelihood
 
 
 @dataclass(frozen=True)
@@ -42,21 +44,27 @@ class AttackTarget:
     """One intercepted update and everything the adversary knows about how it was made.
 
     `model` holds the exact parameters (and buffers) the client started from; its
-    `forward` takes pixel-space images in [0, 1]. `update` has one tensor per
+    `forward` takes inputs of `domain` (by default images in [0, 1], see
+    `attacks.domain`), one batch of `input_shape` each. `update` has one tensor per
     parameter, in `model.parameters()` order. `mechanism`, when known, is the
-    defense's likelihood p(observed | candidate) (see `defenses.mechanisms`).
+    defense's likelihood p(observed | candidate), stating its noise and scale
+    (`attacks.likelihood.Likelihood`; `defenses.mechanisms` implements it).
     """
 
     model: nn.Module
     update: Sequence[torch.Tensor]
     batch_size: int
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     num_classes: int
     labels: torch.Tensor | None = None
-    mechanism: object | None = None
+    mechanism: Likelihood | None = None
+    mechanism_refusal: str | None = None
+    """Why no mechanism is given although the defense perturbs the update (an attack
+    that models the mechanism is then refused with it); None otherwise."""
     protocol: Protocol = field(default_factory=Protocol)
     threat: ThreatModel = field(default_factory=ThreatModel)
     bn_train_mode: bool = True
+    domain: InputDomain = field(default_factory=ImageDomain)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -75,12 +83,11 @@ class AttackTarget:
                 )
             if not torch.isfinite(u).all():
                 raise AttackError(f"update[{i}]: contains NaN or infinite values")
+        if self.mechanism is not None:
+            check_likelihood(self.mechanism)
         if self.batch_size < 1:
             raise AttackError(f"batch_size: must be at least 1, got {self.batch_size}")
-        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise AttackError(
-                f"input_shape: expected (channels, height, width), got {self.input_shape}"
-            )
+        self.domain.check(self.input_shape)
         if self.labels is not None:
             if self.labels.shape != (self.batch_size,):
                 raise AttackError(
@@ -103,9 +110,13 @@ class Budget:
 class Reconstruction:
     """What an attack returns for one target.
 
-    `inputs` (batch, C, H, W) in [0, 1] and `labels` (batch,) of the best candidate;
+    `inputs` (batch, *input_shape) in the target's domain (images in [0, 1]; feature
+    rows with one-hot groups) and `labels` (batch,) of the best candidate;
     `objective` holds the final objective of every restart (lower is better), and
     `best` indexes the chosen one. `labels_inferred` is False where labels were given.
+    `priors` are the prior weights used and `priors_source` where they came from: given,
+    tuned for this model and shape, `untuned: …` (see `attacks.prior_defaults`), or none
+    for an attack without priors.
     """
 
     inputs: torch.Tensor
@@ -117,3 +128,5 @@ class Reconstruction:
     labels_inferred: bool
     status: Literal["ok", "timeout", "failed"] = "ok"
     message: str = ""
+    priors: dict[str, float] = field(default_factory=dict)
+    priors_source: str = "none"

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from defenses.accounting import PrivacyLedger, dp_epsilon
+from defenses.accounting import PrivacyClaim, RoundSchedule, dp_epsilon, privacy_claims
 from defenses.base import STAGES, Defense, Parameter
 from defenses.client import (
     ClientUpdate,
@@ -22,7 +22,7 @@ from defenses.client import (
     defended_gradient,
 )
 from defenses.composite import Composite, compose
-from defenses.errors import DefenseError
+from defenses.errors import DefenseError, MechanismRefused
 from defenses.registry import (
     DEFENSES,
     UPDATE_STAGE,
@@ -40,8 +40,10 @@ __all__ = [
     "Defense",
     "DefenseError",
     "DefenseInfo",
+    "MechanismRefused",
     "Parameter",
-    "PrivacyLedger",
+    "PrivacyClaim",
+    "RoundSchedule",
     "ClientUpdate",
     "batch_gradient",
     "client_update",
@@ -52,4 +54,5 @@ __all__ = [
     "dp_epsilon",
     "list_defenses",
     "parse_defense",
+    "privacy_claims",
 ]

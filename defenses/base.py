@@ -22,16 +22,42 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
-from defenses.errors import DefenseError
+from defenses.errors import DefenseError, MechanismRefused
 from defenses.mechanisms.base import Mechanism
 
 STAGES = ("batch", "model", "gradient", "update")
 """The stages a defense may act at, in the order a client applies them."""
+
+
+class TrainingProtocol(Protocol):
+    """How a client turns its batch into its update (`attacks.target.Protocol` is one)."""
+
+    @property
+    def kind(self) -> str: ...  # "fedsgd" (a gradient) or "fedavg" (a weight delta)
+
+    @property
+    def local_steps(self) -> int: ...
+
+    @property
+    def local_lr(self) -> float: ...
+
+    @property
+    def local_batch_size(self) -> int | None: ...
+
+
+def stated_mechanism(
+    defense: Defense, batch_size: int, protocol: TrainingProtocol | None = None
+) -> tuple[Mechanism | None, str | None]:
+    """(mechanism, None), or (None, why) where the defense refuses to state one."""
+    try:
+        return defense.mechanism_for(batch_size, protocol), None
+    except MechanismRefused as refusal:
+        return None, str(refusal)
 
 
 @dataclass(frozen=True)
@@ -157,8 +183,14 @@ class Defense:
         """p(observed update | clean update); None: the adversary is told no likelihood."""
         return None
 
-    def mechanism_for(self, batch_size: int) -> Mechanism | None:
-        """The mechanism for a client batch of `batch_size` samples (most do not depend on it)."""
+    def mechanism_for(
+        self, batch_size: int, protocol: TrainingProtocol | None = None
+    ) -> Mechanism | None:
+        """The mechanism for a client batch of `batch_size` samples under `protocol`
+        (None: FedSGD), in the units of the update the client sends. Most defenses act
+        on the outgoing update and depend on neither. `MechanismRefused` where no
+        likelihood can be stated and stating none would mislead an attack that models it.
+        """
         return self.mechanism
 
     @property

@@ -8,8 +8,10 @@ parts' order). The adversary is told one likelihood for the whole:
 - exactly one part does: that part's mechanism (``ats | dpsgd`` → DP-SGD's);
 - Gaussian noise after Gaussian noise: Gaussian with the variances added, also after
   DP-SGD (clipped Gaussian with the variances added);
-- ``prune`` then one ``gaussian`` or ``laplacian`` (noise on every coordinate, pruned
-  ones included): the mixture `PruneNoiseMixtureMechanism`;
+- ``prune`` (the fixed public mask) then one ``gaussian`` or ``laplacian``: the fixed-mask
+  likelihood `FixedMaskMechanism`, as ``prune+gaussian`` / ``prune+laplacian``;
+- ``random-prune`` then one ``gaussian`` or ``laplacian`` (noise on every coordinate,
+  pruned ones included): the mixture `PruneNoiseMixtureMechanism`;
 - anything else: None, with the reason in `mechanism_note` — the adversary is not
   given a likelihood it cannot trust.
 """
@@ -22,14 +24,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from defenses.base import Defense
+from defenses.base import Defense, TrainingProtocol
 from defenses.dpsgd import DPSGD
 from defenses.errors import DefenseError
 from defenses.mechanisms import GaussianMechanism, Mechanism
 from defenses.mechanisms.clipped import ClippedGaussianMechanism
-from defenses.mechanisms.masked import PruneNoiseMixtureMechanism
+from defenses.mechanisms.masked import FixedMaskMechanism, PruneNoiseMixtureMechanism
 from defenses.noise import GaussianNoise, LaplacianNoise
-from defenses.pruning import RandomPrune
+from defenses.pruning import Prune, RandomPrune
 
 
 class Composite(Defense):
@@ -71,8 +73,10 @@ class Composite(Defense):
     def mechanism(self) -> Mechanism | None:
         return self.mechanism_for(1)
 
-    def mechanism_for(self, batch_size: int) -> Mechanism | None:
-        return _compose_mechanism(self.parts, batch_size)[0]
+    def mechanism_for(
+        self, batch_size: int, protocol: TrainingProtocol | None = None
+    ) -> Mechanism | None:
+        return _compose_mechanism(self.parts, batch_size, protocol)[0]
 
     @property
     def mechanism_note(self) -> str:
@@ -120,13 +124,15 @@ def compose(parts: Sequence[Defense]) -> Defense:
     return parts[0] if len(parts) == 1 and not isinstance(parts[0], Composite) else Composite(parts)
 
 
-def _compose_mechanism(parts: Sequence[Defense], batch_size: int) -> tuple[Mechanism | None, str]:
+def _compose_mechanism(
+    parts: Sequence[Defense], batch_size: int, protocol: TrainingProtocol | None = None
+) -> tuple[Mechanism | None, str]:
     active = [p for p in parts if p.perturbs_update]
     if not active:
         return None, "no part perturbs the update; the adversary is told no likelihood"
     if len(active) == 1:
         return active[0].mechanism_for(
-            batch_size
+            batch_size, protocol
         ), f"the mechanism of {active[0].name}: {active[0].mechanism_note}"
     names = " then ".join(p.name for p in active)
     first, rest = active[0], active[1:]
@@ -137,18 +143,27 @@ def _compose_mechanism(parts: Sequence[Defense], batch_size: int) -> tuple[Mecha
                 math.sqrt(first.sigma**2 + extra)
             ), f"{names}: Gaussian, variances added"
         if isinstance(first, DPSGD):
-            std = math.sqrt((first.sigma * first.clip / batch_size) ** 2 + extra)
+            # The noise after DP-SGD is added to what the client sends: DP-SGD's units.
+            dp = first.mechanism_for(batch_size, protocol)
+            std = math.sqrt(dp.std**2 + extra)
             return ClippedGaussianMechanism(
-                first.clip, std
+                dp.clip, std
             ), f"{names}: clipped Gaussian, variances added"
-    if isinstance(first, RandomPrune) and len(rest) == 1:
-        noise = rest[0]
-        if isinstance(noise, GaussianNoise):
-            return PruneNoiseMixtureMechanism(
-                first.p, "gaussian", noise.sigma
-            ), f"{names}: mixture per coordinate"
-        if isinstance(noise, LaplacianNoise):
-            return PruneNoiseMixtureMechanism(
-                first.p, "laplacian", noise.b
-            ), f"{names}: mixture per coordinate"
+    if isinstance(first, Prune | RandomPrune) and len(rest) == 1:
+        noise = _noise_of(rest[0])
+        if noise is not None and isinstance(first, Prune):
+            mechanism = FixedMaskMechanism(first.p, first.mask_seed, *noise)
+            return mechanism, f"{names}: the known mask, then noise on every coordinate"
+        if noise is not None:
+            mixture = PruneNoiseMixtureMechanism(1.0 - first.p, *noise)
+            return mixture, f"{names}: mixture per coordinate"
     return None, f"{names}: no closed-form composed likelihood; the adversary is told none"
+
+
+def _noise_of(defense: Defense) -> tuple[str, float] | None:
+    """(noise kind, scale) of a plain noise defense, else None."""
+    if isinstance(defense, GaussianNoise):
+        return "gaussian", defense.sigma
+    if isinstance(defense, LaplacianNoise):
+        return "laplacian", defense.b
+    return None

@@ -3,7 +3,8 @@
 Reference: Abadi et al., "Deep Learning with Differential Privacy", CCS 2016.
 Per-sample gradients come from torch.func (functional_call + grad + vmap). Batch
 norm mixes samples in a batch, so a per-sample gradient is undefined there: models
-with batch-norm layers are refused. Privacy spent: `defenses.accounting`.
+with batch-norm layers are refused. Privacy spent, per threat model:
+`defenses.accounting`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from defenses.accounting import dp_epsilon
-from defenses.base import Defense, Parameter, draw_normal
-from defenses.errors import DefenseError
+from defenses.base import Defense, Parameter, TrainingProtocol, draw_normal
+from defenses.errors import DefenseError, MechanismRefused
 from defenses.mechanisms import Mechanism
 from defenses.mechanisms.clipped import ClippedGaussianMechanism
 
@@ -86,15 +86,37 @@ class DPSGD(Defense):
     def mechanism(self) -> Mechanism:
         return self.mechanism_for(1)
 
-    def mechanism_for(self, batch_size: int) -> Mechanism:
-        """On the batch-mean gradient of `batch_size` samples: noise std σ·C/B."""
-        return ClippedGaussianMechanism(self.clip, max(self.sigma * self.clip / batch_size, 1e-12))
+    def mechanism_for(self, batch_size: int, protocol: TrainingProtocol | None = None) -> Mechanism:
+        """Clipped Gaussian in the units of what the client sends.
+
+        FedSGD: the batch-mean gradient, clipped to C, noise std σ·C/B. FedAvg with one
+        local step of lr on B samples: the delta −lr·g̃, so bound lr·C and std lr·σ·C/B.
+        FedAvg with k > 1 local steps is refused (`MechanismRefused`): each step's noise
+        moves the parameters the next step's gradient is taken at, so p(δ | x) has no
+        closed form — a delta of norm up to lr·k·C with noise lr·σ·C·√k/B is not it.
+        """
+        if protocol is None or protocol.kind == "fedsgd":
+            return ClippedGaussianMechanism(
+                self.clip, max(self.sigma * self.clip / batch_size, 1e-12)
+            )
+        step_batch = min(protocol.local_batch_size or batch_size, batch_size)
+        if protocol.local_steps > 1:
+            raise MechanismRefused(
+                f"dpsgd under fedavg with {protocol.local_steps} local steps: each step's noise "
+                "moves the parameters the next gradient is taken at, so the update's "
+                "likelihood has no closed form; an attack that models it is refused"
+            )
+        lr = protocol.local_lr
+        return ClippedGaussianMechanism(
+            lr * self.clip, max(lr * self.sigma * self.clip / step_batch, 1e-12)
+        )
 
     @property
     def mechanism_note(self) -> str:
         return (
-            "clip the candidate batch gradient to C, then Gaussian with std σ·C/B: exact for one "
-            "sample and one FedSGD step, an approximation otherwise"
+            "clip the candidate batch gradient (FedAvg, one step: delta) to C (lr·C), then "
+            "Gaussian with std σ·C/B (lr·σ·C/B): exact for one sample; refused under FedAvg "
+            "with several local steps"
         )
 
     def transform_gradients(
@@ -112,7 +134,3 @@ class DPSGD(Defense):
             (g.sum(dim=0) + self.sigma * self.clip * draw_normal(g[0], generator)) / batch
             for g in clipped
         ]
-
-    def epsilon(self, sample_rate: float, steps: int) -> float:
-        """ε at this defense's δ after `steps` steps at sampling rate q (Opacus RDP accountant)."""
-        return dp_epsilon(self.sigma, sample_rate, steps, self.delta)

@@ -10,9 +10,14 @@ update — delta = reply − sent — and the reply becomes sent + defended delt
 ``update="reply"`` the reply's arrays are the update itself (e.g. a gradient) and
 are defended directly. Other message types pass through untouched.
 
-Randomness: a generator seeded from (seed, destination node, group id — the server
-round in Flower's strategies), so a client's noise is reproducible for a given seed
-in any process, and different across clients and rounds.
+Randomness: every draw (noise, mask) comes from a generator the server cannot know.
+By default it is seeded afresh for every reply from the operating system's entropy
+(`secrets`), so a curious server that knows the scenario, the node ids, the rounds
+and this mod's defaults still cannot regenerate the noise or the mask and subtract it.
+A fixed ``seed`` is for tests only: the generator is then derived from (seed,
+destination node, group id — the server round in Flower's strategies), values the
+server chooses itself, so **a known seed voids the defense**; the mod warns when one
+is given (`KnownSeedWarning`).
 
 Flower is imported here only, lazily: `defenses` itself needs torch alone.
 """
@@ -20,6 +25,8 @@ Flower is imported here only, lazily: `defenses` itself needs torch alone.
 from __future__ import annotations
 
 import hashlib
+import secrets
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -60,25 +67,43 @@ def _array_record(content: Any) -> tuple[str, ArrayRecord]:
     return records[0]
 
 
-def _generator(seed: int, message: Message) -> torch.Generator:
+class KnownSeedWarning(UserWarning):
+    """A defense mod was given a fixed seed: whoever knows it can undo the defense."""
+
+
+def _generator(seed: int | None, message: Message) -> torch.Generator:
+    """OS entropy when `seed` is None; else derived from (seed, node, group) — tests only."""
+    generator = torch.Generator()
+    if seed is None:
+        return generator.manual_seed(secrets.randbits(63))
     meta = message.metadata
     key = f"{seed}:{meta.dst_node_id}:{meta.group_id}".encode()
-    generator = torch.Generator()
     generator.manual_seed(int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & (2**63 - 1))
     return generator
 
 
 def mod(
     defense: str | Defense,
-    seed: int = 0,
+    seed: int | None = None,
     update: Literal["delta", "reply"] = "delta",
     **params: Any,
 ) -> Mod:
     """A Flower client mod applying the update-stage `defense` to every train reply.
 
     `defense` is a name with `params` (``mod("gaussian", sigma=0.1)``), a spec string
-    (``mod("prune+gaussian:p=0.5,sigma=0.1")``) or a Defense object.
+    (``mod("prune+gaussian:p=0.5,sigma=0.1")``) or a Defense object. `seed` None (the
+    default, and the only setting to deploy) draws every reply's randomness from the
+    operating system's entropy. An integer seed makes the draws reproducible for tests,
+    and voids the defense against anyone who knows it: the server knows the node id and
+    the round it is derived with, so it can regenerate the noise and subtract it.
     """
+    if seed is not None:
+        warnings.warn(
+            f"defense mod seeded with {seed}: a server that knows the seed regenerates the "
+            "noise and masks and undoes the defense; use a fixed seed for tests only",
+            KnownSeedWarning,
+            stacklevel=2,
+        )
     chosen = _update_defense(defense, params)
     if update not in ("delta", "reply"):
         raise DefenseError(

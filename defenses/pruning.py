@@ -1,16 +1,21 @@
-"""Random pruning of the update, alone or with noise on the kept coordinates (soft pruning).
+"""Pruning the update, alone or with noise: the paper's fixed-mask soft pruning, and a
+fresh-random-mask variant under names of its own.
 
-Reference: Balunović et al., "Bayesian Framework for Gradient Leakage", ICLR 2022
-(random pruning with Gaussian or Laplacian noise, and the Bayes attack that compares
-only kept coordinates).
+Reference: Balunović et al., "Bayesian Framework for Gradient Leakage", ICLR 2022, and
+its code (``soft_gaussian_pruning``, ``soft_pruning``).
 
-Each update draws a fresh Bernoulli mask: a coordinate is kept with probability p.
-Noise (when present) is added to the kept coordinates only; pruned coordinates are
-sent as exact zeros. The observed update therefore reveals the mask, and the
-mechanism (`MaskedMechanism`) compares observed and candidate on the non-zero
-coordinates only — exactly what this transform does. (Pruning followed by noise on
-every coordinate is the composition ``prune | gaussian``, whose mechanism is the
-mixture `PruneNoiseMixtureMechanism`.)
+``prune``, ``prune+gaussian``, ``prune+laplacian`` — the paper's defense: one mask,
+drawn once from the public ``mask_seed`` and known to the adversary, prunes each
+coordinate with probability p (the paper's p); Gaussian or Laplacian noise is then
+added to every coordinate, pruned ones included. Only the noise is secret. Mechanism:
+`FixedMaskMechanism`, log f(g − m ⊙ c).
+
+``random-prune``, ``random-prune+gaussian``, ``random-prune+laplacian`` — a fresh
+Bernoulli mask per update (each coordinate pruned with probability p), noise on the
+kept coordinates only. Pruned coordinates are sent as exact zeros, so the observed
+update reveals the mask, and the mechanism (`MaskedMechanism`) compares observed and
+candidate on the non-zero coordinates only. (``random-prune | gaussian`` noises every
+coordinate instead; its mechanism is the mixture `PruneNoiseMixtureMechanism`.)
 """
 
 from __future__ import annotations
@@ -21,28 +26,126 @@ import torch
 
 from defenses.base import Defense, Parameter, draw_laplace, draw_normal, draw_uniform
 from defenses.mechanisms import Mechanism
-from defenses.mechanisms.masked import MaskedMechanism
+from defenses.mechanisms.masked import FixedMaskMechanism, MaskedMechanism, fixed_mask
 
 REFERENCE = "Balunović et al., Bayesian Framework for Gradient Leakage, ICLR 2022"
-KEEP = Parameter(
-    "p", float, 0.5, "probability of keeping each coordinate", low=0.0, high=1.0, low_open=True
+PRUNE = Parameter(
+    "p", float, 0.5, "probability of pruning each coordinate", low=0.0, high=1.0, high_open=True
 )
+MASK_SEED = Parameter(
+    "mask_seed",
+    int,
+    0,
+    "seed of the one fixed mask; public: the adversary knows the mask, as in the paper",
+    low=0,
+)
+SIGMA = Parameter(
+    "sigma", float, 0.1, "noise standard deviation per coordinate", low=0.0, low_open=True
+)
+SCALE = Parameter("b", float, 0.1, "Laplace scale per coordinate", low=0.0, low_open=True)
+
+
+def masked_by_seed(update: Sequence[torch.Tensor], prune: float, seed: int) -> list[torch.Tensor]:
+    """`update` times its fixed public mask (`fixed_mask`)."""
+    return [u * fixed_mask(u, prune, seed) for u in update]
 
 
 def random_mask(
-    update: Sequence[torch.Tensor], keep: float, generator: torch.Generator
+    update: Sequence[torch.Tensor], prune: float, generator: torch.Generator
 ) -> list[torch.Tensor]:
-    """One Bernoulli(keep) mask per tensor, as the tensor's dtype."""
-    return [(draw_uniform(u, generator) < keep).to(u.dtype) for u in update]
+    """One fresh mask per tensor, 0 with probability `prune`, as the tensor's dtype."""
+    return [(draw_uniform(u, generator) >= prune).to(u.dtype) for u in update]
 
 
-class RandomPrune(Defense):
-    """g = m ⊙ update with m ~ Bernoulli(p) per coordinate, fresh per update."""
+class Prune(Defense):
+    """g = m ⊙ update, m the fixed public mask (each coordinate pruned with probability p)."""
 
     name = "prune"
     reference = REFERENCE
-    protects = "every attack, by sending a random fraction p of the coordinates"
-    parameters = (KEEP,)
+    protects = "nothing on its own: the adversary knows the mask (the paper adds noise)"
+    parameters = (PRUNE, MASK_SEED)
+    stages = frozenset({"update"})
+    perturbs_update = True
+    p: float
+    mask_seed: int
+
+    @property
+    def mechanism(self) -> Mechanism:
+        return FixedMaskMechanism(self.p, self.mask_seed, None)
+
+    @property
+    def mechanism_note(self) -> str:
+        return "the known mask applied to the candidate, compared by L2 (exact argmax)"
+
+    def transform_update(
+        self, update: Sequence[torch.Tensor], generator: torch.Generator
+    ) -> list[torch.Tensor]:
+        return masked_by_seed(update, self.p, self.mask_seed)
+
+
+class PruneGaussian(Defense):
+    """g = m ⊙ update + N(0, σ² I): the paper's ``soft_gaussian_pruning``."""
+
+    name = "prune+gaussian"
+    reference = REFERENCE
+    protects = "every attack, by a fixed known pruning mask and Gaussian noise on every coordinate"
+    parameters = (PRUNE, SIGMA, MASK_SEED)
+    stages = frozenset({"update"})
+    perturbs_update = True
+    p: float
+    sigma: float
+    mask_seed: int
+
+    @property
+    def mechanism(self) -> Mechanism:
+        return FixedMaskMechanism(self.p, self.mask_seed, "gaussian", self.sigma)
+
+    @property
+    def mechanism_note(self) -> str:
+        return "exact: Gaussian, −‖g − m ⊙ c‖²/(2σ²) with the known mask m"
+
+    def transform_update(
+        self, update: Sequence[torch.Tensor], generator: torch.Generator
+    ) -> list[torch.Tensor]:
+        masked = masked_by_seed(update, self.p, self.mask_seed)
+        return [u + self.sigma * draw_normal(u, generator) for u in masked]
+
+
+class PruneLaplacian(Defense):
+    """g = m ⊙ update + Laplace(0, b): the paper's ``soft_pruning``."""
+
+    name = "prune+laplacian"
+    reference = REFERENCE
+    protects = "every attack, by a fixed known pruning mask and Laplacian noise on every coordinate"
+    parameters = (PRUNE, SCALE, MASK_SEED)
+    stages = frozenset({"update"})
+    perturbs_update = True
+    p: float
+    b: float
+    mask_seed: int
+
+    @property
+    def mechanism(self) -> Mechanism:
+        return FixedMaskMechanism(self.p, self.mask_seed, "laplacian", self.b)
+
+    @property
+    def mechanism_note(self) -> str:
+        return "exact: Laplacian, −‖g − m ⊙ c‖₁/b with the known mask m"
+
+    def transform_update(
+        self, update: Sequence[torch.Tensor], generator: torch.Generator
+    ) -> list[torch.Tensor]:
+        masked = masked_by_seed(update, self.p, self.mask_seed)
+        return [u + draw_laplace(u, self.b, generator) for u in masked]
+
+
+class RandomPrune(Defense):
+    """g = m ⊙ update with a fresh m per update, each coordinate pruned with probability p."""
+
+    name = "random-prune"
+    reference = REFERENCE + " (variant: a fresh random mask per update)"
+    protects = "every attack, by sending a random fraction 1 − p of the coordinates"
+    parameters = (PRUNE,)
     stages = frozenset({"update"})
     perturbs_update = True
     p: float
@@ -63,23 +166,13 @@ class RandomPrune(Defense):
         return [u * m for u, m in zip(update, random_mask(update, self.p, generator), strict=True)]
 
 
-class PruneGaussian(Defense):
-    """g = m ⊙ (update + N(0, σ² I)): pruned coordinates exactly zero, kept ones noisy."""
+class RandomPruneGaussian(Defense):
+    """g = m ⊙ (update + N(0, σ² I)), fresh m: pruned coordinates exactly zero, kept ones noisy."""
 
-    name = "prune+gaussian"
-    reference = REFERENCE
+    name = "random-prune+gaussian"
+    reference = REFERENCE + " (variant: a fresh random mask per update)"
     protects = "every attack, by random pruning and Gaussian noise on what is kept"
-    parameters = (
-        KEEP,
-        Parameter(
-            "sigma",
-            float,
-            0.1,
-            "noise standard deviation on kept coordinates",
-            low=0.0,
-            low_open=True,
-        ),
-    )
+    parameters = (PRUNE, SIGMA)
     stages = frozenset({"update"})
     perturbs_update = True
     p: float
@@ -103,16 +196,13 @@ class PruneGaussian(Defense):
         ]
 
 
-class PruneLaplacian(Defense):
-    """g = m ⊙ (update + Laplace(0, b)): pruned coordinates exactly zero, kept ones noisy."""
+class RandomPruneLaplacian(Defense):
+    """g = m ⊙ (update + Laplace(0, b)), fresh m: pruned coordinates exactly zero, kept ones noisy."""
 
-    name = "prune+laplacian"
-    reference = REFERENCE
+    name = "random-prune+laplacian"
+    reference = REFERENCE + " (variant: a fresh random mask per update)"
     protects = "every attack, by random pruning and Laplacian noise on what is kept"
-    parameters = (
-        KEEP,
-        Parameter("b", float, 0.1, "Laplace scale on kept coordinates", low=0.0, low_open=True),
-    )
+    parameters = (PRUNE, SCALE)
     stages = frozenset({"update"})
     perturbs_update = True
     p: float

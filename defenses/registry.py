@@ -21,7 +21,14 @@ from defenses.errors import DefenseError
 from defenses.identity import NoDefense
 from defenses.noise import GaussianNoise, LaplacianNoise
 from defenses.precode import Precode
-from defenses.pruning import PruneGaussian, PruneLaplacian, RandomPrune
+from defenses.pruning import (
+    Prune,
+    PruneGaussian,
+    PruneLaplacian,
+    RandomPrune,
+    RandomPruneGaussian,
+    RandomPruneLaplacian,
+)
 from defenses.quantize import SignCompression, StochasticQuantization
 from defenses.soteria import Soteria
 from defenses.topk import TopKPrune
@@ -32,9 +39,12 @@ DEFENSES: dict[str, type[Defense]] = {
         NoDefense,
         GaussianNoise,
         LaplacianNoise,
-        RandomPrune,
+        Prune,
         PruneGaussian,
         PruneLaplacian,
+        RandomPrune,
+        RandomPruneGaussian,
+        RandomPruneLaplacian,
         TopKPrune,
         DPSGD,
         Soteria,

@@ -2,6 +2,8 @@
 the checked reading of a state dict a run starts from (`model.checkpoint`).
 
     RUN/checkpoints/round-NNNN.pt     the global model (state dict of tensors) after round N
+    RUN/checkpoints/strategy-NNNN.pt  the server strategy's state after round N, where it
+                                      keeps one (FedAdam's moments; `fedsim.flower.strategies`)
     RUN/checkpoints/progress.jsonl    {"event": "trained" | "audited", "round": N} lines
 
 A round is *trained* once its checkpoint, its rounds.jsonl line and the leakage lines
@@ -19,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -55,16 +57,29 @@ class Checkpoints:
     def path(self, server_round: int) -> Path:
         return self.folder / f"round-{server_round:04d}.pt"
 
-    def save(self, server_round: int, state: Mapping[str, torch.Tensor]) -> None:
-        """Write the global model after `server_round` (atomically, fsynced, owner-only)."""
+    def strategy_path(self, server_round: int) -> Path:
+        return self.folder / f"strategy-{server_round:04d}.pt"
+
+    def save(
+        self,
+        server_round: int,
+        state: Mapping[str, torch.Tensor],
+        strategy: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Write the global model after `server_round`, and the strategy's state where it
+        keeps one (atomically, fsynced, owner-only)."""
         private_dir(self.folder)
-        buffer = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
-        write_atomic(self.path(server_round), buffer.getvalue())
+        if strategy is not None:
+            write_atomic(self.strategy_path(server_round), _tensor_bytes(strategy))
+        write_atomic(self.path(server_round), _tensor_bytes(state))
 
     def load(self, server_round: int) -> dict[str, torch.Tensor]:
         """The global model after `server_round`; tensors only (`weights_only=True`)."""
         return read_state_dict(self.path(server_round), "--resume")
+
+    def load_strategy(self, server_round: int) -> dict[str, torch.Tensor]:
+        """The server strategy's state after `server_round` (see `save`)."""
+        return read_state_dict(self.strategy_path(server_round), "--resume")
 
     def mark(self, event: str, server_round: int) -> None:
         """Journal that `server_round` is trained or audited (appended and fsynced)."""
@@ -83,17 +98,22 @@ class Checkpoints:
             last += 1
         return last
 
-    def prune(self, keep_from: int, kept: Callable[[int], bool] = lambda _: False) -> None:
-        """Delete checkpoints of rounds before `keep_from` (no longer a resume point),
-        except those of rounds `kept` selects (`federation.keep_checkpoints`)."""
+    def _numbered(self) -> Iterator[tuple[int, Path]]:
+        """(round, path) of every model and strategy checkpoint on disk."""
         if not self.folder.is_dir():
             return
-        for path in self.folder.glob("round-*.pt"):
-            try:
-                number = int(path.stem.removeprefix("round-"))
-            except ValueError:
-                continue
-            if number < keep_from and not kept(number):
+        for pattern, prefix in (("round-*.pt", "round-"), ("strategy-*.pt", "strategy-")):
+            for path in self.folder.glob(pattern):
+                try:
+                    yield int(path.stem.removeprefix(prefix)), path
+                except ValueError:
+                    continue
+
+    def prune(self, keep_from: int, kept: Callable[[int], bool] = lambda _: False) -> None:
+        """Delete checkpoints of rounds before `keep_from` (no longer a resume point),
+        except the models of rounds `kept` selects (`federation.keep_checkpoints`)."""
+        for number, path in list(self._numbered()):
+            if number < keep_from and not (path.name.startswith("round-") and kept(number)):
                 os.remove(path)
 
     def keep_through(self, server_round: int) -> None:
@@ -105,13 +125,15 @@ class Checkpoints:
         lines = [json.dumps({"event": "trained", "round": r}) for r in sorted(self.trained)]
         lines += [json.dumps({"event": "audited", "round": r}) for r in sorted(self.audited)]
         write_atomic(self.folder / PROGRESS_FILE, "".join(f"{x}\n" for x in lines).encode())
-        for path in self.folder.glob("round-*.pt"):
-            try:
-                number = int(path.stem.removeprefix("round-"))
-            except ValueError:
-                continue
+        for number, path in list(self._numbered()):
             if number > server_round:
                 os.remove(path)
+
+
+def _tensor_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
+    return buffer.getvalue()
 
 
 def read_state_dict(path: str | Path, field: str) -> dict[str, torch.Tensor]:

@@ -7,7 +7,10 @@ reads data takes `--data-root` (default: $FEDSIM_DATA, else the user cache direc
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
@@ -114,18 +117,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `fedsim` console script."""
+    """Entry point of the `fedsim` console script (`argv` None: this process's arguments)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        code = handler(args)
     except _user_errors() as error:
         print(f"fedsim {args.command}: {error}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print(f"fedsim {args.command}: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    return _leave(code) if argv is None else code
+
+
+LEFTOVER_GRACE_SECONDS = 5.0
+
+
+def _leave(code: int) -> int:
+    """Exit with `code` even if threads a failed runtime left behind are still blocked.
+
+    When Flower's simulation engine is stopped by a failure or Ctrl-C, its worker
+    threads may still wait on clients that Ray will never answer, and a Python process
+    does not exit before its threads do. By now every record is on disk and Ray is shut
+    down, so after a short grace the process leaves without them.
+    """
+    main_thread = threading.main_thread()
+    leftover = [
+        t for t in threading.enumerate() if t is not main_thread and not t.daemon and t.is_alive()
+    ]
+    deadline = time.monotonic() + LEFTOVER_GRACE_SECONDS
+    for thread in leftover:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in leftover):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Markdown tables of federation runs: per audited round, mean PSNR per attack beside the
-accuracy (and ε under DP-SGD) — the tables of EXPERIMENTS.md come from this.
+accuracy (and under DP-SGD ε per threat model, each column named for it) — the tables of
+EXPERIMENTS.md come from this.
 
     python scripts/leakage_table.py RUN [RUN ...]           # one table per run
     python scripts/leakage_table.py --final RUN [RUN ...]   # one row per run: its last audited round
@@ -8,70 +9,97 @@ accuracy (and ε under DP-SGD) — the tables of EXPERIMENTS.md come from this.
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from fedsim.metrics.capped import summarize_psnr
 from fedsim.report import load_run
 from fedsim.report.runs import RunRecords
 
 
-def _by_round(run: RunRecords) -> tuple[list[str], dict[int, dict[str, float]]]:
-    """Series names, and round → series → mean PSNR."""
+def _by_round(run: RunRecords) -> tuple[list[str], dict[int, dict[str, str]]]:
+    """Series names, and round → series → mean PSNR (with median and how many records
+    are exact, where any reached the cap)."""
     series = run.series()
     names = sorted({attack for attack, _ in series})
-    table: dict[int, dict[str, float]] = {}
+    table: dict[int, dict[str, str]] = {}
     for (attack, _), rounds in series.items():
         for rnd, values in rounds.items():
-            table.setdefault(rnd, {})[attack] = statistics.fmean(values)
+            table.setdefault(rnd, {})[attack] = summarize_psnr(values).text()
     return names, table
 
 
-def _round_facts(run: RunRecords, rnd: int) -> tuple[str, str]:
+EPSILON_COLUMNS = {
+    "informed": "ε informed (q = 1)",
+    "user": "ε user-level",
+    "subsampled": "ε subsampled",
+}
+"""Column per threat model; a claim that does not hold in the run is marked † below the table."""
+
+
+def _epsilons(record: dict) -> dict[str, str]:
+    """Threat model → ε text of one rounds.jsonl line (†: does not hold in this run)."""
+    out = {}
+    for claim in record.get("privacy", []):
+        value = claim.get("epsilon")
+        text = "∞" if value is None else f"{value:.3g}"
+        out[claim["threat_model"]] = text + ("" if claim.get("holds") else " †")
+    return out
+
+
+def _footnote(run: RunRecords) -> str:
+    why = next(
+        (c.get("why_not") for r in run.rounds for c in r.get("privacy", []) if not c.get("holds")),
+        None,
+    )
+    return f"\n\n† does not hold in this run: {why}." if why else ""
+
+
+def _round_facts(run: RunRecords, rnd: int) -> tuple[str, dict[str, str]]:
     """Accuracy of the model the round's clients started from, and ε spent after it."""
     rows = {int(r["round"]): r for r in run.rounds}
     start = rows.get(rnd - 1, {})
     accuracy = f"{100 * start['accuracy']:.1f} %" if "accuracy" in start else "-"
-    spent = rows.get(rnd, {})
-    epsilon = f"{spent['epsilon']:.3g}" if "epsilon" in spent else "-"
-    return accuracy, epsilon
+    return accuracy, _epsilons(rows.get(rnd, {}))
+
+
+def _dp_columns(runs: Sequence[RunRecords]) -> list[str]:
+    present = {c["threat_model"] for run in runs for r in run.rounds for c in r.get("privacy", [])}
+    return [name for name in EPSILON_COLUMNS if name in present]
 
 
 def run_table(run: RunRecords) -> str:
     names, table = _by_round(run)
-    dp = any("epsilon" in r for r in run.rounds)
-    header = ["round", "steps before", "accuracy", *(["ε"] if dp else []), *names]
+    dp = _dp_columns([run])
+    header = ["round", "steps before", "accuracy", *(EPSILON_COLUMNS[c] for c in dp), *names]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rnd in sorted(table):
-        accuracy, epsilon = _round_facts(run, rnd)
-        cells = [f"{table[rnd][n]:.2f}" if n in table[rnd] else "-" for n in names]
-        lines.append(
-            "| "
-            + " | ".join([str(rnd), str(rnd - 1), accuracy, *([epsilon] if dp else []), *cells])
-            + " |"
-        )
-    return "\n".join(lines)
+        accuracy, epsilons = _round_facts(run, rnd)
+        cells = [table[rnd].get(n, "-") for n in names]
+        eps = [epsilons.get(c, "-") for c in dp]
+        lines.append("| " + " | ".join([str(rnd), str(rnd - 1), accuracy, *eps, *cells]) + " |")
+    return "\n".join(lines) + _footnote(run)
 
 
 def final_table(runs: Sequence[RunRecords]) -> str:
     """Per run: defense, its last audited round's PSNR per attack, final accuracy and ε."""
     names = sorted({n for run in runs for n in _by_round(run)[0]})
-    header = ["run", "defense", "last audited round", *names, "final accuracy", "ε at the end"]
+    dp = _dp_columns(runs)
+    header = ["run", "defense", "last audited round", *names, "final accuracy"]
+    header += [f"{EPSILON_COLUMNS[c]} at the end" for c in dp]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         _, table = _by_round(run)
         last = max(table) if table else None
         defense = next((str(r.get("defense")) for r in run.leakage), "-")
         final = run.rounds[-1] if run.rounds else {}
-        cells = [
-            f"{table[last][n]:.2f}" if last is not None and n in table[last] else "-" for n in names
-        ]
+        cells = [table[last].get(n, "-") if last is not None else "-" for n in names]
         accuracy = f"{100 * final['accuracy']:.1f} %" if "accuracy" in final else "-"
-        epsilon = f"{final['epsilon']:.3g}" if "epsilon" in final else "-"
+        eps = [_epsilons(final).get(c, "-") for c in dp]
         lines.append(
-            "| " + " | ".join([run.name, defense, str(last), *cells, accuracy, epsilon]) + " |"
+            "| " + " | ".join([run.name, defense, str(last), *cells, accuracy, *eps]) + " |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines) + next((_footnote(r) for r in runs if _footnote(r)), "")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""One Markdown table of audited training states: the tables of EXPERIMENTS.md, section 5.
+"""One Markdown table of audited training states: the tables of EXPERIMENTS.md, section 7.
 
 Takes folders written by `scripts/audit_checkpoints.py` (one per defense and client
 batch size) and prints, per defense, the test accuracy of each audited state and, per

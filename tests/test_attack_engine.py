@@ -9,9 +9,10 @@ import torch
 from attack_helpers import fedavg_target, gradient_target, mnist_images, paper_cnn, psnr
 from torch import nn
 
-from attacks import Budget, ThreatModel, build_attack
+from attacks import Budget, ThreatModel, build_attack, engine
 from attacks.engine import OptimizerConfig, data_weight, learning_rate
 from attacks.updates import ActivationUpdates, VmapUpdates, build_updates
+from defenses.mechanisms import GaussianMechanism
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,44 @@ def test_batched_equals_one_at_a_time(images):
         torch.testing.assert_close(a.inputs, b.inputs, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(a.objective, b.objective, atol=1e-6, rtol=1e-6)
         assert a.best == b.best
+
+
+@pytest.mark.parametrize("route", ["fast", "vmap"])
+def test_batched_equals_one_at_a_time_with_train_mode_batch_norm(route):
+    """Both routes on a batch-norm network in train mode: candidates batched or alone agree."""
+    model = _bn_model(1)
+    x = torch.rand(3, 1, 1, 14, 14, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([[1], [4], [7]])
+    targets = [gradient_target(model.train(), x[i], y[i]) for i in range(3)]
+    attack = build_attack("cos", iterations=10, route=route, priors={"tv": 0.1})
+    together = attack.reconstruct_many(targets)
+    alone = [attack.reconstruct(t) for t in targets]
+    for a, b in zip(together, alone, strict=True):
+        torch.testing.assert_close(a.inputs, b.inputs, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(a.objective, b.objective, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("attack", ["bayes", "cos"])
+def test_chunked_candidates_give_the_results_of_one_pass(images, monkeypatch, attack):
+    """Chunks of candidates within each step (large models) change nothing but memory traffic:
+    chunks of three cut through the candidate groups of three targets × two restarts."""
+    x, y, model = images
+    model = copy.deepcopy(model).double()
+    x = x.double()
+    targets = [
+        gradient_target(model, x[i : i + 1], y[i : i + 1], mechanism=GaussianMechanism(sigma=0.1))
+        for i in range(3)
+    ]
+    run = build_attack(attack, iterations=8)
+    budget = Budget(iterations=8, restarts=2)
+    whole = run.reconstruct_many(targets, budget)
+    size = sum(p.numel() for p in model.parameters())
+    monkeypatch.setattr(engine, "CHUNK_UPDATE_ELEMENTS", 3 * size)
+    assert len(engine.chunks(run._problem(targets, list(y[:3, None]), budget, x.device)[0], 6)) == 2
+    chunked = run.reconstruct_many(targets, budget)
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a.inputs, b.inputs, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(a.objective, b.objective, atol=1e-6, rtol=1e-6)
 
 
 def test_same_seed_same_result_and_other_seed_differs(images):

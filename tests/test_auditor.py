@@ -262,3 +262,64 @@ def test_same_scenario_and_seed_give_the_same_leakage_records(tmp_path: Path, at
     assert len(outputs[0]) == scenario.federation.rounds * scenario.federation.clients
     assert all(r["status"] == "ok" and r["psnr"] is not None for r in outputs[0]), outputs[0]
     assert json.dumps(outputs[0]) == json.dumps(outputs[1])
+
+
+def test_records_name_the_priors_and_untuned_ones_are_printed_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An MLP has no tuned prior weights: the records and the console say so, once per attack."""
+    scenario = make_scenario(
+        model={"name": "mlp"},
+        attacks=[{"name": "cos"}],
+        audit__budget={"iterations": 2},
+        protocol={"kind": "fedsgd", "lr": 0.1, "batch_size": 1},
+    )
+    grid = LocalGrid(client_app, scenario.federation.clients, seed=scenario.seed)
+    with caplog.at_level("WARNING", logger="fedsim.auditor.engine"):
+        run_federation(grid, scenario, RunRecorder(tmp_path / "run"))
+    records = read_jsonl(tmp_path / "run" / LEAKAGE_FILE)
+    assert records and all(r["priors"] == {"tv": 0.01} for r in records)
+    assert all(r["priors_source"].startswith("untuned") for r in records)
+    warnings = [r for r in caplog.records if "untuned" in r.getMessage()]
+    assert len(warnings) == 1 and "MLP 1×28×28" in warnings[0].getMessage()
+
+
+def test_an_attack_over_its_time_budget_is_stopped_recorded_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    """10,000 iterations in 0.2 s cannot fit: the loop stops itself, the record says
+    `timeout` with the iterations done, and every round is still trained and audited."""
+    scenario = make_scenario(
+        attacks=[{"name": "l2"}],
+        audit__budget={"iterations": 10_000, "seconds": 0.2},
+        audit__worker="thread",
+    )
+    grid = LocalGrid(client_app, scenario.federation.clients, seed=scenario.seed)
+    started = time.perf_counter()
+    run_federation(grid, scenario, RunRecorder(tmp_path / "run"))
+    assert time.perf_counter() - started < 60
+    records = read_jsonl(tmp_path / "run" / LEAKAGE_FILE)
+    rounds = read_jsonl(tmp_path / "run" / ROUNDS_FILE)
+    assert len(rounds) == scenario.federation.rounds + 1
+    assert len(records) == scenario.federation.rounds * scenario.federation.clients
+    for record in records:
+        assert record["status"] == "timeout" and "time budget" in record["message"]
+        assert 0 <= record["iterations"] < 10_000 and record["psnr"] is not None
+
+
+def test_the_audit_thread_runs_at_a_lower_priority_than_the_federation() -> None:
+    import os
+    import threading
+
+    from fedsim.auditor.worker import NICENESS, AuditWorker
+
+    if not hasattr(os, "getpriority"):
+        pytest.skip("this system has no Unix scheduling priorities")
+    worker = AuditWorker(threaded=True)
+    seen: dict[str, int] = {}
+    worker.submit(
+        lambda: seen.update(nice=os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    )
+    worker.close()
+    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen["nice"] == min(main + NICENESS, 19)

@@ -11,7 +11,14 @@ from fedsim.errors import ConfigError, DataError
 
 
 def test_registered_names_and_infos() -> None:
-    assert set(DATASETS) == {"mnist", "mnist-sample", "fashion-mnist", "cifar10", "cifar100"}
+    assert set(DATASETS) == {
+        "adult-sample",
+        "mnist",
+        "mnist-sample",
+        "fashion-mnist",
+        "cifar10",
+        "cifar100",
+    }
     for name, entry in DATASETS.items():
         info = entry.info
         assert info.name == name and entry.name == name

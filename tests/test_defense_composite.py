@@ -50,9 +50,11 @@ def test_gaussian_after_gaussian_adds_variances() -> None:
 
 
 def test_prune_then_noise_is_a_mixture_and_unknown_compositions_get_none() -> None:
-    mixture = parse_defense("prune:0.3 | laplacian:0.2").mechanism
+    mixture = parse_defense("random-prune:0.3 | laplacian:0.2").mechanism
     assert isinstance(mixture, PruneNoiseMixtureMechanism)
-    assert (mixture.keep, mixture.noise, mixture.scale) == (0.3, "laplacian", 0.2)
+    assert (mixture.keep, mixture.noise, mixture.scale) == (0.7, "laplacian", 0.2)
+    fixed = parse_defense("prune:0.3,mask_seed=4 | laplacian:0.2").mechanism
+    assert fixed == parse_defense("prune+laplacian:p=0.3,b=0.2,mask_seed=4").mechanism
     unknown = parse_defense("soteria | gaussian:0.1")
     assert unknown.mechanism is None and "no closed-form" in unknown.mechanism_note
 

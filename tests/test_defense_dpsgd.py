@@ -1,4 +1,5 @@
-"""DP-SGD: per-sample clipping, noise σ·C/B, batch norm refused, ε from Opacus' accountant."""
+"""DP-SGD: per-sample clipping, noise σ·C/B, batch norm refused, ε from Opacus' accountant,
+and the likelihood in the units of the update (refused where it has no closed form)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from defenses import DefenseError, PrivacyLedger, batch_gradient, dp_epsilon, parse_defense
+from attacks import AttackError, AttackTarget, Budget, Protocol, ThreatModel, build_attack
+from defenses import (
+    DefenseError,
+    MechanismRefused,
+    batch_gradient,
+    client_update,
+    dp_epsilon,
+    parse_defense,
+)
+from defenses.base import stated_mechanism
 from defenses.dpsgd import clip_per_sample, per_sample_gradients
 from defenses.mechanisms import ClippedGaussianMechanism
 from fedsim.models.cnn import PaperCNN
@@ -97,21 +107,90 @@ def test_epsilon_equals_the_opacus_accountant() -> None:
     sigma, q, delta = 1.1, 256 / 60000, 1e-5
     steps = 60 * math.ceil(60000 / 256)
     accountant = RDPAccountant()
-    for _ in range(steps):
-        accountant.step(noise_multiplier=sigma, sample_rate=q)
+    accountant.history = [(sigma, q, steps)]
     expected = accountant.get_epsilon(delta=delta)
-    assert dp_epsilon(sigma, q, steps, delta) == pytest.approx(expected, rel=1e-12)
-    assert parse_defense(f"dpsgd:sigma={sigma},delta={delta}").epsilon(q, steps) == pytest.approx(
-        expected, rel=1e-12
-    )
+    assert dp_epsilon(sigma, q, steps, delta) == pytest.approx(expected, rel=1e-9)
     assert 1.0 < expected < 10.0
 
 
-def test_ledger_reports_round_and_cumulative_epsilon() -> None:
-    ledger = PrivacyLedger(noise_multiplier=1.0, sample_rate=0.1, delta=1e-5)
-    first_round, first_total = ledger.record_round(5)
-    second_round, second_total = ledger.record_round(5)
-    assert first_round == pytest.approx(first_total) == pytest.approx(second_round)
-    assert second_total > first_total
-    assert second_total == pytest.approx(dp_epsilon(1.0, 0.1, 10, 1e-5))
-    assert second_total < 2 * first_total  # RDP composes better than adding ε
+LR, CLIP, SIGMA = 0.05, 0.5, 2.0
+
+
+def _fedavg_draws(count: int, steps: int = 1) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(clean delta −lr·clip_C(g), `count` DP-SGD FedAvg deltas) of one image."""
+    model, (x, y) = small_model(), batch(1)
+    clean = [-LR * g[0] for g in clip_per_sample(per_sample_gradients(model, x, y), CLIP)]
+    defense = parse_defense(f"dpsgd:clip={CLIP},sigma={SIGMA}")
+    g = torch.Generator().manual_seed(11)
+    draws = [
+        torch.cat([d.reshape(-1) for d in client_update(
+            defense, model, x, y, g, kind="fedavg", local_steps=steps, local_lr=LR
+        ).update])
+        for _ in range(count)
+    ]  # fmt: skip
+    return clean, draws
+
+
+def test_fedavg_one_step_likelihood_matches_the_sampled_noise() -> None:
+    """Under FedAvg the update is a weight delta: bound lr·C, noise lr·σ·C/B. The stated
+    scale matches an empirical histogram of sampled noise, and the log-likelihood is the
+    log-density of that noise around the clipped candidate."""
+    mechanism = parse_defense(f"dpsgd:clip={CLIP},sigma={SIGMA}").mechanism_for(
+        1, Protocol(kind="fedavg", local_steps=1, local_lr=LR)
+    )
+    assert isinstance(mechanism, ClippedGaussianMechanism)
+    assert (mechanism.clip, mechanism.noise_scale) == pytest.approx((LR * CLIP, LR * SIGMA * CLIP))
+    clean, draws = _fedavg_draws(40)
+    flat_clean = torch.cat([c.reshape(-1) for c in clean])
+    residual = torch.cat([d - flat_clean for d in draws]).double()
+    scale = mechanism.noise_scale
+    edges = torch.linspace(-3 * scale, 3 * scale, 25, dtype=torch.float64)
+    observed = torch.histogram(residual, bins=edges).hist
+    normal = torch.distributions.Normal(0.0, scale)
+    expected = (normal.cdf(edges[1:]) - normal.cdf(edges[:-1])) * residual.numel()
+    assert torch.all((observed - expected).abs() < 5 * expected.sqrt() + 5)
+    # The gradient-unit scale σ·C/B it was compared with before is 20× too wide.
+    wide = torch.distributions.Normal(0.0, SIGMA * CLIP)
+    assert not torch.all(
+        (observed - (wide.cdf(edges[1:]) - wide.cdf(edges[:-1])) * residual.numel()).abs()
+        < 5 * expected.sqrt() + 5
+    )
+    shapes = [c.shape for c in clean]
+    sample = _split(draws[0], shapes)
+    candidates = flat_clean.unsqueeze(0) + 0.5 * scale * torch.randn(4, flat_clean.numel())
+    candidates[1] *= 50  # far outside the bound: clipped back to lr·C
+    ll = mechanism.log_likelihood(sample, _split(candidates, shapes, batched=True))
+    clipped = mechanism.clip_candidates(_split(candidates, shapes, batched=True))
+    flat_clipped = torch.cat([c.reshape(4, -1) for c in clipped], dim=1)
+    density = normal.log_prob((draws[0] - flat_clipped).double()).sum(dim=1)
+    torch.testing.assert_close(ll.double() - ll[0], density - density[0], rtol=1e-4, atol=1e-2)
+
+
+def test_fedavg_with_several_local_steps_refuses_the_likelihood_in_one_line() -> None:
+    defense = parse_defense(f"dpsgd:clip={CLIP},sigma={SIGMA}")
+    with pytest.raises(MechanismRefused) as refused:
+        defense.mechanism_for(1, Protocol(kind="fedavg", local_steps=3, local_lr=LR))
+    assert "3 local steps" in str(refused.value) and "\n" not in str(refused.value)
+    composed = parse_defense(f"ats | dpsgd:clip={CLIP},sigma={SIGMA} | gaussian:0.1")
+    mechanism, why = stated_mechanism(composed, 1, Protocol(kind="fedavg", local_steps=3))
+    assert mechanism is None and why == str(refused.value)
+    model, (_, y) = small_model(), batch(1)
+    target = AttackTarget(
+        model=model, update=[torch.zeros_like(p) for p in model.parameters()], batch_size=1,
+        input_shape=(1, 8, 8), num_classes=4, labels=y, mechanism=None, mechanism_refusal=why,
+        protocol=Protocol(kind="fedavg", local_steps=3, local_lr=LR),
+        threat=ThreatModel(labels_known=True),
+    )  # fmt: skip
+    with pytest.raises(AttackError, match=r"attack 'bayes' refused: dpsgd under fedavg"):
+        build_attack("bayes").reconstruct(target, Budget(iterations=1))
+    assert build_attack("l2").reconstruct(target, Budget(iterations=1)).status == "ok"
+
+
+def _split(flat: torch.Tensor, shapes: list, batched: bool = False) -> list[torch.Tensor]:
+    out, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        part = flat[..., start : start + size]
+        out.append(part.reshape(flat.shape[0], *shape) if batched else part.reshape(shape))
+        start += size
+    return out

@@ -18,7 +18,7 @@ from flwr.app import (
 )
 
 from defenses import DefenseError, parse_defense
-from defenses.flower import mod
+from defenses.flower import KnownSeedWarning, mod
 
 SENT = {
     "w": np.ones((3, 4), dtype=np.float32),
@@ -61,7 +61,7 @@ def reply_arrays(reply: Message) -> dict[str, np.ndarray]:
 
 
 def test_mod_defends_the_delta_not_the_weights() -> None:
-    out = reply_arrays(mod("prune", p=0.5, seed=1)(message(), CONTEXT, trainer))
+    out = reply_arrays(mod("prune", p=0.5)(message(), CONTEXT, trainer))
     for k in ("w", "b"):
         update = out[k] - SENT[k]
         # each coordinate of the update is either kept (the delta) or pruned (zero): weights stay near sent
@@ -70,16 +70,29 @@ def test_mod_defends_the_delta_not_the_weights() -> None:
     assert reply_arrays(mod("none")(message(), CONTEXT, trainer))["w"][0, 0] == 1.5
 
 
-def test_mod_noise_matches_the_defense_and_is_seeded() -> None:
-    first = reply_arrays(mod("gaussian", sigma=0.1, seed=3)(message(), CONTEXT, trainer))
-    again = reply_arrays(mod("gaussian:sigma=0.1", seed=3)(message(), CONTEXT, trainer))
-    other_round = reply_arrays(
-        mod("gaussian", sigma=0.1, seed=3)(message(round_=4), CONTEXT, trainer)
-    )
-    assert all(np.array_equal(first[k], again[k]) for k in first)
-    assert not np.array_equal(first["w"], other_round["w"])
+def test_mod_draws_fresh_noise_from_os_entropy_by_default() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default is silent: nothing to warn about
+        defended = mod("gaussian", sigma=0.1)
+    first = reply_arrays(defended(message(), CONTEXT, trainer))
+    again = reply_arrays(defended(message(), CONTEXT, trainer))
+    assert not np.array_equal(first["w"], again["w"])  # same node, same round, new noise
     noise = first["w"] - SENT["w"] - DELTA["w"]
     assert 0 < np.abs(noise).max() < 1.0
+
+
+def test_a_fixed_seed_is_reproducible_and_warns_that_it_voids_the_defense() -> None:
+    with pytest.warns(KnownSeedWarning, match="undoes the defense"):
+        seeded = mod("gaussian", sigma=0.1, seed=3)
+    with pytest.warns(KnownSeedWarning):
+        twin = mod("gaussian:sigma=0.1", seed=3)
+    first = reply_arrays(seeded(message(), CONTEXT, trainer))
+    again = reply_arrays(twin(message(), CONTEXT, trainer))
+    other_round = reply_arrays(seeded(message(round_=4), CONTEXT, trainer))
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first["w"], other_round["w"])
 
 
 def test_mod_ignores_other_messages_and_refuses_non_update_defenses() -> None:
@@ -105,7 +118,7 @@ def test_mod_inside_a_client_app() -> None:
     """The mod as users add it: ClientApp(mods=[...]) around a @app.train() function."""
     from flwr.clientapp import ClientApp
 
-    app = ClientApp(mods=[mod("laplacian", b=0.01, seed=2)])
+    app = ClientApp(mods=[mod("laplacian", b=0.01)])
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:

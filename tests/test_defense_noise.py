@@ -10,6 +10,7 @@ import torch
 
 from defenses import parse_defense
 from defenses.mechanisms import GaussianMechanism
+from defenses.mechanisms.masked import fixed_mask
 
 SHAPES = [(40, 30), (40,), (10, 40), (10,)]  # 2 050 coordinates, like a small dense net
 Z = 5.0  # tolerance in standard errors: a false failure has probability < 1e-6
@@ -56,20 +57,25 @@ def test_laplacian_noise_matches_scale() -> None:
 
 
 @pytest.mark.parametrize(
-    "spec", ["prune:p=0.3", "prune+gaussian:p=0.3,sigma=0.1", "prune+laplacian:p=0.3,b=0.1"]
+    "spec",
+    [
+        "random-prune:p=0.3",
+        "random-prune+gaussian:p=0.3,sigma=0.1",
+        "random-prune+laplacian:p=0.3,b=0.1",
+    ],
 )
-def test_pruning_keeps_fraction_p_with_a_fresh_mask(spec: str) -> None:
+def test_random_pruning_prunes_fraction_p_with_a_fresh_mask(spec: str) -> None:
     p = 0.3
     clean, observed = draws(spec, 20)
     kept = observed != 0
     n = kept.numel()
-    assert abs(kept.float().mean() - p) < Z * math.sqrt(p * (1 - p) / n)
+    assert abs(kept.float().mean() - (1 - p)) < Z * math.sqrt(p * (1 - p) / n)
     assert not torch.equal(kept[0], kept[1])  # fresh mask per update
 
 
-def test_soft_pruning_adds_noise_on_kept_coordinates_only() -> None:
+def test_random_soft_pruning_adds_noise_on_kept_coordinates_only() -> None:
     sigma = 0.1
-    clean, observed = draws(f"prune+gaussian:p=0.5,sigma={sigma}", 20)
+    clean, observed = draws(f"random-prune+gaussian:p=0.5,sigma={sigma}", 20)
     kept = observed != 0
     noise = (observed - clean)[kept]
     n = noise.numel()
@@ -78,10 +84,40 @@ def test_soft_pruning_adds_noise_on_kept_coordinates_only() -> None:
     assert torch.all(observed[~kept] == 0)
 
 
-def test_plain_pruning_copies_kept_coordinates_exactly() -> None:
-    clean, observed = draws("prune:p=0.5", 5)
+@pytest.mark.parametrize("spec", ["prune:p=0.5", "random-prune:p=0.5"])
+def test_plain_pruning_copies_kept_coordinates_exactly(spec: str) -> None:
+    clean, observed = draws(spec, 5)
     kept = observed != 0
     assert torch.equal(observed[kept], clean.expand_as(observed)[kept])
+
+
+def test_the_papers_pruning_uses_one_fixed_mask_known_to_the_adversary() -> None:
+    """As `soft_gaussian_pruning` in the paper's code: the mask is drawn once (here from
+    the public mask_seed, never from the client's generator) and prunes with probability p."""
+    p = 0.3
+    clean, observed = draws(f"prune:p={p}", 20)
+    kept = observed != 0
+    assert all(torch.equal(kept[0], k) for k in kept[1:])  # one mask for every update
+    _, other_generator = draws(f"prune:p={p}", 1, seed=9)
+    assert torch.equal(kept[0], other_generator[0] != 0)
+    _, other_seed = draws(f"prune:p={p},mask_seed=1", 1)
+    assert not torch.equal(kept[0], other_seed[0] != 0)
+    n = kept[0].numel()
+    assert abs(kept[0].float().mean() - (1 - p)) < Z * math.sqrt(p * (1 - p) / n)
+    mask = flat([fixed_mask(u, p, 0) for u in clean_update()])
+    assert torch.equal(kept[0], mask.bool())
+
+
+@pytest.mark.parametrize("noise", ["gaussian:p=0.3,sigma=0.1", "laplacian:p=0.3,b=0.1"])
+def test_the_papers_soft_pruning_noises_every_coordinate(noise: str) -> None:
+    clean, observed = draws(f"prune+{noise}", 20)
+    mask = flat([fixed_mask(u, 0.3, 0) for u in clean_update()])
+    residual = observed - mask * clean
+    assert not torch.any(observed == 0)  # pruned coordinates carry noise too
+    pruned, kept = residual[:, mask == 0].reshape(-1), residual[:, mask == 1].reshape(-1)
+    variance = 0.1**2 if "gaussian" in noise else 2 * 0.1**2
+    for part in (pruned, kept):
+        assert abs(part.var() - variance) < Z * variance * math.sqrt(8 / (part.numel() - 1))
 
 
 def split(vector: torch.Tensor) -> list[torch.Tensor]:
@@ -103,6 +139,10 @@ def split(vector: torch.Tensor) -> list[torch.Tensor]:
         ("prune+laplacian:p=0.5,b=0.1", 0.1 * math.sqrt(2)),
         ("prune:p=0.5", 0.1),
         ("prune:0.5 | gaussian:0.1", 0.1),
+        ("random-prune+gaussian:p=0.5,sigma=0.1", 0.1),
+        ("random-prune+laplacian:p=0.5,b=0.1", 0.1 * math.sqrt(2)),
+        ("random-prune:p=0.5", 0.1),
+        ("random-prune:0.5 | gaussian:0.1", 0.1),
     ],
 )
 def test_mechanism_ranks_clean_update_first(spec: str, noise_scale: float) -> None:
@@ -143,20 +183,43 @@ def test_gaussian_mechanism_is_the_exact_log_density() -> None:
     torch.testing.assert_close(ll - ll[0], density - density[0], rtol=1e-4, atol=1e-2)
 
 
-def test_prune_noise_mixture_is_the_exact_log_density() -> None:
-    p, sigma = 0.4, 0.1
-    mechanism = parse_defense(f"prune:{p} | gaussian:{sigma}").mechanism
+@pytest.mark.parametrize("spec", ["prune+gaussian:p=0.4,sigma=0.1", "prune:0.4 | gaussian:0.1"])
+def test_fixed_mask_mechanism_is_the_exact_log_density(spec: str) -> None:
+    """The paper's log_prob: Normal(0, σ) of g − m ⊙ c over every coordinate."""
+    defense = parse_defense(spec)
+    clean = clean_update()
+    observed = defense.transform_update(clean, torch.Generator().manual_seed(0))
+    obs = flat(observed)
+    candidates = flat(clean).unsqueeze(0) + 0.05 * torch.randn(3, obs.numel())
+    mask = flat([fixed_mask(u, 0.4, 0) for u in clean])
+    density = torch.distributions.Normal(mask * candidates, 0.1).log_prob(obs).sum(dim=1)
+    ll = defense.mechanism.log_likelihood(observed, split(candidates))
+    torch.testing.assert_close(ll - ll[0], density - density[0], rtol=1e-4, atol=1e-2)
+
+
+def test_fixed_mask_agrees_on_any_subset_of_the_tensors() -> None:
+    """Defense (a Flower mod sees buffers too) and likelihood (a weighted attack splits the
+    parameters) may see different tensor lists; each tensor's mask depends on its shape."""
+    update = clean_update()
+    whole = parse_defense("prune:p=0.5").transform_update(update, torch.Generator())
+    part = parse_defense("prune:p=0.5").transform_update(update[2:], torch.Generator())
+    assert all(torch.equal(a, b) for a, b in zip(whole[2:], part, strict=True))
+
+
+def test_random_prune_noise_mixture_is_the_exact_log_density() -> None:
+    p, sigma = 0.6, 0.1  # prune with probability 0.6: keep 0.4
+    mechanism = parse_defense(f"random-prune:{p} | gaussian:{sigma}").mechanism
     assert mechanism is not None
     clean = clean_update()
-    observed = parse_defense(f"prune:{p} | gaussian:{sigma}").transform_update(
+    observed = parse_defense(f"random-prune:{p} | gaussian:{sigma}").transform_update(
         clean, torch.Generator().manual_seed(0)
     )
     obs = flat(observed)
     candidates = flat(clean).unsqueeze(0) + 0.05 * torch.randn(3, obs.numel())
     normal = torch.distributions.Normal(0.0, sigma)
     density = torch.logaddexp(
-        math.log(p) + normal.log_prob(obs - candidates),
-        math.log(1 - p) + normal.log_prob(obs).expand_as(candidates),
+        math.log(1 - p) + normal.log_prob(obs - candidates),
+        math.log(p) + normal.log_prob(obs).expand_as(candidates),
     ).sum(dim=1)
     ll = mechanism.log_likelihood(observed, split(candidates))
     torch.testing.assert_close(ll, density, rtol=1e-5, atol=1e-2)
@@ -169,6 +232,8 @@ def test_mechanism_is_differentiable_in_candidate() -> None:
         "laplacian",
         "prune+gaussian",
         "prune+laplacian",
+        "random-prune+gaussian",
+        "random-prune+laplacian",
         "topk",
         "quantize",
         "sign",

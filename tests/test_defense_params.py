@@ -22,9 +22,12 @@ BAD = [
     ("gaussian:sigma=abc", "sigma", "a number"),
     ("gaussian:tau=1", "tau", "sigma"),
     ("laplacian:b=-2", "'b'", "(0, inf)"),
-    ("prune:p=1.5", "'p'", "(0, 1]"),
-    ("prune:p=-0.1", "'p'", "(0, 1]"),
-    ("prune+gaussian:p=2,sigma=0.1", "'p'", "(0, 1]"),
+    ("prune:p=1.5", "'p'", "[0, 1)"),
+    ("prune:p=-0.1", "'p'", "[0, 1)"),
+    ("prune:p=1", "'p'", "[0, 1)"),
+    ("prune:mask_seed=-1", "mask_seed", "[0, inf)"),
+    ("prune+gaussian:p=2,sigma=0.1", "'p'", "[0, 1)"),
+    ("random-prune:p=1", "'p'", "[0, 1)"),
     ("prune+gaussian:p=0.5,sigma=-1", "sigma", "(0, inf)"),
     ("prune+laplacian:p=0.5,b=0", "'b'", "(0, inf)"),
     ("topk:p=0", "'p'", "(0, 1]"),
@@ -58,7 +61,9 @@ def test_positional_keyword_and_object_specs_agree() -> None:
         == parse_defense("gaussian:sigma=0.1").spec
         == "gaussian:sigma=0.1"
     )
-    assert parse_defense("prune+gaussian:0.5,0.2").spec == "prune+gaussian:p=0.5,sigma=0.2"
+    assert (
+        parse_defense("prune+gaussian:0.5,0.2").spec == "prune+gaussian:p=0.5,sigma=0.2,mask_seed=0"
+    )
     assert build_defense("laplacian", b=0.3).spec == "laplacian:b=0.3"
     assert parse_defense(parse_defense("gaussian").spec).spec == "gaussian:sigma=0.1"
     assert (
@@ -76,6 +81,9 @@ def test_list_defenses_rows_cover_the_registry() -> None:
         "prune",
         "prune+gaussian",
         "prune+laplacian",
+        "random-prune",
+        "random-prune+gaussian",
+        "random-prune+laplacian",
         "topk",
         "dpsgd",
     }
@@ -98,7 +106,8 @@ def test_precode_names_the_model_and_kl_weight() -> None:
     )
 
 
-SEEDED = ["gaussian", "laplacian", "prune", "prune+gaussian", "prune+laplacian", "topk", "quantize", "sign",
+SEEDED = ["gaussian", "laplacian", "prune", "prune+gaussian", "prune+laplacian", "random-prune",
+          "random-prune+gaussian", "random-prune+laplacian", "topk", "quantize", "sign",
           "dpsgd:clip=0.5,sigma=1", "soteria:rate=50", "ats:policy=hybrid", "ats:policy=7-4-15 | dpsgd"]  # fmt: skip
 
 
@@ -112,5 +121,5 @@ def test_same_seed_same_update(spec: str) -> None:
     again = defended_gradient(defense, model, x, y, torch.Generator().manual_seed(1))
     other = defended_gradient(defense, model, x, y, torch.Generator().manual_seed(2))
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
-    deterministic = spec in ("topk", "sign") or spec.startswith("soteria")
+    deterministic = spec in ("prune", "topk", "sign") or spec.startswith("soteria")
     assert deterministic == all(torch.equal(a, b) for a, b in zip(first, other, strict=True))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from defenses.accounting import dp_epsilon
+from defenses.accounting import RoundSchedule, privacy_claims
 from fedsim.cli import main as cli_main
 from fedsim.errors import ConfigError
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, read_jsonl
@@ -69,7 +69,7 @@ def test_a_misspelt_attack_is_refused_and_adapted_named() -> None:
         load_scenario(QUICKSTART, ["attacks=[{name = 'adaptd'}]"])
 
 
-def test_dpsgd_runs_record_epsilon_each_round(tmp_path: Path) -> None:
+def test_dpsgd_runs_record_epsilon_per_threat_model_each_round(tmp_path: Path) -> None:
     out = _run(
         tmp_path,
         "defenses=['dpsgd:clip=1,sigma=1.0,delta=1e-5']",
@@ -79,20 +79,49 @@ def test_dpsgd_runs_record_epsilon_each_round(tmp_path: Path) -> None:
     rounds = read_jsonl(out / ROUNDS_FILE)
     scenario = load_scenario(QUICKSTART, [*SMALL, "defenses=['dpsgd']"])
     federation = build_federation(scenario)
-    protocol = scenario.protocol
-    step_batch = protocol.local_batch_size or protocol.batch_size
-    rate = step_batch / min(len(p) for p in federation.partitions)
-    steps = protocol.local_steps if protocol.kind == "fedavg" else 1
-    assert [r["epsilon"] for r in rounds] == [
-        dp_epsilon(1.0, rate, r * steps, 1e-5) for r in range(4)
-    ]
-    assert rounds[0]["epsilon"] == 0.0 < rounds[1]["epsilon"] < rounds[3]["epsilon"]
-    assert all(r["delta"] == 1e-5 for r in rounds)
+    protocol = scenario.protocol  # the quickstart trains local epochs: several local steps
+    schedule = RoundSchedule(
+        min(len(p) for p in federation.partitions),
+        protocol.batch_size,
+        protocol.local_steps,
+        protocol.local_batch_size,
+    )
+    assert schedule.local_steps > 1
+    for record in rounds:
+        assert "epsilon" not in record  # never a bare ε
+        expected = privacy_claims(1.0, 1e-5, schedule, record["round"], secret_sampling=False)
+        claims = {c["threat_model"]: c for c in record["privacy"]}
+        assert list(claims) == ["subsampled", "informed", "user"]
+        for claim in expected:
+            assert claims[claim.threat_model]["epsilon"] == claim.epsilon
+            assert claims[claim.threat_model]["delta"] == 1e-5
+        assert not claims["subsampled"]["holds"] and "public" in claims["subsampled"]["why_not"]
+        assert claims["informed"]["holds"] and claims["user"]["holds"]
+    first, last = rounds[1]["privacy"][1]["epsilon"], rounds[3]["privacy"][1]["epsilon"]
+    assert rounds[0]["privacy"][1]["epsilon"] == 0.0 < first < last
 
 
 def test_rounds_without_dpsgd_carry_no_epsilon(tmp_path: Path) -> None:
     rounds = read_jsonl(_run(tmp_path, "attacks=[]") / ROUNDS_FILE)
-    assert all("epsilon" not in r for r in rounds)
+    assert all("epsilon" not in r and "privacy" not in r for r in rounds)
+
+
+def test_dpsgd_under_fedavg_local_steps_refuses_bayes_and_says_why(tmp_path: Path) -> None:
+    out = _run(
+        tmp_path,
+        "defenses=['dpsgd:clip=1,sigma=0.5']",
+        "attacks=[{name = 'bayes'}, {name = 'l2'}]",
+        "protocol.kind='fedavg'",
+        "protocol.batch_size=2",
+        "protocol.local_batch_size=1",  # one local epoch of 2 steps
+        "protocol.local_epochs=1",
+        "federation.rounds=1",
+    )
+    leakage = read_jsonl(out / LEAKAGE_FILE)
+    bayes = [r for r in leakage if r["attack"] == "bayes"]
+    assert bayes and all(r["status"] == "failed" for r in bayes)
+    assert all("refused: dpsgd under fedavg with 2 local steps" in r["message"] for r in bayes)
+    assert all(r["status"] == "ok" for r in leakage if r["attack"] == "l2")
 
 
 def test_the_run_says_how_much_data_it_used(tmp_path: Path) -> None:

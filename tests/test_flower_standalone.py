@@ -73,8 +73,10 @@ def server_app(out_dir: Path) -> ServerApp:
             batch_size=BATCH,
             attacks=["l2"],
             defense="gaussian:sigma=0.01",
+            domain="image",
             protocol="fedavg",
             lr=LR,
+            local_steps=1,
             audit={"budget": {"iterations": 4}},
             out_dir=out_dir,
         )

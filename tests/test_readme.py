@@ -1,4 +1,9 @@
-"""The README's Python example runs as written, and its test command is what CI runs."""
+"""The README's Python example runs as written, its Flower app fragments are those of the
+app the tests run, and its test command is what CI runs.
+
+`python` blocks are run; `py` blocks are fragments of a Flower app (they need a grid and a
+context), so every line of them must appear in `tests/tabular_app.py`, which runs.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,19 @@ def test_readme_python_example_runs(
         exec(compile(block, "README.md", "exec"), {})
     printed = capsys.readouterr().out.strip()
     assert float(printed.replace("tensor(", "").rstrip(")").split(",")[0]) > 5.0
+
+
+def test_readme_flower_app_fragments_are_the_tested_apps_lines() -> None:
+    fragments = re.findall(r"```py\n(.*?)```", (REPO / "README.md").read_text(), flags=re.DOTALL)
+    assert len(fragments) >= 2, "README has no Flower app fragments"
+    app_lines = {
+        line.strip() for line in (REPO / "tests" / "tabular_app.py").read_text().splitlines()
+    }
+    for fragment in fragments:
+        for line in fragment.splitlines():
+            code = line.strip()
+            if code and not code.startswith("#"):
+                assert code in app_lines, f"README line not in tests/tabular_app.py: {code}"
 
 
 def test_ci_runs_the_readme_test_commands() -> None:

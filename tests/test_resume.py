@@ -1,5 +1,7 @@
 """Crash safety: killed runs keep every finished line; `fedsim run --resume` finishes them
-with the records an uninterrupted run writes (all numbers equal, timings aside).
+with the records an uninterrupted run writes (all numbers equal, timings aside) — also
+under a server strategy with state between rounds (FedAdam's moments, checkpointed
+with the model) and under secure aggregation (SecAgg+).
 
 Kill points: an interruption raised in process right after round 2's record, SIGKILL
 and SIGINT to a `fedsim run` subprocess while round 3's clients train (held there by
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,13 +22,14 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+import torch
 
 from fedsim.cli import main as cli_main
 from fedsim.flower.client_app import app as client_app
 from fedsim.flower.faults import FAULTS_ENV
 from fedsim.flower.local_grid import LocalGrid
 from fedsim.flower.server_app import run_federation
-from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, RunRecorder, run_header
+from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, RunRecorder, read_jsonl, run_header
 from fedsim.report import load_run
 from fedsim.scenario import load_scenario, scenario_to_toml
 
@@ -123,6 +127,68 @@ def test_resume_refuses_settings_that_change_results(
 ) -> None:
     assert cli_main(["run", "--resume", str(reference), "--set", "protocol.lr=0.5"]) == 2
     assert "a resumed run keeps its scenario" in capsys.readouterr().err
+
+
+def interrupted_after(scenario_file: Path, out: Path, last: int) -> None:
+    """Run the scenario in process and interrupt it once round `last` is recorded."""
+    scenario = load_scenario(scenario_file)
+    recorder = RunRecorder(out)
+    recorder.write_scenario(scenario_to_toml(scenario, run_header(scenario.seed)))
+    grid = LocalGrid(client_app, scenario.federation.clients, seed=scenario.seed)
+    with pytest.raises(KeyboardInterrupt):
+        run_federation(grid, scenario, recorder, StopAfter(last), torch_threads=0)
+    assert load_run(out).finished_rounds == last
+
+
+def variant(tmp_path: Path, name: str, **changes: dict) -> tuple[Path, Path]:
+    """A scenario file of SCENARIO with `changes` merged into its tables, and its full run."""
+    raw = {**SCENARIO, "name": name}
+    for table, values in changes.items():
+        raw[table] = {**SCENARIO.get(table, {}), **values}
+    path = tmp_path / f"{name}.toml"
+    path.write_text(tomli_w.dumps(raw))
+    out = tmp_path / f"{name}-reference"
+    assert cli_main(["run", str(path), "--out", str(out)]) == 0
+    return path, out
+
+
+def test_fedadam_resumes_from_its_checkpointed_moments(
+    tmp_path: Path, reference: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fedadam = {"strategy": {"name": "fedadam", "eta": 0.01}}
+    scenario_file, full = variant(tmp_path, "fedadam", federation=fedadam)
+    assert numbers(full, ROUNDS_FILE) != numbers(reference, ROUNDS_FILE)  # not FedAvg's
+
+    out = tmp_path / "run"
+    interrupted_after(scenario_file, out, 2)
+    kept = sorted(p.name for p in (out / "checkpoints").glob("*.pt"))
+    assert kept == ["round-0002.pt", "strategy-0002.pt"]
+    moments = torch.load(out / "checkpoints" / "strategy-0002.pt", weights_only=True)
+    assert {name.split("/")[0] for name in moments} == {"m_t", "v_t"}
+    assert sum(float(t.abs().sum()) for t in moments.values()) > 0
+
+    shutil.copytree(out, tmp_path / "without-moments")
+    assert cli_main(["run", "--resume", str(out)]) == 0
+    assert_same_as(full, out)
+
+    # The moments matter: resumed without them, the run is refused, not silently changed.
+    (tmp_path / "without-moments" / "checkpoints" / "strategy-0002.pt").unlink()
+    capsys.readouterr()
+    assert cli_main(["run", "--resume", str(tmp_path / "without-moments")]) == 2
+    assert "strategy-0002.pt is missing" in capsys.readouterr().err
+
+
+def test_secure_aggregation_resumes_with_the_records_of_an_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
+    scenario_file, full = variant(tmp_path, "secagg", federation={"secure_aggregation": True})
+    leakage = read_jsonl(full / LEAKAGE_FILE)
+    assert {r["status"] for r in leakage} == {"impossible"} and len(leakage) == ROUNDS
+
+    out = tmp_path / "run"
+    interrupted_after(scenario_file, out, 2)
+    assert cli_main(["run", "--resume", str(out)]) == 0
+    assert_same_as(full, out)
 
 
 def _start(scenario_file: Path, out: Path, faults: str | None) -> subprocess.Popen:

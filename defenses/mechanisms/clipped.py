@@ -1,12 +1,15 @@
-"""DP-SGD's likelihood: clipped gradient plus Gaussian noise (Abadi et al., CCS 2016)."""
+"""Clipped updates: with Gaussian noise (DP-SGD, Abadi et al., CCS 2016; Flower's
+`LocalDpMod`), or clipped only (Flower's `fixedclipping_mod`, whose noise the server adds
+to the aggregate after it has seen each update)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from defenses.mechanisms.base import Mechanism, Update, flat_difference
+from defenses.mechanisms.base import Mechanism, NoiseKind, Update, flat_difference
 
 
 @dataclass(frozen=True)
@@ -23,14 +26,46 @@ class ClippedGaussianMechanism(Mechanism):
     clip: float
     std: float
     name: str = "clipped-gaussian"
+    noise: ClassVar[NoiseKind] = "gaussian"
+    noise_only: ClassVar[bool] = False
+
+    @property
+    def noise_scale(self) -> float:
+        return self.std
 
     def clip_candidates(self, candidate: Update) -> list[torch.Tensor]:
         """Each candidate rescaled to norm at most C over all parameters together."""
-        n = candidate[0].shape[0]
-        norms = torch.cat([c.reshape(n, -1) for c in candidate], dim=1).norm(dim=1)
-        factor = (self.clip / (norms + 1e-12)).clamp(max=1.0)
-        return [c * factor.view(n, *([1] * (c.dim() - 1))) for c in candidate]
+        return clip_candidates(candidate, self.clip)
 
     def log_likelihood(self, observed: Update, candidate: Update) -> torch.Tensor:
         diff = flat_difference(observed, self.clip_candidates(candidate))
         return -diff.pow(2).sum(dim=1) / (2 * self.std**2)
+
+
+def clip_candidates(candidate: Update, clip: float) -> list[torch.Tensor]:
+    """Each candidate rescaled to norm at most `clip` over all parameters together
+    (Flower's `clip_inputs_inplace`, McMahan et al.'s flat clipping)."""
+    n = candidate[0].shape[0]
+    norms = torch.cat([c.reshape(n, -1) for c in candidate], dim=1).norm(dim=1)
+    factor = (clip / (norms + 1e-12)).clamp(max=1.0)
+    return [c * factor.view(n, *([1] * (c.dim() - 1))) for c in candidate]
+
+
+@dataclass(frozen=True)
+class ClippingMechanism(Mechanism):
+    """g = clip_C(c), no noise: the update rescaled to norm at most C.
+
+    Deterministic, so the likelihood is a point mass at clip_C(c); −½‖g − clip_C(c)‖²
+    is its Gaussian limit with a heuristic scale (only the argmax is exact). The
+    candidate is clipped as a whole, as Flower's clipping mods clip the whole update.
+    """
+
+    clip: float
+    name: str = "clipping"
+    noise: ClassVar[NoiseKind | None] = None
+    noise_scale: ClassVar[float | None] = None
+    noise_only: ClassVar[bool] = False
+
+    def log_likelihood(self, observed: Update, candidate: Update) -> torch.Tensor:
+        diff = flat_difference(observed, clip_candidates(candidate, self.clip))
+        return -0.5 * diff.pow(2).sum(dim=1)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from defenses.mechanisms.base import Mechanism, Update, flat_difference
+from defenses.mechanisms.base import Mechanism, NoiseKind, Update, flat_difference
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,12 @@ class GaussianMechanism(Mechanism):
 
     sigma: float
     name: str = "gaussian"
+    noise: ClassVar[NoiseKind] = "gaussian"
+    noise_only: ClassVar[bool] = True
+
+    @property
+    def noise_scale(self) -> float:
+        return self.sigma
 
     def log_likelihood(self, observed: Update, candidate: Update) -> torch.Tensor:
         diff = flat_difference(observed, candidate)
@@ -27,6 +34,12 @@ class LaplacianMechanism(Mechanism):
 
     scale: float
     name: str = "laplacian"
+    noise: ClassVar[NoiseKind] = "laplacian"
+    noise_only: ClassVar[bool] = True
+
+    @property
+    def noise_scale(self) -> float:
+        return self.scale
 
     def log_likelihood(self, observed: Update, candidate: Update) -> torch.Tensor:
         diff = flat_difference(observed, candidate)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -34,6 +35,9 @@ class StochasticQuantizationMechanism(Mechanism):
     bits: int
     floor: float = 1e-3
     name: str = "stochastic-quantization"
+    noise: ClassVar[None] = None  # rounding, not additive noise
+    noise_scale: ClassVar[None] = None
+    noise_only: ClassVar[bool] = False
 
     def log_likelihood(self, observed: Update, candidate: Update) -> torch.Tensor:
         levels = 2**self.bits
@@ -61,6 +65,9 @@ class SignMechanism(Mechanism):
 
     temperature: float = 0.1
     name: str = "sign"
+    noise: ClassVar[None] = None  # a deterministic map, no noise
+    noise_scale: ClassVar[None] = None
+    noise_only: ClassVar[bool] = False
 
     def log_likelihood(self, observed: Update, candidate: Update) -> torch.Tensor:
         total = None

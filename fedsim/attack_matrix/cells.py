@@ -18,13 +18,14 @@ from typing import Any
 import torch
 
 from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, ThreatModel
-from defenses.base import Defense
+from defenses.base import Defense, stated_mechanism
 from defenses.client import client_update
 from defenses.registry import parse_defense
 from fedsim.attack_matrix.specs import AttackSpec
 from fedsim.data import load_dataset
 from fedsim.errors import ConfigError
 from fedsim.metrics import label_accuracy, match_by_psnr, ssim
+from fedsim.metrics.capped import CappedPSNR, summarize_psnr
 from fedsim.metrics.psnr import PSNR_CAP_DB
 from fedsim.metrics.recognisable import recognisable
 from fedsim.models import build_model
@@ -66,6 +67,8 @@ class CellResult:
     label_accuracy: float
     seconds: float
     statuses: list[str]
+    priors: dict[str, float] = field(default_factory=dict)
+    priors_source: str = "none"
 
     @property
     def psnr_mean(self) -> float:
@@ -74,6 +77,11 @@ class CellResult:
     @property
     def psnr_median(self) -> float:
         return statistics.median(self.psnr)
+
+    @property
+    def psnr_summary(self) -> CappedPSNR:
+        """Mean, median and the images at the cap (exact reconstructions)."""
+        return summarize_psnr(self.psnr)
 
     @property
     def ssim_mean(self) -> float:
@@ -94,12 +102,15 @@ class CellResult:
             "psnr": self.psnr,
             "psnr_mean": self.psnr_mean,
             "psnr_median": self.psnr_median,
+            "psnr_exact_fraction": self.psnr_summary.exact_fraction,
             "ssim": self.ssim,
             "ssim_mean": self.ssim_mean,
             "recognisable": self.recognisable,
             "label_accuracy": self.label_accuracy,
             "seconds": self.seconds,
             "statuses": self.statuses,
+            "priors": self.priors,
+            "priors_source": self.priors_source,
         }
 
 
@@ -158,7 +169,7 @@ def defended_batches(
     torch.manual_seed(settings.seed)
     model = build_model(model_name, info).to(device)
     threat = ThreatModel(labels_known=settings.labels_known)
-    mechanism = defense.mechanism_for(settings.batch_size)
+    mechanism, refusal = stated_mechanism(defense, settings.batch_size, settings.protocol)
     targets = []
     for index, (x, y) in enumerate(zip(images, labels, strict=True)):
         generator = torch.Generator(device=device).manual_seed(
@@ -185,6 +196,7 @@ def defended_batches(
                 num_classes=info.num_classes,
                 labels=y.to(device) if settings.labels_known else None,
                 mechanism=mechanism,
+                mechanism_refusal=refusal,
                 protocol=settings.protocol,
                 threat=threat,
             )
@@ -237,6 +249,8 @@ def _score(
         label_accuracy=correct / len(psnrs),
         seconds=seconds,
         statuses=[rec.status for rec in reconstructions],
+        priors=dict(reconstructions[0].priors) if reconstructions else {},
+        priors_source=reconstructions[0].priors_source if reconstructions else "none",
     )
 
 

@@ -247,9 +247,11 @@ def run_attack_scenario(
             )
             _say(
                 f"[{len(cells)}/{total}] {requested.label} × {batches.defense.spec}: {tuned_text}"
-                f"PSNR {cell.result.psnr_mean:.2f} dB, SSIM {cell.result.ssim_mean:.3f}"
+                f"PSNR {cell.result.psnr_summary.text()} dB, SSIM {cell.result.ssim_mean:.3f}"
                 f" ({cell.result.seconds:.1f} s); elapsed {_clock(time.perf_counter() - clock)}"
             )
+            if cell.result.priors_source.startswith("untuned"):
+                _say(f"  {requested.label}: {cell.result.priors_source}")
     write_results(complete=True)
     table = markdown_tables(scenario, defense_labels, cells)
     write_atomic(run_dir / "table.md", table.encode("utf-8"))

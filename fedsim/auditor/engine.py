@@ -6,13 +6,20 @@ attack failure becomes a record with a status and the error's message: `oom` whe
 ran out of memory (torch.OutOfMemoryError, a RuntimeError "out of memory", MemoryError;
 a batched attack is then retried one target at a time), `failed` for any other
 exception, `timeout` when the attack says so or returns well past its time budget
-(`Budget.seconds`; attacks check it themselves, the engine cannot stop a running one).
+(`Budget.seconds`). The optimisation attacks stop themselves there: their loop checks the
+deadline every step, building the problem included, and returns the best candidate so
+far; the over-budget check catches attacks that cannot be stopped half-way.
+
+`seconds` in a record is the attack's own time on that client, or, where one call
+reconstructed several clients at once (`reconstruct_many`), an equal share of that
+call's time; `seconds_shared_by` says how many clients shared it (1: its own time).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,13 +37,21 @@ from fedsim.scenario.config import AttackConfig
 
 _ATTACK_TAG = 0xA77C
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class ClientCase:
-    """One intercepted update; `originals`/`true_labels` only where ground truth exists."""
+    """One intercepted update; `originals`/`true_labels` only where ground truth exists.
+
+    `client` is the partition id where the reply carries one, else the node id; `node` is
+    the Flower node id the reply came from (None where unknown)."""
 
     client: int
     update: list[torch.Tensor]
+    node: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    """Extra fields of this client's records (its ε under Flower's LocalDpMod)."""
     originals: torch.Tensor | None = None
     true_labels: torch.Tensor | None = None
     trained_on: torch.Tensor | None = None
@@ -50,7 +65,24 @@ class RoundJob:
     cases: list[ClientCase] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     """Records of the round's replies that were not attacked (status `rejected`)."""
+    mechanism: object | None = None
+    """This round's mechanism where it is known per round (Flower's adaptive clipping sends
+    a new norm each round); None: the setup's."""
+    fields: dict[str, Any] = field(default_factory=dict)
+    """Extra fields of every record of the round (what the server saw under Flower's DP
+    tools, the central ε)."""
 
+
+_NO_SCORES: dict[str, Any] = {
+    "psnr": None,
+    "ssim": None,
+    "recognisable": None,
+    "mse": None,
+    "categorical_accuracy": None,
+    "label_accuracy": None,
+}
+"""The score fields of a record: images have PSNR and SSIM, feature rows MSE and the
+share of categorical columns right; all None without ground truth."""
 
 OVER_BUDGET_FACTOR = 1.5
 """An attack that returns after more than this times its `seconds` budget (plus one
@@ -98,15 +130,17 @@ def seeded(attack: Any, seed: int) -> Any:
 
 def attack_targets(
     attack: Any, targets: Sequence[AttackTarget], budget: Budget
-) -> list[Reconstruction | Exception]:
-    """Reconstruct every target: in one batched call where the attack offers one."""
+) -> tuple[list[Reconstruction | Exception], int]:
+    """Reconstruct every target: in one batched call where the attack offers one.
+
+    Returns the results and how many targets shared one call (1: each had its own)."""
     batched = getattr(attack, "reconstruct_many", None)
     if batched is not None and len(targets) > 1:
         try:
-            return list(batched(list(targets), budget))
+            return list(batched(list(targets), budget)), len(targets)
         except Exception as error:  # noqa: BLE001 - an attack failure must not fail the round
             if not is_out_of_memory(error):
-                return [error] * len(targets)
+                return [error] * len(targets), len(targets)
             _release_memory()  # the batch did not fit: one target at a time may
     results: list[Reconstruction | Exception] = []
     for target in targets:
@@ -116,7 +150,7 @@ def attack_targets(
             if is_out_of_memory(error):
                 _release_memory()
             results.append(error)
-    return results
+    return results, 1
 
 
 class AuditEngine:
@@ -136,6 +170,7 @@ class AuditEngine:
                 (config, self._build(config, index)) for index, config in enumerate(setup.attacks)
             ]
         self.attacks = list(attacks)
+        self._warned: set[str] = set()
 
     def _build(self, config: AttackConfig, index: int) -> Any:
         """The configured attack; `adapted` becomes the attack adapted to the clients' defense."""
@@ -150,29 +185,40 @@ class AuditEngine:
     def threat_model(self) -> ThreatModel:
         return self.setup.threat
 
-    def _target(self, model: torch.nn.Module, case: ClientCase) -> AttackTarget:
+    def target(
+        self, model: torch.nn.Module, case: ClientCase, mechanism: object | None = None
+    ) -> AttackTarget:
+        """The attack target of `case`, as the threat model lets the server see it."""
         threat = self.threat_model()
         labels = None
         if threat.labels_known and case.true_labels is not None:
             labels = case.true_labels.to(self.device)
+        if mechanism is None:
+            mechanism = self.setup.mechanism
         return AttackTarget(
             model=model,
-            update=[u.to(self.device) for u in case.update],
+            # in the dtypes of the model the attack runs (FedAdam sends float64 weights)
+            update=[
+                u.to(self.device, p.dtype)
+                for u, p in zip(case.update, model.parameters(), strict=True)
+            ],
             batch_size=self.setup.batch_size,
             input_shape=self.setup.input_shape,
             num_classes=self.setup.num_classes,
             labels=labels,
-            mechanism=self.setup.mechanism if threat.mechanism_known else None,
+            mechanism=mechanism if threat.mechanism_known else None,
+            mechanism_refusal=self.setup.mechanism_refusal if threat.mechanism_known else None,
             protocol=self.setup.protocol,
             threat=threat,
             bn_train_mode=True,
+            domain=self.setup.domain,
         )
 
     def base_record(
-        self, server_round: int, client: int | None, config: AttackConfig
+        self, server_round: int, client: int | None, config: AttackConfig, node: int | None = None
     ) -> dict[str, Any]:
         """The fields every leakage line of (round, client, attack) starts with."""
-        return {
+        record = {
             "round": server_round,
             "client": client,
             "attack": config.display_name,
@@ -180,6 +226,9 @@ class AuditEngine:
             "batch_size": self.setup.batch_size,
             "labels": self.setup.audit.threat.labels,
         }
+        if node is not None:
+            record["node"] = node
+        return record
 
     def unscored_record(
         self,
@@ -190,17 +239,17 @@ class AuditEngine:
         status: str,
         message: str,
         seconds: float = 0.0,
+        node: int | None = None,
+        shared_by: int = 1,
     ) -> dict[str, Any]:
         """A leakage line for an attack that produced no reconstruction, and why."""
         return {
-            **self.base_record(server_round, client, config),
-            "psnr": None,
-            "ssim": None,
-            "recognisable": None,
-            "label_accuracy": None,
+            **self.base_record(server_round, client, config, node),
+            **_NO_SCORES,
             "objective": None,
             "iterations": 0,
             "seconds": seconds,
+            "seconds_shared_by": shared_by,
             "status": status,
             "message": message,
         }
@@ -209,36 +258,72 @@ class AuditEngine:
         self, job: RoundJob, on_result: Callable[[ClientCase, AttackResult], None] | None = None
     ) -> list[tuple[ClientCase, AttackResult]]:
         """Every attack on every case of `job`; results in (attack, client) order."""
-        model = self.setup.build_model()
-        model.load_state_dict(job.start_state)
-        model.to(self.device)
+        model = self._start_model(job)
         outcomes: list[tuple[ClientCase, AttackResult]] = []
-        for index, (config, attack) in enumerate(self.attacks):
-            budget = Budget(**self.setup.budget_for(config).model_dump())
-            targets: list[AttackTarget] = []
-            ready: list[ClientCase] = []
-            for case in job.cases:
-                try:
-                    targets.append(self._target(model, case))
-                    ready.append(case)
-                except Exception as error:  # noqa: BLE001
-                    outcomes.append((case, self._failure(job, case, config, error, 0.0)))
-            started = time.perf_counter()
-            seed = derived_seed(self.setup.seed, _ATTACK_TAG, job.server_round, index) % 2**31
-            # No global RNG here: this may run in a worker thread beside the federation.
-            results = attack_targets(seeded(attack, seed), targets, budget) if targets else []
-            elapsed = time.perf_counter() - started
-            for case, result in zip(ready, results, strict=True):
-                if isinstance(result, Exception):
-                    outcome = self._failure(job, case, config, result, elapsed / max(len(ready), 1))
-                else:
-                    outcome = self._success(job, case, config, result)
-                    _flag_over_budget(outcome.record, budget, elapsed / max(len(ready), 1))
-                outcomes.append((case, outcome))
+        for index in range(len(self.attacks)):
+            outcomes.extend(self.run_attack(job, index, model))
         if on_result is not None:
             for case, outcome in outcomes:
                 on_result(case, outcome)
         return outcomes
+
+    def _start_model(self, job: RoundJob) -> torch.nn.Module:
+        model = self.setup.build_model()
+        model.load_state_dict(job.start_state)
+        return model.to(self.device)
+
+    def run_attack(
+        self, job: RoundJob, index: int, model: torch.nn.Module | None = None
+    ) -> list[tuple[ClientCase, AttackResult]]:
+        """Attack number `index` on every case of `job` (seeded by round and index, so it
+        gives the same results wherever it runs)."""
+        config, attack = self.attacks[index]
+        model = model if model is not None else self._start_model(job)
+        outcomes: list[tuple[ClientCase, AttackResult]] = []
+        budget = Budget(**self.setup.budget_for(config).model_dump())
+        targets: list[AttackTarget] = []
+        ready: list[ClientCase] = []
+        for case in job.cases:
+            try:
+                targets.append(self.target(model, case, job.mechanism))
+                ready.append(case)
+            except Exception as error:  # noqa: BLE001
+                outcomes.append((case, self._failure(job, case, config, error, 0.0)))
+        started = time.perf_counter()
+        seed = derived_seed(self.setup.seed, _ATTACK_TAG, job.server_round, index) % 2**31
+        # No global RNG here: this may run in a worker thread beside the federation.
+        results, shared_by = (
+            attack_targets(seeded(attack, seed), targets, budget) if targets else ([], 1)
+        )
+        elapsed = time.perf_counter() - started
+        for case, result in zip(ready, results, strict=True):
+            if isinstance(result, Exception):
+                seconds = elapsed / max(len(ready), 1)
+                outcome = self._failure(job, case, config, result, seconds, shared_by)
+            else:
+                outcome = self._success(job, case, config, result, shared_by)
+                _flag_over_budget(outcome.record, budget, elapsed / max(len(ready), 1))
+            outcomes.append((case, outcome))
+        for case, outcome in outcomes:
+            outcome.record.update({**job.fields, **case.fields})
+        return outcomes
+
+    def lost_record(self, job: RoundJob, case: ClientCase, index: int, reason: str) -> AttackResult:
+        """The `failed` record of attack `index` on `case` when its run was lost (a Ray task)."""
+        config, _ = self.attacks[index]
+        result = AttackResult(
+            self.unscored_record(
+                job.server_round, case.client, config, status="failed", message=reason
+            )
+        )
+        result.record.update({**job.fields, **case.fields})
+        return result
+
+    def _warn_untuned(self, config: AttackConfig, source: str) -> None:
+        """Say once per attack, on the console, that its prior weights were tuned elsewhere."""
+        if source.startswith("untuned") and config.display_name not in self._warned:
+            self._warned.add(config.display_name)
+            logger.warning("attack %s: %s", config.display_name, source)
 
     def _failure(
         self,
@@ -247,6 +332,7 @@ class AuditEngine:
         config: AttackConfig,
         error: Exception,
         seconds: float,
+        shared_by: int = 1,
     ) -> AttackResult:
         return AttackResult(
             self.unscored_record(
@@ -256,38 +342,58 @@ class AuditEngine:
                 status="oom" if is_out_of_memory(error) else "failed",
                 message=(f"{type(error).__name__}: {error}".splitlines() or [""])[0],
                 seconds=seconds,
+                node=case.node,
+                shared_by=shared_by,
             )
         )
 
     def _success(
-        self, job: RoundJob, case: ClientCase, config: AttackConfig, recon: Reconstruction
+        self,
+        job: RoundJob,
+        case: ClientCase,
+        config: AttackConfig,
+        recon: Reconstruction,
+        shared_by: int = 1,
     ) -> AttackResult:
-        record = self.base_record(job.server_round, case.client, config)
+        record = self.base_record(job.server_round, case.client, config, case.node)
         inputs = recon.inputs.detach().float().cpu()
+        domain = self.setup.domain
         scores = None
         if case.originals is not None and case.true_labels is not None:
             try:
                 scores = score_reconstruction(
-                    inputs, recon.labels, case.originals, case.true_labels
+                    inputs, recon.labels, case.originals, case.true_labels, domain
                 )
             except Exception as error:  # noqa: BLE001
-                return self._failure(job, case, config, error, recon.seconds)
+                return self._failure(job, case, config, error, recon.seconds, shared_by)
         objective = recon.objective.detach().flatten()
+        record.update(_NO_SCORES)
+        if scores is not None:
+            record.update(
+                psnr=scores.psnr,
+                ssim=scores.ssim,
+                recognisable=scores.recognisable,
+                mse=scores.mse,
+                categorical_accuracy=scores.categorical_accuracy,
+                label_accuracy=scores.label_accuracy,
+            )
         record.update(
-            psnr=None if scores is None else scores.psnr,
-            ssim=None if scores is None else scores.ssim,
-            recognisable=None if scores is None else scores.recognisable,
-            label_accuracy=None if scores is None else scores.label_accuracy,
             objective=float(objective[recon.best]) if objective.numel() else None,
             iterations=int(recon.iterations),
             seconds=float(recon.seconds),
+            seconds_shared_by=shared_by,
             status=recon.status,
             message=recon.message,
+            priors=dict(recon.priors),
+            priors_source=recon.priors_source,
         )
-        if scores is not None:
+        self._warn_untuned(config, recon.priors_source)
+        if scores is not None and scores.psnr_images is not None:
             record.update(psnr_images=scores.psnr_images, ssim_images=scores.ssim_images)
         if case.trained_on is not None and case.true_labels is not None:
-            seen = score_reconstruction(inputs, recon.labels, case.trained_on, case.true_labels)
+            seen = score_reconstruction(
+                inputs, recon.labels, case.trained_on, case.true_labels, domain
+            )
             record.update(
                 psnr_trained_on=seen.psnr,
                 ssim_trained_on=seen.ssim,

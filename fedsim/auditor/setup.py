@@ -3,25 +3,31 @@
 From a scenario (`from_federation`) the auditor has ground truth: it recomputes each
 client's batch and scores reconstructions. Given by hand (`for_model`, for a Flower
 app that does not otherwise use fedsim) it is in deployment mode: no ground truth,
-it stores reconstructions and attack objectives only.
+it stores reconstructions and attack objectives only. Either way the setup states the
+data domain the attacks search (`attacks.domain`: images in a box, or feature rows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from attacks.domain import FeatureDomain, ImageDomain, InputDomain
 from attacks.target import Protocol, ThreatModel
-from defenses.base import Defense
+from defenses.base import Defense, stated_mechanism
 from fedsim.scenario.build import Federation, derived_seed
 from fedsim.scenario.config import AttackConfig, AuditConfig, BudgetConfig
 
 GroundTruth = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
-"""(client, round) → the images in [0, 1] and labels of the batch that client used."""
+"""(client, round) → the inputs (images in [0, 1], or feature rows) and labels of the
+batch that client used."""
+
+DOMAINS: dict[str, Callable[[], InputDomain]] = {"image": ImageDomain, "features": FeatureDomain}
+"""Domains by name, for `for_model(domain=...)`."""
 
 _AUDIT_TAG = 0xA0D1
 
@@ -31,7 +37,7 @@ class AuditSetup:
     """The model, the clients' protocol and defense, the schedule and the attacks."""
 
     build_model: Callable[[], nn.Module]
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     num_classes: int
     batch_size: int
     protocol: Protocol
@@ -50,6 +56,14 @@ class AuditSetup:
     """How many partitions exist (a reply claiming another id is rejected); None: unknown."""
     defense: Defense | None = None
     """The clients' defenses as one object; the `adapted` attack is chosen from it."""
+    mechanism_refusal: str | None = None
+    """Why no likelihood is stated though the defenses perturb the update (attacks that
+    model the mechanism are then refused with this reason)."""
+    domain: InputDomain = field(default_factory=ImageDomain)
+    """Where the clients' inputs live (images in [0, 1] by default; see `attacks.domain`)."""
+    clients_hold_cpus: bool = False
+    """The clients run on Flower's Ray simulation engine, whose actors reserve every CPU
+    (Ray attack tasks then reserve none by default: `AuditConfig.task_resources`)."""
 
     @classmethod
     def from_federation(cls, federation: Federation) -> AuditSetup:
@@ -74,6 +88,9 @@ class AuditSetup:
             secure_aggregation=scenario.federation.secure_aggregation,
             num_clients=federation.num_clients,
             defense=federation.defense,
+            mechanism_refusal=federation.mechanism_refusal,
+            domain=federation.domain(),
+            clients_hold_cpus=scenario.simulation.engine == "ray",
         )
 
     @classmethod
@@ -84,47 +101,74 @@ class AuditSetup:
         input_shape: Sequence[int],
         num_classes: int,
         batch_size: int,
+        domain: InputDomain | str,
+        protocol: str,
+        lr: float,
+        local_steps: int | None = None,
+        local_batch_size: int | None = None,
         attacks: Sequence[str | AttackConfig] = ("bayes",),
         defense: str | None = None,
-        protocol: str = "fedavg",
-        lr: float = 0.1,
-        local_steps: int = 1,
-        local_batch_size: int | None = None,
+        mechanism: object | None = None,
         audit: AuditConfig | dict | None = None,
         seed: int = 0,
         device: str = "auto",
     ) -> AuditSetup:
-        """Deployment mode, for any Flower app whose clients train `model_fn()` on images.
+        """Deployment mode, for any Flower app whose clients train `model_fn()`.
 
-        `protocol`: `fedavg` (clients send new weights after `local_steps` SGD steps of
-        `lr`) or `fedsgd` (clients send θ − lr·g). `defense`: the spec of the defense the
+        What the auditor cannot see, it must be told, so these have no defaults:
+        `domain` (`"image"`: inputs in [0, 1]; `"features"`: feature rows, or an
+        `attacks.domain` object with one-hot groups, a different box or granted feature
+        statistics), `protocol` (`fedavg`: clients send new weights after `local_steps`
+        SGD steps of `lr`, each on `local_batch_size` samples of the batch; `fedsgd`:
+        clients send θ − lr·g) and, under `fedavg`, `local_steps`. `batch_size` is how
+        many samples one update is computed from. `defense`: the spec of the defense the
         clients apply (e.g. the `defenses.flower.mod` they use), so that attacks that
-        model it (Bayes) know its mechanism. `audit`: schedule, threat, budget, worker.
+        model it (Bayes) know its mechanism; `mechanism` gives the likelihood directly
+        instead (Flower's own DP tools, see `fedsim.auditor.flower_dp`). `audit`:
+        schedule, threat, budget, worker.
         """
+        from fedsim.errors import ConfigError
         from fedsim.scenario.components import build_defense
 
+        if protocol not in ("fedavg", "fedsgd"):
+            raise ConfigError(f"protocol: expected 'fedavg' or 'fedsgd', got {protocol!r}")
+        if protocol == "fedavg" and local_steps is None:
+            raise ConfigError(
+                "local_steps: required with protocol 'fedavg' (how many SGD steps a client "
+                "takes before it replies; one pass over B samples in batches of b is B/b)"
+            )
+        if isinstance(domain, str):
+            if domain not in DOMAINS:
+                raise ConfigError(f"domain: expected one of {', '.join(DOMAINS)}, got {domain!r}")
+            domain = DOMAINS[domain]()
         chosen = build_defense([defense] if defense else [])
         configs = [a if isinstance(a, AttackConfig) else AttackConfig(name=a) for a in attacks]
         if not isinstance(audit, AuditConfig):
             audit = AuditConfig.model_validate(audit or {})
+        training = Protocol(
+            kind=protocol,
+            local_steps=int(local_steps or 1),
+            local_lr=float(lr),
+            local_batch_size=local_batch_size,
+        )
+        stated, refusal = stated_mechanism(chosen, batch_size, training)
+        if mechanism is not None:
+            stated, refusal = mechanism, None
         return cls(
-            build_model=model_fn,
+            build_model=_copies_of(model_fn),
             input_shape=tuple(int(s) for s in input_shape),
             num_classes=int(num_classes),
             batch_size=int(batch_size),
-            protocol=Protocol(
-                kind=protocol,
-                local_steps=local_steps,
-                local_lr=lr,
-                local_batch_size=local_batch_size,
-            ),
-            mechanism=chosen.mechanism_for(batch_size),
-            defense_label=defense or "none",
+            protocol=training,
+            mechanism=stated,
+            mechanism_refusal=refusal,
+            defense_label=defense or ("none" if mechanism is None else str(mechanism)),
             audit=audit,
             attacks=configs,
             seed=seed,
             device=device,
             defense=chosen,
+            domain=domain,
         )
 
     @property
@@ -154,8 +198,28 @@ class AuditSetup:
         """The update a client computed from the start and the sent weights.
 
         FedSGD clients send θ − lr·g, so g = (θ − θ_sent) / lr; FedAvg clients send
-        θ + δ, so δ = θ_sent − θ (see `fedsim.flower.local_update`).
+        θ + δ, so δ = θ_sent − θ (see `fedsim.flower.local_update`). The difference is
+        taken in the wider of the two dtypes and returned in the start's dtype (a strategy
+        such as FedAdam sends float64 weights to clients that answer in float32).
         """
         if self.protocol.kind == "fedsgd":
-            return [(start[n] - sent[n]) / self.protocol.local_lr for n in parameter_names]
-        return [sent[n] - start[n] for n in parameter_names]
+            update = [(start[n] - sent[n]) / self.protocol.local_lr for n in parameter_names]
+        else:
+            update = [sent[n] - start[n] for n in parameter_names]
+        return [u.to(start[n].dtype) for u, n in zip(update, parameter_names, strict=True)]
+
+
+def _copies_of(model_fn: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    """A builder of copies of one `model_fn()` made now, with torch's global RNG left as
+    it was: the auditor builds models while the app trains (in a worker thread, too),
+    and the app's own random draws must not depend on whether it is audited. The
+    initial weights do not matter: every attack loads the round's start parameters."""
+    import copy
+
+    with torch.random.fork_rng(devices=[]):
+        template = model_fn()
+
+    def build() -> nn.Module:
+        return copy.deepcopy(template)
+
+    return build

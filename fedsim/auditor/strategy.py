@@ -5,9 +5,11 @@ replies, so the aggregate is identical bit for bit). On the way it keeps the arr
 sent in `configure_train` (the parameters the clients start from) and, in
 `aggregate_train`, where individual replies are visible, it selects the replies on
 the audit schedule, recovers each client's update and hands them to the attacks —
-in a worker thread by default, so the next round need not wait. Ground truth comes
-from the scenario (same partition, same seeded sampler); nothing extra travels from
-the clients except their partition id in a ConfigRecord. Without a scenario
+in a worker thread by default, so the next round need not wait, or as Ray tasks
+spread over a cluster (`audit.worker = "ray"`, `fedsim.auditor.ray_tasks`). Ground
+truth comes from the scenario (same partition, same seeded sampler); nothing extra
+travels from the clients except their partition id (and, under Ray, the node they ran
+on) in a ConfigRecord. Without a scenario
 (`LeakageAuditor.for_model`, deployment mode) there is no ground truth: it records
 the attack objectives and stores the reconstructions (tensors and PNGs). Under
 secure aggregation it attacks nothing and records that per-client attacks are
@@ -17,16 +19,27 @@ updates by other means), or through `record_secure_round` on fedsim's SecAgg+ pa
 only that method and `close` are called.
 
 In an audited round, a reply it cannot use — an error reply, no reply before the
-round's timeout, arrays of the wrong keys, shapes or dtypes, NaN or infinite values,
-a bad weight, a partition id claimed twice — is recorded with status `rejected` and
-the reason (one line per attack), and no attack runs on it. What the aggregate does
-with such replies is the inner strategy's business (fedsim puts a `ReplyFilter`
-in front of FedAvg so that they are dropped rather than averaged).
+round's timeout, arrays of the wrong keys or shapes, NaN or infinite values, a bad
+weight, a partition id claimed twice — is recorded with status `rejected` and the
+reason (one line per attack), and no attack runs on it. A reply in another dtype than
+was sent is used (FedAdam's float64 aggregate goes to float32 clients). What the
+aggregate does with any reply is the inner strategy's business (fedsim puts a
+`ReplyFilter` in front of FedAvg so that unusable ones are dropped rather than averaged).
+
+Records name a client by the partition id its reply carries (fedsim's clients send it;
+any ClientApp can, see `fedsim.flower.protocol.reply_partition`) and, without one, by
+its Flower node id; in deployment mode (and on `rejected` lines) every line also holds
+the node id. Each audited round is logged in
+one line, a round where nothing could be attacked as a warning (`fedsim.auditor.console`),
+and `close()` returns and logs the run's summary. In deployment mode the auditor checks
+what it can observe against the protocol it was told (`fedsim.auditor.protocol_check`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +49,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from attacks.domain import ImageDomain
+from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
 from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
+from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, recognise
+from fedsim.auditor.preflight import preflight, simulated_update
+from fedsim.auditor.protocol_check import ProtocolCheck, update_norm
+from fedsim.auditor.ray_tasks import AuditAbandoned, RayAttacks
 from fedsim.auditor.schedule import audited_clients, audited_round
 from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.worker import AuditWorker
@@ -94,11 +113,29 @@ class LeakageAuditor(PassThroughStrategy):
         self.on_round_audited = on_round_audited
         self.ground_truth = ground_truth and setup.ground_truth is not None
         self.engine = AuditEngine(setup, device or resolve_device(setup.device), attacks)
-        self.worker = AuditWorker(threaded=setup.audit.worker == "thread")
+        self.worker = AuditWorker(
+            threaded=setup.audit.worker != "inline", max_pending=setup.audit.pending
+        )
+        self.remote: RayAttacks | None = None
+        if setup.audit.worker == "ray" and self.engine.attacks:
+            cpus, gpus = setup.audit.task_resources(setup.clients_hold_cpus)
+            self.remote = RayAttacks(self.engine, cpus, gpus)
         self._start: dict[int, dict[str, torch.Tensor]] = {}
         self._sent_to: dict[int, list[int]] = {}
         self._partition_of_node: dict[int, int] = {}
         self._parameter_names = [name for name, _ in setup.build_model().named_parameters()]
+        where = None if recorder is None else str(recorder.run_dir / RECONSTRUCTIONS_DIR)
+        self.log = AuditLog(reconstructions=where)
+        self.protocol_check = (
+            None
+            if self.ground_truth
+            else ProtocolCheck(setup.batch_size, _protocol_text(setup), setup.mechanism)
+        )
+        self._simulated_norm: float | None = None
+        self.privacy: FlowerPrivacy | None = None
+        """Flower's DP tool in use, where `for_model` recognised one (`fedsim.auditor.flower_dp`)."""
+        self._round_config: dict[int, dict[str, Any]] = {}
+        self._taken_part: Counter[int] = Counter()
 
     @classmethod
     def for_model(
@@ -108,21 +145,44 @@ class LeakageAuditor(PassThroughStrategy):
         *,
         out_dir: str | Path | None = None,
         on_round_audited: RoundCallback | None = None,
+        delta: float = 1e-5,
         **setup: Any,
     ) -> LeakageAuditor:
         """The auditor for a Flower app that does not otherwise use fedsim (deployment mode).
 
-        `setup` are the keywords of `AuditSetup.for_model` (input_shape, num_classes,
-        batch_size, attacks, defense, protocol, lr, audit, ...). Records and
-        reconstructions (PNG and tensors) go to `out_dir`; call `close()` after the run.
+        `setup` are the keywords of `AuditSetup.for_model`: required `input_shape`,
+        `num_classes`, `batch_size`, `domain`, `protocol`, `lr` (and `local_steps` under
+        FedAvg); optional `attacks`, `defense` (a fedsim defense spec, or the clients'
+        Flower `LocalDpMod`), `audit`, ... Flower's DP wrappers around `inner` are
+        recognised by themselves (`fedsim.auditor.flower_dp`); `delta` is the δ of their ε
+        where they carry no accountant. Before it returns, the model
+        and every attack are tried once on a random batch of that shape and domain
+        (`fedsim.auditor.preflight`), so a mistake raises ConfigError before any round.
+        Records and reconstructions (PNG and tensors) go to `out_dir`; call `close()`
+        after the run: it waits for the last attacks and returns the summary it logs.
         """
+        show_on_console()
+        privacy = recognise(inner, setup.get("defense"), delta)
+        if isinstance(privacy, LocalDp):
+            setup["defense"] = None  # a Flower mod, not a fedsim defense spec
+        audit_setup = AuditSetup.for_model(model_fn, **setup)
+        if privacy is not None:
+            audit_setup = dataclasses.replace(
+                audit_setup,
+                mechanism=privacy.mechanism(None, audit_setup.protocol),
+                defense_label=privacy.label,
+            )
         recorder = RunRecorder(out_dir) if out_dir is not None else None
-        return cls(
+        auditor = cls(
             inner,
-            AuditSetup.for_model(model_fn, **setup),
+            audit_setup,
             recorder=recorder,
             on_round_audited=on_round_audited,
         )
+        auditor.privacy = privacy
+        with torch.random.fork_rng(devices=[]):  # the app's random draws stay its own
+            preflight(audit_setup, auditor.engine)
+        return auditor
 
     # ------------------------------------------------------------------ pass-through hooks
 
@@ -143,6 +203,7 @@ class LeakageAuditor(PassThroughStrategy):
             self._start[server_round] = {
                 k: v.clone() for k, v in arrays.to_torch_state_dict().items()
             }
+            self._round_config = {server_round: _train_config(messages)}
         return messages
 
     def aggregate_train(
@@ -152,6 +213,7 @@ class LeakageAuditor(PassThroughStrategy):
         start = self._start.pop(server_round, None)
         sent_to = self._sent_to.pop(server_round, [])
         self._learn_nodes(replies)
+        self._count_participation(replies)
         if start is not None:
             try:
                 if self.setup.secure_aggregation:
@@ -187,6 +249,18 @@ class LeakageAuditor(PassThroughStrategy):
             if client is not None and self._known_client(client):
                 self._partition_of_node[int(message.metadata.src_node_id)] = client
 
+    def _count_participation(self, replies: list[Message]) -> None:
+        """Under LocalDpMod a client's ε composes over every round it took part in."""
+        if not isinstance(self.privacy, LocalDp):
+            return
+        for message in replies:
+            try:
+                client = None if message.has_error() else self._client(message)
+            except (ValueError, TypeError):
+                client = None
+            if client is not None:
+                self._taken_part[client] += 1
+
     def _usable_replies(
         self,
         server_round: int,
@@ -208,7 +282,7 @@ class LeakageAuditor(PassThroughStrategy):
                 client, unreadable = None, "the partition id is not an integer"
             if client is None and unreadable is None and not message.has_error():
                 continue  # not a fedsim client: nothing to attack, nothing to reject
-            problem = unreadable or reply_problem(message, expected, weight_key)
+            problem = unreadable or reply_problem(message, expected, weight_key, dtypes=False)
             if problem is None and client in usable:
                 problem = f"partition id {client} claimed by a second reply"
             if problem is None and not self._known_client(client):
@@ -234,12 +308,9 @@ class LeakageAuditor(PassThroughStrategy):
         self, server_round: int, client: int | None, node: int, reason: str
     ) -> list[dict[str, Any]]:
         return [
-            {
-                **self.engine.unscored_record(
-                    server_round, client, config, status="rejected", message=reason
-                ),
-                "node": node,
-            }
+            self.engine.unscored_record(
+                server_round, client, config, status="rejected", message=reason, node=node
+            )
             for config, _ in self.engine.attacks
         ]
 
@@ -253,16 +324,58 @@ class LeakageAuditor(PassThroughStrategy):
         usable, rejected = self._usable_replies(server_round, start, replies, sent_to)
         chosen = audited_clients(self.setup.audit, list(usable), self.setup.audit_rng(server_round))
         job = RoundJob(server_round, start, rejected=rejected)
+        if self.privacy is not None:
+            config = self._round_config.pop(server_round, None)
+            job.mechanism = self.privacy.mechanism(config, self.setup.protocol)
+            job.fields = self.privacy.round_fields(server_round, config)
+            for record in rejected:
+                record.update(job.fields)
         for client in chosen:
-            sent = reply_state(usable[client])
-            case = ClientCase(client, self.setup.recover_update(start, sent, self._parameter_names))
+            message = usable[client]
+            sent = reply_state(message)
+            node = int(message.metadata.src_node_id)
+            update = self.setup.recover_update(start, sent, self._parameter_names)
+            self._check_protocol(server_round, client, message, start, update)
+            # Node ids are random per run: in simulation they would make records unrepeatable.
+            case = ClientCase(client, update, node=None if self.ground_truth else node)
+            if self.privacy is not None:
+                case.fields = self.privacy.client_fields(self._taken_part[client])
             if self.ground_truth:
                 assert self.setup.ground_truth is not None
                 case.originals, case.true_labels = self.setup.ground_truth(client, server_round)
                 if self.setup.trained_batch is not None:
                     case.trained_on = self.setup.trained_batch(client, server_round)[0]
             job.cases.append(case)
-        self.worker.submit(lambda: self._run(job))
+        if self.remote is None:
+            self.worker.submit(lambda: self._run(job, lambda: self.engine.run(job)))
+            return
+        self.worker.wait_for_room()  # no more rounds in flight on the cluster than `pending`
+        results = self.remote.submit(job)
+        self.worker.submit(lambda: self._run(job, results))
+
+    def _check_protocol(
+        self,
+        server_round: int,
+        client: int,
+        message: Message,
+        start: dict[str, torch.Tensor],
+        update: list[torch.Tensor],
+    ) -> None:
+        """Deployment mode: compare what the reply shows with the declared protocol."""
+        if self.protocol_check is None:
+            return
+        key = getattr(self.inner, "weighted_by_key", None) or "num-examples"
+        metrics = list(message.content.metric_records.values())
+        if len(metrics) == 1 and key in metrics[0]:
+            self.protocol_check.weight(server_round, client, metrics[0][key], key)
+        if self._simulated_norm is None and not self.protocol_check.noisy:
+            model = self.setup.build_model()
+            model.load_state_dict(start)
+            with torch.random.fork_rng(devices=[]):  # the app's draws stay its own
+                self._simulated_norm = update_norm(simulated_update(self.setup, model))
+        norm = update_norm(update)
+        self.protocol_check.norm(server_round, client, norm, self._simulated_norm)
+        self.protocol_check.noise(server_round, client, norm, sum(u.numel() for u in update))
 
     def record_secure_round(self, server_round: int) -> None:
         """SecAgg+ round: if the schedule audits it, one `impossible` record per attack.
@@ -287,6 +400,7 @@ class LeakageAuditor(PassThroughStrategy):
         self.worker.submit(lambda: self._publish(server_round, records))
 
     def _publish(self, server_round: int, records: list[dict[str, Any]]) -> None:
+        self.log.round(server_round, records)
         if self.recorder is not None:
             for record in records:
                 self.recorder.append_leakage(record)
@@ -300,19 +414,25 @@ class LeakageAuditor(PassThroughStrategy):
         self.recorder.sync()
         self.recorder.checkpoints.mark("audited", server_round)
 
-    def _run(self, job: RoundJob) -> None:
+    def _run(
+        self, job: RoundJob, attack: Callable[[], list[tuple[ClientCase, AttackResult]]]
+    ) -> None:
         try:
-            outcomes = self.engine.run(job)
+            outcomes = attack()
+        except AuditAbandoned as error:
+            logger.warning("%s: audit abandoned; `fedsim run --resume` redoes it", error)
+            return
         except Exception:  # noqa: BLE001 - record what is known; the round goes on
             logger.exception("round %d: the audit failed", job.server_round)
             outcomes = []
         records = job.rejected + [outcome.record for _, outcome in outcomes]
+        self.log.round(job.server_round, records)
         if self.recorder is not None:
             for record in records:
                 self.recorder.append_leakage(record)
             if not self.ground_truth:
                 self._save_reconstructions(job, outcomes)
-            elif self.setup.audit.grids:
+            elif self.setup.audit.grids and isinstance(self.setup.domain, ImageDomain):
                 self._save_grids(job, outcomes)
             self._mark_audited(job.server_round)
         if self.on_round_audited is not None:
@@ -321,7 +441,8 @@ class LeakageAuditor(PassThroughStrategy):
     def _save_reconstructions(
         self, job: RoundJob, outcomes: list[tuple[ClientCase, AttackResult]]
     ) -> None:
-        """Deployment mode: per case, a tensor file of every attack's images and a PNG grid."""
+        """Deployment mode: per case, a tensor file of every attack's reconstruction and,
+        for images, a PNG grid."""
         assert self.recorder is not None
         folder = self.recorder.run_dir / RECONSTRUCTIONS_DIR
         for case in job.cases:
@@ -333,13 +454,14 @@ class LeakageAuditor(PassThroughStrategy):
             if not rows:
                 continue
             stem = f"round-{job.server_round:04d}-client-{case.client}"
+            domain = self.setup.domain
             try:
                 torch.save(dict(rows), folder / f"{stem}.pt")
                 make_private(folder / f"{stem}.pt")
-                if self.setup.audit.grids:
-                    save_image_grid(
-                        folder / f"{stem}.png", rows, f"round {job.server_round}, {case.client}"
-                    )
+                if self.setup.audit.grids and isinstance(domain, ImageDomain):
+                    pictures = [(name, domain.to_unit(x).clamp(0, 1)) for name, x in rows]
+                    title = f"round {job.server_round}, {case.client}"
+                    save_image_grid(folder / f"{stem}.png", pictures, title)
                     make_private(folder / f"{stem}.png")
             except Exception:  # noqa: BLE001
                 logger.exception("round %d: saving reconstructions failed", job.server_round)
@@ -363,8 +485,31 @@ class LeakageAuditor(PassThroughStrategy):
         except Exception:  # noqa: BLE001
             logger.exception("round %d: saving the reconstructions' strip failed", job.server_round)
 
-    def close(self) -> None:
-        """Wait for every pending attack; call once the last round is done."""
+    def close(self) -> AuditSummary:
+        """Wait for every pending attack, then log and return the summary of the audit;
+        call once the last round is done."""
         self.worker.close()
         self._start.clear()
         self._sent_to.clear()
+        return self.log.close()
+
+
+def _train_config(messages: list[Message]) -> dict[str, Any]:
+    """The train config the round's first message carries (Flower's client-side DP
+    wrappers put the clipping norm in it)."""
+    if not messages:
+        return {}
+    records = messages[0].content.config_records.values()
+    return {k: v for record in records for k, v in record.items()}
+
+
+def _protocol_text(setup: AuditSetup) -> str:
+    """'fedavg, 5 local steps of lr 0.1, batch 8' and the like, for messages."""
+    protocol = setup.protocol
+    if protocol.kind == "fedsgd":
+        return f"fedsgd, lr {protocol.local_lr:g}, batch {setup.batch_size}"
+    chunk = f" in chunks of {protocol.local_batch_size}" if protocol.local_batch_size else ""
+    return (
+        f"fedavg, {protocol.local_steps} local steps of lr {protocol.local_lr:g}{chunk}, "
+        f"batch {setup.batch_size}"
+    )

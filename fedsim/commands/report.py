@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from fedsim.report import load_run, verdicts, write_report
+from fedsim.report.privacy import privacy_lines
 
 NAME = "report"
 HELP = "verdict, leakage curves, reconstructions and a page from run directories"
@@ -49,6 +50,8 @@ def main(args: argparse.Namespace) -> int:
         )
         for verdict in verdicts(run):
             console.print(f"  {verdict.heading}: {verdict.text}", highlight=False)
+        for line in privacy_lines(run.rounds):
+            console.print(f"  {line}", markup=False, soft_wrap=True)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
     return 0

@@ -11,6 +11,12 @@ scenario's defense, the best PSNR and how many images were recovered recognisabl
 RUN/scenario.toml; the rounds after it are redone and give the records an
 uninterrupted run would have. Only settings that do not change results may be
 overridden then (`simulation.*`, `data.root`, `data.download`).
+
+When the run fails — the simulation runtime raises, a client's worker process dies,
+Ctrl-C — it stops with one line naming the cause (status 1; 130 for Ctrl-C), keeps
+every finished record and prints the `--resume` command; `--debug` shows the
+traceback and Flower's and Ray's own logs. A Ray cluster address that does not answer
+is refused before the run directory is made.
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from fedsim.commands import add_scenario_options
-from fedsim.errors import ConfigError
+from fedsim.errors import ConfigError, FedsimError
 from fedsim.flower.progress import RunProgress
+from fedsim.flower.runtime_guard import RuntimeCrashed
 from fedsim.records import SCENARIO_FILE, RunRecorder, run_header
 from fedsim.scenario.config import Scenario
 from fedsim.scenario.loading import (
@@ -53,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN",
         default=None,
         help="continue the interrupted run in directory RUN from its last complete round",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on a failure show the traceback, and Flower's and Ray's logs as the run goes",
     )
     add_scenario_options(parser, "protocol.lr=0.05, attacks.0.name='l2'")
 
@@ -100,10 +113,11 @@ def main(args: argparse.Namespace) -> int:
     if getattr(args, "download", False):
         overrides.append("data.download=true")
     resume = getattr(args, "resume", None)
+    debug = bool(getattr(args, "debug", False))
     if (args.scenario is None) == (resume is None):
         raise ConfigError("give a SCENARIO file, or --resume RUN (not both)")
     if resume is not None:
-        return _resume(Path(resume), overrides)
+        return _resume(Path(resume), overrides, debug)
     scenario = _absolute_checkpoint(load_scenario(args.scenario, overrides))
     started = dt.datetime.now(dt.UTC)
     federation = _check_before_start(scenario)
@@ -123,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
             )
     recorder.write_scenario(scenario_to_toml(scenario, header))
 
-    return _simulate(scenario, recorder, run_dir, resume_after=-1, console=console)
+    return _simulate(scenario, recorder, run_dir, resume_after=-1, console=console, debug=debug)
 
 
 def _absolute_checkpoint(scenario: Scenario) -> Scenario:
@@ -147,21 +161,26 @@ def file_sha256(path: Path) -> str:
 
 
 def _check_before_start(scenario: Scenario) -> Federation:
-    """Build data, partitions, defenses and attacks now, so a bad name fails before Ray starts."""
+    """Build data, partitions, defenses and attacks now, and knock at the Ray cluster, so a
+    bad name or a dead address fails before Ray starts."""
     from fedsim.auditor.engine import AuditEngine
     from fedsim.auditor.setup import AuditSetup
     from fedsim.device import resolve_device
     from fedsim.flower.faults import active_faults
+    from fedsim.flower.ray_cluster import probe
     from fedsim.scenario.build import build_federation
 
     active_faults()
+    simulation = scenario.simulation
+    if simulation.address is not None and "ray" in (simulation.engine, scenario.audit.worker):
+        probe(simulation.address, simulation.connect_timeout)
     federation = build_federation(scenario)
     federation.initial_state()  # a checkpoint that does not fit the model is refused now
     AuditEngine(AuditSetup.from_federation(federation), resolve_device(scenario.device))
     return federation
 
 
-def _resume(run_dir: Path, overrides: list[str]) -> int:
+def _resume(run_dir: Path, overrides: list[str], debug: bool = False) -> int:
     from fedsim.flower.server_app import audited_round_of
 
     scenario, header = _resumed_scenario(run_dir, overrides)
@@ -180,7 +199,7 @@ def _resume(run_dir: Path, overrides: list[str]) -> int:
         f"fedsim run: resuming {scenario.name} in {run_dir} after round {max(done, 0)}",
         highlight=False,
     )
-    return _simulate(scenario, recorder, run_dir, resume_after=done, console=console)
+    return _simulate(scenario, recorder, run_dir, resume_after=done, console=console, debug=debug)
 
 
 def _simulate(
@@ -189,22 +208,36 @@ def _simulate(
     run_dir: Path,
     resume_after: int,
     console: Console | None = None,
+    debug: bool = False,
 ) -> int:
+    from fedsim.flower.runtime_guard import one_line
     from fedsim.flower.simulation import simulate
 
     console = console or Console()
     if resume_after < 0:
         console.print(f"fedsim run: {scenario.name} → {run_dir}", highlight=False)
+    resume = f"continue with `fedsim run --resume {run_dir}`"
     try:
         with RunProgress(scenario, console, resume_after) as progress:
-            timing = simulate(scenario, recorder, progress, resume_after=resume_after)
+            timing = simulate(scenario, recorder, progress, resume_after=resume_after, debug=debug)
     except KeyboardInterrupt:
         console.print(
-            f"interrupted; finished rounds are in {run_dir}; continue with"
-            f" `fedsim run --resume {run_dir}`, or report them with `fedsim report {run_dir}`",
+            f"interrupted; finished rounds are in {run_dir}; {resume},"
+            f" or report them with `fedsim report {run_dir}`",
             highlight=False,
         )
         raise
+    except FedsimError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure of the run: one line, records kept
+        if debug:
+            console.print_exception()
+        cause = str(error) if isinstance(error, RuntimeCrashed) else one_line(error)
+        print(
+            f"fedsim run: {cause}; finished rounds are in {run_dir}; {resume}",
+            file=sys.stderr,
+        )
+        return 1
     startup = "" if timing.startup is None else f", first round after {timing.startup:.1f} s"
     console.print(f"done in {timing.total:.1f} s{startup}; records in {run_dir}", highlight=False)
     _report(run_dir, console)

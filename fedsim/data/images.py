@@ -1,4 +1,4 @@
-"""One split of an image data set as tensors: images (N, C, H, W) and int64 labels."""
+"""One split of a data set as tensors: images (N, C, H, W) or feature rows (N, F), and int64 labels."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ IMAGE_DTYPES = (torch.uint8, torch.float32)
 
 @dataclass(frozen=True)
 class LabeledImages:
-    """Images and labels of one split; float images live in [0, 1] pixel space."""
+    """Inputs and labels of one split; float images live in [0, 1] pixel space.
+
+    For a tabular data set `images` holds the float32 feature rows (N, F) (see
+    `fedsim.data.adult`); everything downstream treats them alike."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -25,10 +28,11 @@ class LabeledImages:
     split: str
 
     def __post_init__(self) -> None:
-        if self.images.ndim != 4 or tuple(self.images.shape[1:]) != self.info.input_shape:
+        shape = self.info.input_shape
+        if self.images.ndim != 1 + len(shape) or tuple(self.images.shape[1:]) != shape:
             raise DataError(
-                f"{self.info.name} {self.split}: images of shape {tuple(self.images.shape)}, "
-                f"expected (N, {', '.join(map(str, self.info.input_shape))})"
+                f"{self.info.name} {self.split}: inputs of shape {tuple(self.images.shape)}, "
+                f"expected (N, {', '.join(map(str, shape))})"
             )
         if self.labels.shape != (self.images.shape[0],) or self.labels.dtype != torch.int64:
             raise DataError(

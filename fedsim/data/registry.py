@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from fedsim.data.adult import ADULT_SAMPLE_INFO, load_adult_sample
 from fedsim.data.cifar import CIFAR10_INFO, CIFAR100_INFO, load_cifar10, load_cifar100
 from fedsim.data.images import LabeledImages
 from fedsim.data.info import DatasetInfo
@@ -15,7 +16,7 @@ from fedsim.data.mnist import FASHION_MNIST_INFO, MNIST_INFO, load_fashion_mnist
 from fedsim.data.sample import MNIST_SAMPLE_INFO, load_mnist_sample
 from fedsim.errors import ConfigError
 
-#: loader(split, root, *, download, dtype) -> LabeledImages
+#: loader(split, root, *, download, dtype) -> LabeledImages (images, or feature rows)
 Loader = Callable[..., LabeledImages]
 
 
@@ -40,6 +41,14 @@ DATASETS: dict[str, DatasetEntry] = {
             "packaged real MNIST sample, 2,000 + 500; offline default",
             MNIST_SAMPLE_INFO,
             load_mnist_sample,
+            needs_root=False,
+            train_samples=2_000,
+        ),
+        DatasetEntry(
+            "adult-sample",
+            "packaged real UCI Adult census rows, 2,000 + 500; tabular, one-hot categories",
+            ADULT_SAMPLE_INFO,
+            load_adult_sample,
             needs_root=False,
             train_samples=2_000,
         ),

@@ -3,12 +3,15 @@
 The server sends the resolved scenario (TOML text) in every train/evaluate config, so
 one stateless ClientApp serves the simulation engine and the deployment engine alike;
 the node's `partition-id` (from its `node_config`) says which client it is, and the
-reply carries it back in a ConfigRecord because node ids are random. Under secure
-aggregation the train messages are Flower's legacy SecAgg+ ones: `secure_aggregation_mod`
-runs the protocol and `legacy_fit` trains (see `fedsim.flower.secagg_client`).
+reply carries it back in a ConfigRecord because node ids are random (with the Ray node
+it ran on, when an actor of Flower's Ray engine runs it). Under secure aggregation the
+train messages are Flower's legacy SecAgg+ ones: `secure_aggregation_mod` runs the
+protocol and `legacy_fit` trains (see `fedsim.flower.secagg_client`).
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,7 @@ from fedsim.flower.protocol import (
     FEDSIM_RECORD,
     LEGACY_FIT_PARAMETERS,
     PARTITION_KEY,
+    RAY_NODE_KEY,
     SCENARIO_KEY,
     TORCH_THREADS_KEY,
 )
@@ -53,6 +57,25 @@ def _partition(context: Context, federation: Federation) -> int:
     return partition
 
 
+def ray_node() -> str | None:
+    """The id of the Ray node when a Ray actor runs this client, else None (in-process
+    clients stay unmarked even when the process also drives Ray for its audits)."""
+    ray = sys.modules.get("ray")  # a Ray worker has imported it; nothing else need
+    if ray is None or not ray.is_initialized():
+        return None
+    context = ray.get_runtime_context()
+    return context.get_node_id() if context.get_actor_id() is not None else None
+
+
+def _fedsim_record(client: int) -> ConfigRecord:
+    """Which partition replies, and where it ran under Ray."""
+    node = ray_node()
+    values: dict[str, int | str] = {PARTITION_KEY: client}
+    if node is not None:
+        values[RAY_NODE_KEY] = node
+    return ConfigRecord(values)
+
+
 def _model(federation: Federation, message: Message) -> torch.nn.Module:
     model = federation.build_model()
     model.load_state_dict(message.content.array_records["arrays"].to_torch_state_dict())
@@ -74,7 +97,7 @@ def train(message: Message, context: Context) -> Message:
             "metrics": MetricRecord(
                 {"num-examples": result.num_examples, "train-loss": result.loss}
             ),
-            FEDSIM_RECORD: ConfigRecord({PARTITION_KEY: client}),
+            FEDSIM_RECORD: _fedsim_record(client),
         }
     )
     return Message(content=content, reply_to=message)

@@ -6,6 +6,9 @@ setting, so a shared scenario file cannot switch it on). Its value is a list of
 `*`, and KIND is one of
 
     raise          the client raises (an error reply)
+    exit           the process running the client exits at once (os._exit): under Ray
+                   its worker dies, a failure of the runtime that ends the run; on the
+                   in-process engine that process is fedsim itself (like SIGKILL)
     sleep=SECONDS  the client waits before training (a timeout, given round_timeout)
     nan | inf      the client sends its update with one NaN / +inf value
     shape          the client sends a first array of the wrong shape
@@ -33,7 +36,9 @@ from fedsim.errors import ConfigError
 from fedsim.flower.protocol import LEGACY_FIT_CONFIG, PARTITION_KEY
 
 FAULTS_ENV = "FEDSIM_FAULTS"
-KINDS = ("raise", "sleep", "nan", "inf", "shape", "weight")
+KINDS = ("raise", "exit", "sleep", "nan", "inf", "shape", "weight")
+EXIT_STATUS = 70
+"""Exit status of a process the `exit` fault ends."""
 
 
 class InjectedFault(RuntimeError):
@@ -102,6 +107,8 @@ def inject_faults(message: Message, context: Context, call_next) -> Message:  # 
     for fault in faults:
         if fault.kind == "raise":
             raise InjectedFault(f"injected fault in round {server_round}, client {client}")
+        if fault.kind == "exit":
+            os._exit(EXIT_STATUS)
         if fault.kind == "sleep":
             time.sleep(fault.seconds)
     reply = call_next(message, context)

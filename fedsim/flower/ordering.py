@@ -3,9 +3,10 @@
 Replies arrive in completion order, which varies from run to run; a float32 sum in
 another order differs in the last bits, and the next round starts from other weights.
 Sorting by the partition id each fedsim client reports makes a simulated run
-repeatable. It also notes, per round, which partitions replied, how many replies were
-errors and how many never came (timeouts), for the records; fedsim pops each round's
-notes once its rounds.jsonl line is written.
+repeatable. It also notes, per round, which partitions replied (and, under Ray, on
+which node each ran), how many replies were errors and how many never came
+(timeouts), for the records; fedsim pops each round's notes once its rounds.jsonl
+line is written.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsim.flower.protocol import reply_partition
+from fedsim.flower.protocol import reply_partition, reply_ray_node
 from fedsim.flower.wrapping import PassThroughStrategy
 
 
@@ -36,6 +37,8 @@ class PartitionOrder(PassThroughStrategy):
         self.failures: dict[int, int] = {}
         self.missing: dict[int, int] = {}
         self.train_metrics: dict[int, MetricRecord | None] = {}
+        self.ray_nodes: dict[int, list[str | None]] = {}
+        """Round → the Ray node of each client in `clients` (rounds run outside Ray absent)."""
         self._sent: dict[int, int] = {}
 
     def configure_train(
@@ -51,9 +54,11 @@ class PartitionOrder(PassThroughStrategy):
         ordered = sorted(replies, key=_key)
         sent = self._sent.pop(server_round, len(ordered))
         self.missing[server_round] = max(0, sent - len(ordered))
-        self.clients[server_round] = [
-            p for m in ordered if not m.has_error() and (p := reply_partition(m)) is not None
-        ]
+        answered = [m for m in ordered if not m.has_error() and reply_partition(m) is not None]
+        self.clients[server_round] = [reply_partition(m) for m in answered]
+        nodes = [reply_ray_node(m) for m in answered]
+        if any(node is not None for node in nodes):
+            self.ray_nodes[server_round] = nodes
         self.failures[server_round] = sum(m.has_error() for m in ordered)
         arrays, metrics = self.inner.aggregate_train(server_round, ordered)
         self.train_metrics[server_round] = metrics

@@ -10,6 +10,9 @@ FEDSIM_RECORD = "fedsim"
 PARTITION_KEY = "partition-id"
 """The client's partition id, as in Flower's `node_config`."""
 
+RAY_NODE_KEY = "ray-node"
+"""The Ray node a client ran on (its hex id), in the fedsim record of replies from Ray workers."""
+
 SCENARIO_KEY = "fedsim-scenario"
 """Train/evaluate config entry holding the resolved scenario as TOML text."""
 
@@ -32,3 +35,11 @@ def reply_partition(message: Message) -> int | None:
     if record is None or PARTITION_KEY not in record:
         return None
     return int(record[PARTITION_KEY])
+
+
+def reply_ray_node(message: Message) -> str | None:
+    """The Ray node a fedsim client reported running on, or None (not under Ray)."""
+    record = message.content.config_records.get(FEDSIM_RECORD)
+    if record is None or RAY_NODE_KEY not in record:
+        return None
+    return str(record[RAY_NODE_KEY])

@@ -4,7 +4,9 @@ A reply is usable when it carries no error, exactly one ArrayRecord with the key
 shapes and dtypes of the arrays the server sent, only finite values, and (where the
 strategy weights replies) a finite, positive weight. `reply_problem` returns the
 first reason a reply is not usable, in one line, or None; it never raises, whatever
-the reply holds.
+the reply holds. The auditor passes `dtypes=False`: what the inner strategy makes of a
+reply in another dtype than it sent (FedAdam sends float64 weights to float32 clients)
+is that strategy's business, and the attack reads the update in its model's dtype.
 """
 
 from __future__ import annotations
@@ -34,17 +36,23 @@ def array_specs(arrays: ArrayRecord | Mapping[str, object]) -> dict[str, ArraySp
 
 
 def reply_problem(
-    message: Message, expected: Mapping[str, ArraySpec], weight_key: str | None = "num-examples"
+    message: Message,
+    expected: Mapping[str, ArraySpec],
+    weight_key: str | None = "num-examples",
+    *,
+    dtypes: bool = True,
 ) -> str | None:
-    """Why `message` cannot be aggregated or attacked, or None when it can."""
+    """Why `message` cannot be aggregated or attacked, or None when it can.
+
+    `dtypes=False` accepts arrays of another dtype than sent (see the module note)."""
     try:
-        return _problem(message, expected, weight_key)
+        return _problem(message, expected, weight_key, dtypes)
     except Exception as error:  # noqa: BLE001 - a reply must never crash the server
         return f"unreadable reply ({type(error).__name__}: {error})".splitlines()[0]
 
 
 def _problem(
-    message: Message, expected: Mapping[str, ArraySpec], weight_key: str | None
+    message: Message, expected: Mapping[str, ArraySpec], weight_key: str | None, dtypes: bool
 ) -> str | None:
     if message.has_error():
         return f"the client failed: {message.error.reason}".splitlines()[0]
@@ -68,7 +76,7 @@ def _problem(
         if values.shape != spec.shape:
             return f"arrays[{key}]: data of shape {values.shape} where the model has {spec.shape}"
         dtype = str(values.dtype)
-        if spec.dtype and _comparable(spec.dtype) != _comparable(dtype):
+        if dtypes and spec.dtype and _comparable(spec.dtype) != _comparable(dtype):
             return f"arrays[{key}]: dtype {dtype} where the model has {spec.dtype}"
         if values.dtype.kind in "fc" and not np.isfinite(values).all():
             bad = int((~np.isfinite(values)).sum())

@@ -67,10 +67,15 @@ class RoundEnd:
         self.started = time.perf_counter()
 
     def close(
-        self, server_round: int, arrays: ArrayRecord, notes: dict[str, Any]
+        self,
+        server_round: int,
+        arrays: ArrayRecord,
+        notes: dict[str, Any],
+        strategy_state: dict[str, torch.Tensor] | None = None,
     ) -> tuple[float, float]:
         """Loss and accuracy of `arrays`; `notes` are the round's clients, failures,
-        missing, rejected and train_loss entries."""
+        missing, rejected and train_loss entries; `strategy_state` is checkpointed with
+        the model (a strategy that keeps state between rounds)."""
         loss, accuracy = evaluate_model(self.federation, arrays, self.device)
         record = {
             "round": server_round,
@@ -82,13 +87,14 @@ class RoundEnd:
         }
         # From a checkpoint, what the rounds before it spent is unknown: no ε is recorded.
         started_from_checkpoint = self.federation.scenario.model.checkpoint is not None
-        spent = None if started_from_checkpoint else self.federation.privacy_spent(server_round)
-        if spent is not None:
-            record["epsilon"], record["delta"] = spent
+        claims = None if started_from_checkpoint else self.federation.privacy_spent(server_round)
+        if claims is not None:
+            # One (ε, δ) per threat model, each saying whether it holds in this run.
+            record["privacy"] = [claim.to_json() for claim in claims]
         if self.recorder is not None:
             checkpoints = self.recorder.checkpoints
             if server_round >= 1:
-                checkpoints.save(server_round, arrays.to_torch_state_dict())
+                checkpoints.save(server_round, arrays.to_torch_state_dict(), strategy_state)
             self.recorder.append_round(record)
             self.recorder.sync()
             checkpoints.mark("trained", server_round)

@@ -1,4 +1,5 @@
-"""The fedsim ServerApp: FedAvg wrapped by the leakage auditor, evaluated centrally each round.
+"""The fedsim ServerApp: the scenario's strategy (FedAvg by default) wrapped by the leakage
+auditor, evaluated centrally each round.
 
 `run_federation` is the body; `make_server_app` binds it to a scenario for the
 in-process simulation, and the module-level `app` reads `scenario` (a path) and
@@ -18,7 +19,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg, Strategy
+from flwr.serverapp.strategy import Strategy
 
 from fedsim.auditor.strategy import LeakageAuditor
 from fedsim.device import resolve_device
@@ -27,8 +28,15 @@ from fedsim.flower.protocol import SCENARIO_KEY, TORCH_THREADS_KEY
 from fedsim.flower.reply_filter import ReplyFilter
 from fedsim.flower.round_end import RoundEnd, RunObserver, audited_round_of, evaluate_model
 from fedsim.flower.round_offset import RoundOffset, starting_point
+from fedsim.flower.runtime_guard import GuardedGrid, RuntimeGuard
 from fedsim.flower.sampling import SeededSampling
 from fedsim.flower.secagg import run_secure_federation
+from fedsim.flower.strategies import (
+    build_inner_strategy,
+    has_state,
+    restore_strategy_state,
+    strategy_state,
+)
 from fedsim.records import RunRecorder, run_header
 from fedsim.scenario.build import Federation, build_federation
 from fedsim.scenario.config import AttackConfig, Scenario
@@ -51,14 +59,15 @@ def build_strategy(
     observer: RunObserver | None,
     attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
 ) -> tuple[PartitionOrder, LeakageAuditor]:
-    """FedAvg behind a reply filter (unusable replies dropped, not averaged), inside the
-    auditor, inside seeded client sampling (when not every client trains each round),
-    inside the reply ordering."""
+    """The scenario's strategy (`federation.strategy`, FedAvg by default) behind a reply
+    filter (unusable replies dropped, not averaged), inside the auditor, inside seeded
+    client sampling (when not every client trains each round), inside the reply ordering."""
     federation_config = federation.scenario.federation
     per_round = federation_config.per_round()
     sampled = per_round < federation_config.clients
-    inner = FedAvg(
-        # Under SeededSampling FedAvg sees only the round's sample and takes all of it.
+    inner = build_inner_strategy(
+        federation_config.strategy,
+        # Under SeededSampling the strategy sees only the round's sample and takes all of it.
         fraction_train=1.0 if sampled else per_round / federation_config.clients,
         fraction_evaluate=0.0,
         min_train_nodes=per_round,
@@ -94,8 +103,10 @@ def run_federation(
     `attacks` replaces the scenario's attacks by (config, attack object) pairs.
     `resume_after` = R ≥ 0 continues a run whose records are complete through round R,
     from the checkpoint of round R (see `fedsim.checkpoints`); rounds ≤ R are not redone.
-    A scenario with `model.checkpoint` starts from that state after its `checkpoint_round`.
-    At the end of every round the global model is checkpointed and the records fsynced.
+    A scenario with `model.checkpoint` starts from that state after its `checkpoint_round`
+    (with a fresh strategy state: a state dict holds only the model).
+    At the end of every round the global model (and the strategy's state, where it keeps
+    one: `fedsim.flower.strategies`) is checkpointed and the records fsynced.
     """
     if scenario.federation.secure_aggregation:
         run_secure_federation(
@@ -105,6 +116,8 @@ def run_federation(
     federation = build_federation(scenario)
     strategy, auditor = build_strategy(federation, recorder, observer, attacks)
     reply_filter = auditor.inner if isinstance(auditor.inner, ReplyFilter) else None
+    aggregator = reply_filter.inner if reply_filter is not None else auditor.inner
+    stateful = has_state(aggregator)
     offset, initial_state = starting_point(federation, recorder, resume_after)
     round_end = RoundEnd(federation, recorder, observer, resolve_device(scenario.device))
 
@@ -121,12 +134,18 @@ def run_federation(
             "rejected": len(rejected),
             "train_loss": None if metrics is None else metrics.get("train-loss"),
         }
-        loss, accuracy = round_end.close(server_round, arrays, notes)
+        ray_nodes = strategy.ray_nodes.pop(server_round, None)
+        if ray_nodes is not None:
+            notes["ray_nodes"] = ray_nodes
+        state = strategy_state(aggregator) if stateful else None
+        loss, accuracy = round_end.close(server_round, arrays, notes, strategy_state=state)
         return MetricRecord({"loss": loss, "accuracy": accuracy})
 
     config = ConfigRecord(
         {SCENARIO_KEY: scenario_to_toml(scenario), TORCH_THREADS_KEY: torch_threads}
     )
+    if stateful and resume_after >= 1 and recorder is not None:
+        restore_strategy_state(aggregator, recorder.checkpoints.load_strategy(resume_after))
     initial = ArrayRecord(initial_state)
     loop: Strategy = RoundOffset(strategy, offset) if offset else strategy
     try:
@@ -150,13 +169,26 @@ def make_server_app(
     observer: RunObserver | None = None,
     torch_threads: int = 1,
     resume_after: int = -1,
+    guard: RuntimeGuard | None = None,
 ) -> ServerApp:
-    """A ServerApp bound to `scenario` (in-process simulation)."""
+    """A ServerApp bound to `scenario` (in-process simulation); with a `guard`, its grid
+    stops waiting when the runtime ends and raises when a client's worker is lost."""
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
-        run_federation(grid, scenario, recorder, observer, torch_threads, resume_after=resume_after)
+        if guard is None:
+            run_federation(
+                grid, scenario, recorder, observer, torch_threads, resume_after=resume_after
+            )
+            return
+        try:
+            guarded = GuardedGrid(grid, guard)
+            run_federation(
+                guarded, scenario, recorder, observer, torch_threads, resume_after=resume_after
+            )
+        finally:
+            guard.finished()
 
     return server
 

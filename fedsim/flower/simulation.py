@@ -8,16 +8,27 @@ SuperLink, packages the project as a Flower app and, unless told otherwise, inst
 its dependencies into a fresh environment, and its ServerApp runs in another
 process. The same ServerApp/ClientApp also run under `flwr run` (see
 `fedsim.flower.server_app.app`), so moving over is a launcher change only.
+
+fedsim connects to Ray itself (`fedsim.flower.ray_cluster`: a cluster's address is
+probed first, a local instance is asked for explicitly), so Flower's backend finds Ray
+initialised and passes it no resources. When the runtime fails — Ray raises, a client's
+worker dies, Ctrl-C — the ServerApp thread is stopped (`fedsim.flower.runtime_guard`)
+and waited for, so the run ends with its finished records and one error naming the cause.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from fedsim.errors import FedsimError
+from fedsim.flower.ray_cluster import start_ray, stop_ray
+from fedsim.flower.runtime_guard import RuntimeCrashed, RuntimeGuard, one_line
 from fedsim.flower.server_app import RunObserver, make_server_app
 from fedsim.records import RunRecorder
 from fedsim.scenario.config import Scenario
@@ -50,20 +61,23 @@ class _StartupClock:
 
 
 def backend_config(scenario: Scenario) -> dict:
-    """Ray resources from the scenario's [simulation] table."""
+    """Flower's backend config: the resources each client's actor takes.
+
+    No `init_args`: fedsim initialises Ray before Flower's backend would
+    (`fedsim.flower.ray_cluster.start_ray`), with the arguments Ray accepts for a
+    cluster or for a local instance.
+    """
     simulation = scenario.simulation
-    init_args: dict = {"include_dashboard": False, "log_to_driver": False}
-    if simulation.num_cpus is not None:
-        init_args["num_cpus"] = simulation.num_cpus
-    if simulation.address is not None:
-        init_args["address"] = simulation.address
     return {
         "client_resources": {
             "num_cpus": simulation.cpus_per_client,
             "num_gpus": simulation.gpus_per_client,
         },
-        "init_args": init_args,
     }
+
+
+STOP_WAIT_SECONDS = 60.0
+"""How long a failed run waits for its ServerApp thread to record what it has."""
 
 
 def simulate(
@@ -71,40 +85,70 @@ def simulate(
     recorder: RunRecorder | None,
     observer: RunObserver | None = None,
     resume_after: int = -1,
+    debug: bool = False,
 ) -> SimulationTiming:
     """Run every round of `scenario` with one virtual SuperNode per client.
 
     `resume_after` = R ≥ 0 continues a run recorded through round R (`fedsim run --resume`).
+    A failure of the runtime raises `RuntimeCrashed` (one line naming the cause) once
+    the ServerApp has stopped; `debug` leaves Flower's and Ray's logs on.
     """
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    clock = _StartupClock(observer)
+    uses_ray = scenario.simulation.engine == "ray" or scenario.audit.worker == "ray"
+    started_ray = start_ray(scenario.simulation, debug) if uses_ray else False
+    try:
+        with _quiet_flower(debug):
+            if scenario.simulation.engine == "inprocess":
+                return _simulate_in_process(scenario, recorder, clock, resume_after)
+            return _simulate_on_ray(scenario, recorder, clock, resume_after)
+    finally:
+        if started_ray:
+            stop_ray()
+
+
+@contextlib.contextmanager
+def _quiet_flower(debug: bool) -> Iterator[None]:
+    """Flower logs a failure at ERROR, traceback and all, several times over; fedsim
+    reports it once. `debug` keeps Flower's own level."""
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    if not debug:
+        flwr_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        flwr_logger.setLevel(level)
+
+
+def _simulate_on_ray(
+    scenario: Scenario, recorder: RunRecorder | None, clock: _StartupClock, resume_after: int
+) -> SimulationTiming:
     from flwr.simulation import run_simulation
 
     from fedsim.flower.client_app import app as client_app
 
-    clock = _StartupClock(observer)
-    if scenario.simulation.engine == "inprocess":
-        return _simulate_in_process(scenario, recorder, clock, resume_after)
+    guard = RuntimeGuard()
     threads = max(1, int(scenario.simulation.cpus_per_client))
     server_app = make_server_app(
-        scenario, recorder, clock, torch_threads=threads, resume_after=resume_after
+        scenario, recorder, clock, torch_threads=threads, resume_after=resume_after, guard=guard
     )
-    flwr_logger = logging.getLogger("flwr")
-    level = flwr_logger.level
-    flwr_logger.setLevel(logging.ERROR)
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # run_simulation's deprecation, Ray's own
             run_simulation(
                 server_app=server_app,
                 client_app=client_app,
                 num_supernodes=scenario.federation.clients,
                 backend_config=backend_config(scenario),
             )
-    finally:
-        flwr_logger.setLevel(level)
+    except BaseException as error:
+        guard.stop()  # a ServerApp still waiting for replies unwinds and records what it has
+        guard.wait_finished(STOP_WAIT_SECONDS)
+        if isinstance(error, Exception) and not isinstance(error, FedsimError | RuntimeCrashed):
+            raise RuntimeCrashed(f"the simulation runtime failed: {one_line(error)}") from error
+        raise
     total = time.perf_counter() - started
     startup = None if clock.first_round_at is None else clock.first_round_at - started
     return SimulationTiming(total, startup)
@@ -117,15 +161,9 @@ def _simulate_in_process(
     from fedsim.flower.local_grid import LocalGrid
     from fedsim.flower.server_app import run_federation
 
-    flwr_logger = logging.getLogger("flwr")
-    level = flwr_logger.level
-    flwr_logger.setLevel(logging.ERROR)
     started = time.perf_counter()
-    try:
-        grid = LocalGrid(client_app, scenario.federation.clients, seed=scenario.seed)
-        run_federation(grid, scenario, recorder, clock, torch_threads=0, resume_after=resume_after)
-    finally:
-        flwr_logger.setLevel(level)
+    grid = LocalGrid(client_app, scenario.federation.clients, seed=scenario.seed)
+    run_federation(grid, scenario, recorder, clock, torch_threads=0, resume_after=resume_after)
     total = time.perf_counter() - started
     startup = None if clock.first_round_at is None else clock.first_round_at - started
     return SimulationTiming(total, startup)

@@ -9,7 +9,7 @@ from torch import nn
 
 
 class ImageClassifier(nn.Module):
-    """A classifier of images in [0, 1] that normalises its own input.
+    """A classifier of images in [0, 1] (or of feature rows) that normalises its own input.
 
     Attacks optimise in pixel space and metrics score there, so the model carries
     the data set's mean and std as buffers and applies them first in `forward`.
@@ -33,13 +33,10 @@ class ImageClassifier(nn.Module):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_classes = int(num_classes)
-        channels = self.input_shape[0]
-        self.register_buffer(
-            "input_mean", torch.tensor(mean, dtype=torch.float32).view(channels, 1, 1)
-        )
-        self.register_buffer(
-            "input_std", torch.tensor(std, dtype=torch.float32).view(channels, 1, 1)
-        )
+        # per channel of an image (C, 1, 1), or per feature of a row (F,)
+        shape = (self.input_shape[0], *[1] * (len(self.input_shape) - 1))
+        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(shape))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.input_mean) / self.input_std

@@ -25,6 +25,8 @@ class ModelEntry:
     build: Callable[[DatasetInfo], ImageClassifier]
     summary: str
     reference: str
+    feature_rows: bool = False
+    """Also takes feature rows (F,), not only images (C, H, W)."""
 
 
 class ModelRow(NamedTuple):
@@ -78,6 +80,7 @@ MODELS: dict[str, ModelEntry] = {
             "flatten, 2 × dense200-ReLU, dense",
             "McMahan et al., Communication-Efficient Learning of Deep Networks from "
             "Decentralized Data (2NN), AISTATS 2017",
+            feature_rows=True,
         ),
         ModelEntry(
             "resnet18",
@@ -97,6 +100,11 @@ def build_model(name: str, info: DatasetInfo) -> ImageClassifier:
         raise ConfigError(
             f"model: unknown name {name!r}; choose one of {', '.join(sorted(MODELS))}"
         ) from None
+    if not info.is_image and not entry.feature_rows:
+        takes = ", ".join(n for n, e in MODELS.items() if e.feature_rows)
+        raise ConfigError(
+            f"model: {name!r} needs images, and {info.name} has feature rows; choose {takes}"
+        )
     return entry.build(info)
 
 

@@ -17,6 +17,7 @@ from html import escape
 from pathlib import Path
 
 from fedsim.metrics.recognisable import RECOGNISABLE_SSIM
+from fedsim.report.privacy import privacy_lines
 from fedsim.report.runs import RunRecords
 from fedsim.report.verdict import Verdict, verdicts
 
@@ -117,6 +118,7 @@ def _run_section(run: RunRecords) -> str:
         "<p>Per audited round: the test accuracy of the model the clients started from, the"
         " updates scored, and how many of their images were recovered recognisably.</p>"
     )
+    parts.extend(f"<p>{escape(line)}</p>" for line in privacy_lines(run.rounds))
     parts.append(_audit_table(run))
     grids = run.grids()
     if grids:

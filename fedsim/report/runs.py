@@ -18,6 +18,7 @@ from typing import Any
 from fedsim.errors import ConfigError
 from fedsim.metrics.recognisable import is_recognisable
 from fedsim.records import LEAKAGE_FILE, RECONSTRUCTIONS_DIR, ROUNDS_FILE, SCENARIO_FILE, read_jsonl
+from fedsim.report.privacy import TITLES
 
 TRAINED_ON = " vs trained-on"
 """Suffix of the series scored against the batch after a batch-stage defense (ATS)."""
@@ -136,12 +137,21 @@ class RunRecords:
         }
 
     def epsilon_by_round(self) -> dict[str, dict[int, float]]:
-        """Each ε field the rounds record (`epsilon`, and any `epsilon_*`) → round → value."""
+        """Each ε the rounds record → round → value, labelled with its threat model
+        (`privacy` claims; one that does not hold in the run says so in its label).
+        Records of an older fedsim carry a bare `epsilon`, labelled as such."""
         table: dict[str, dict[int, float]] = defaultdict(dict)
         for record in self.rounds:
-            for key, value in record.items():
-                if key.startswith("epsilon") and isinstance(value, int | float):
-                    table[key][int(record["round"])] = float(value)
+            server_round = int(record["round"])
+            for claim in record.get("privacy") or []:
+                if isinstance(claim.get("epsilon"), int | float):
+                    model = str(claim.get("threat_model"))
+                    label = f"ε, {TITLES.get(model, model)}"
+                    if not claim.get("holds", False):
+                        label += " (does not hold here)"
+                    table[label][server_round] = float(claim["epsilon"])
+            if "privacy" not in record and isinstance(record.get("epsilon"), int | float):
+                table["ε (no threat model recorded)"][server_round] = float(record["epsilon"])
         return dict(table)
 
     def audited_rounds(self) -> dict[tuple[str, str], list[AuditedRound]]:

@@ -3,11 +3,23 @@
 Client and auditor both build a `Federation` from the same scenario, so the auditor
 can recompute every client's batch (same partition, same seeded sampler) without
 anything but the update travelling over the federation.
+
+Contract — a client's defense randomness never reaches an attack. In simulation a
+client's defenses draw from `defense_generator`, derived from the scenario seed so
+that runs repeat. Only two callers may use it: the client itself
+(`fedsim.flower.local_update`) and ground-truth scoring (`trained_batch`, which
+replays the batch stage — ATS's transformations — so reconstructions can also be
+scored against the image the gradient was computed on). No attack is ever handed it,
+a Federation, or anything that holds one: an attack gets an `AttackTarget` (model,
+update, mechanism, protocol, threat model) and a budget, nothing more. In a
+deployment the defenses' randomness comes from the operating system's entropy
+(`defenses.flower`). tests/test_defense_secrecy.py checks both.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from attacks.domain import FeatureDomain, InputDomain
 from attacks.target import Protocol
+from defenses.accounting import PrivacyClaim, RoundSchedule, privacy_claims
+from defenses.base import stated_mechanism
 from defenses.composite import Composite
 from defenses.dpsgd import DPSGD
+from defenses.mechanisms import Mechanism
 from fedsim.checkpoints import state_for_model
 from fedsim.data.images import LabeledImages
 from fedsim.data.info import DatasetInfo
@@ -28,6 +44,11 @@ from fedsim.errors import ConfigError
 from fedsim.models import ImageClassifier, build_model
 from fedsim.scenario.components import build_defense
 from fedsim.scenario.config import Scenario
+
+PUBLIC_SAMPLER = (
+    "fedsim's clients draw their batches from a public function of the scenario seed "
+    "(fedsim.data.sampling): the server recomputes every batch, so nothing is amplified"
+)
 
 # Tags that keep the seeded streams derived from one scenario seed apart.
 _MODEL_INIT_TAG = 0x1417
@@ -104,7 +125,10 @@ class Federation:
         return self.defense.transform_batch(x, y, self.defense_generator(client, server_round))
 
     def defense_generator(self, client: int, server_round: int) -> torch.Generator:
-        """The generator a client's defenses draw from in one round."""
+        """The generator a client's defenses draw from in one round (simulation only).
+
+        For the client and for ground-truth scoring alone; no attack code path receives
+        it (see the module note)."""
         return torch.Generator().manual_seed(
             derived_seed(self.scenario.seed, _DEFENSE_TAG, server_round, client)
         )
@@ -128,27 +152,64 @@ class Federation:
         )
 
     @property
-    def mechanism(self) -> object | None:
-        """p(observed | clean update) the defenses induce, None where none is stated."""
-        return self.defense.mechanism_for(self.scenario.protocol.batch_size)
+    def mechanism(self) -> Mechanism | None:
+        """p(observed | clean update) the defenses induce, in the units of what clients
+        send under the scenario's protocol; None where none is stated."""
+        return self._stated_mechanism()[0]
 
-    def privacy_spent(self, server_round: int) -> tuple[float, float] | None:
-        """(ε, δ) of DP-SGD after `server_round` rounds, for a client that trained in each.
+    @property
+    def mechanism_refusal(self) -> str | None:
+        """Why no likelihood can be stated though the defenses perturb the update (then
+        an attack that models the mechanism is refused), else None."""
+        return self._stated_mechanism()[1]
 
-        Every round a client takes `local_steps` DP-SGD steps, each on `local_batch_size`
-        (FedSGD: `batch_size`) of the samples of its partition; the sample rate is taken
-        over the smallest partition, so the ε holds for every client. The RDP accountant
-        assumes Poisson sampling, while clients draw fixed-size batches: the usual
-        approximation (Opacus makes it too). None when no defense is DP-SGD.
+    def _stated_mechanism(self) -> tuple[Mechanism | None, str | None]:
+        batch = self.scenario.protocol.batch_size
+        return stated_mechanism(self.defense, batch, self.attack_protocol())
+
+    def privacy_spent(self, server_round: int) -> list[PrivacyClaim] | None:
+        """DP-SGD's (ε, δ) after `server_round` rounds, one claim per threat model, for a
+        client that trained in every round; None when no defense is DP-SGD.
+
+        The partition size is the smallest partition's, so each ε holds for every client;
+        a round is one batch of `batch_size` drawn and cycled by the local steps
+        (`defenses.accounting.RoundSchedule`). fedsim's batches come from a public
+        function of the scenario seed, so the ε amplified by subsampling is marked as not
+        holding here.
         """
         dpsgd = next((p for p in _defense_parts(self.defense) if isinstance(p, DPSGD)), None)
         if dpsgd is None:
             return None
         protocol = self.scenario.protocol
-        step_batch = protocol.local_batch_size or protocol.batch_size
-        sample_rate = min(1.0, step_batch / min(len(p) for p in self.partitions))
-        steps = server_round * (protocol.local_steps if protocol.kind == "fedavg" else 1)
-        return dpsgd.epsilon(sample_rate, steps), dpsgd.delta
+        fedavg = protocol.kind == "fedavg"
+        schedule = RoundSchedule(
+            partition_size=min(len(p) for p in self.partitions),
+            batch_size=protocol.batch_size,
+            local_steps=protocol.local_steps if fedavg else 1,
+            step_batch=protocol.local_batch_size if fedavg else None,
+        )
+        return privacy_claims(
+            dpsgd.sigma,
+            dpsgd.delta,
+            schedule,
+            server_round,
+            secret_sampling=False,
+            public_sampling_note=PUBLIC_SAMPLER,
+        )
+
+    def domain(self) -> InputDomain:
+        """Where the inputs live, as the auditor's attacks see it: the data set's domain,
+        with the training split's per-feature mean and std where the threat model grants
+        them (tabular data)."""
+        domain = self.info.domain()
+        if isinstance(domain, FeatureDomain) and self.scenario.audit.threat.feature_stats_known:
+            rows = self.train.images.double()
+            domain = dataclasses.replace(
+                domain,
+                mean=tuple(rows.mean(0).tolist()),
+                std=tuple(rows.std(0).clamp_min(1e-6).tolist()),
+            )
+        return domain
 
     def eval_set(self) -> LabeledImages:
         """The held-out split the server evaluates on (its first `eval_samples`, if set)."""

@@ -225,6 +225,50 @@ class RoundSchedule(_Strict):
         return [r for r in range(first, last + 1) if self.selects(r)]
 
 
+STRATEGY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "fedavg": (),
+    "fedadagrad": ("eta", "tau"),
+    "fedadam": ("eta", "beta_1", "beta_2", "tau"),
+    "fedyogi": ("eta", "beta_1", "beta_2", "tau"),
+}
+"""Each server strategy a scenario can name, and the options it takes."""
+
+Decay = Annotated[float, Field(ge=0, lt=1)]
+
+
+class StrategyConfig(_Strict):
+    """How the server turns a round's replies into the next global model.
+
+    `fedavg`: Flower's FedAvg, the mean of the clients' weights by their sample counts.
+    `fedadagrad`, `fedadam`, `fedyogi`: Flower's adaptive server optimisers (Reddi et
+    al., "Adaptive Federated Optimization", ICLR 2021), which treat FedAvg's mean minus
+    the current model as a pseudo-gradient and step with server learning rate `eta`,
+    moments decaying by `beta_1` and `beta_2`, and adaptivity `tau`; they keep those
+    moments from round to round (saved with each checkpoint, so `--resume` restores
+    them). Options left unset take Flower's defaults; a strategy refuses the options it
+    does not have.
+    """
+
+    name: Literal["fedavg", "fedadagrad", "fedadam", "fedyogi"] = "fedavg"
+    eta: PositiveFloat | None = None
+    beta_1: Decay | None = None
+    beta_2: Decay | None = None
+    tau: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _options_taken(self) -> StrategyConfig:
+        taken = STRATEGY_OPTIONS[self.name]
+        for option in ("eta", "beta_1", "beta_2", "tau"):
+            if getattr(self, option) is not None and option not in taken:
+                accepted = ", ".join(taken) if taken else "no options"
+                raise ValueError(f"{option}: {self.name} takes {accepted}")
+        return self
+
+    def options(self) -> dict[str, float]:
+        """The options given, as keyword arguments of the Flower strategy."""
+        return {k: v for k in STRATEGY_OPTIONS[self.name] if (v := getattr(self, k)) is not None}
+
+
 class FederationConfig(_Strict):
     """How many clients exist and how many train each round.
 
@@ -242,6 +286,7 @@ class FederationConfig(_Strict):
     sum of each round's masked, quantised updates, and the auditor records per-client
     attacks as impossible instead of attacking."""
     secagg: SecAggConfig = Field(default_factory=SecAggConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     keep_checkpoints: RoundSchedule | None = None
     """Rounds whose global model stays in `checkpoints/` (e.g. `{ log = 3 }`), to start
     later runs from with `model.checkpoint`; None keeps only what `--resume` needs."""
@@ -262,6 +307,11 @@ class FederationConfig(_Strict):
             )
         if self.secure_aggregation:
             self.secagg.check_fits(self.per_round())
+        if self.secure_aggregation and self.strategy.name != "fedavg":
+            raise ValueError(
+                f"strategy: secure aggregation runs Flower's SecAgg+ with FedAvg only,"
+                f" not {self.strategy.name}"
+            )
         return self
 
     def per_round(self) -> int:
@@ -389,6 +439,9 @@ class ThreatConfig(_Strict):
     bn_stats_known: bool = False
     mechanism_known: bool = True
     local_hparams_known: bool = True
+    feature_stats_known: bool = False
+    """Tabular data: the server knows each feature's mean and std over the training split
+    (the attacks then use them as a Gaussian prior, `attacks.priors.FeatureStatistics`)."""
 
 
 class AuditConfig(_Strict):
@@ -396,10 +449,39 @@ class AuditConfig(_Strict):
     clients: ClientSchedule = Field(default_factory=ClientSchedule)
     threat: ThreatConfig = Field(default_factory=ThreatConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    worker: Literal["thread", "inline"] = "thread"
-    """`thread`: attacks run in a worker the next round need not wait for; `inline`: in the round."""
+    worker: Literal["thread", "inline", "ray"] = "thread"
+    """`thread`: attacks run in a worker the next round need not wait for; `inline`: in the
+    round; `ray`: as Ray tasks on the cluster's nodes, one per attack and round
+    (`fedsim.auditor.ray_tasks`), recorded in round order."""
+    pending: PositiveInt = 2
+    """Rounds whose attacks may wait or run at once (`thread`, `ray`); a federation faster
+    than its attacks is held back beyond that."""
+    cpus: Annotated[float, Field(ge=0)] | None = None
+    """CPUs each attack task reserves under `ray` (None: 1, or 0 when the clients run on
+    Ray's simulation engine, whose client actors reserve every CPU)."""
+    gpus: Annotated[float, Field(ge=0)] | None = None
+    """GPUs each attack task reserves under `ray` (None: 0); fractions share a GPU."""
     grids: bool = True
     """Write originals-over-reconstructions PNG grids to `reconstructions/`."""
+
+    @model_validator(mode="after")
+    def _task_resources_for_ray(self) -> AuditConfig:
+        for option in ("cpus", "gpus"):
+            if getattr(self, option) is not None and self.worker != "ray":
+                raise ValueError(
+                    f"{option}: per-task resources apply to worker = 'ray' only"
+                    f" (worker is {self.worker!r})"
+                )
+        return self
+
+    def task_resources(self, clients_hold_cpus: bool) -> tuple[float, float]:
+        """(CPUs, GPUs) each Ray attack task reserves; `clients_hold_cpus` when Flower's
+        simulation engine holds every CPU for its client actors."""
+        default_cpus = 0.0 if clients_hold_cpus else 1.0
+        return (
+            self.cpus if self.cpus is not None else default_cpus,
+            self.gpus if self.gpus is not None else 0.0,
+        )
 
 
 class SimulationConfig(_Strict):
@@ -407,9 +489,11 @@ class SimulationConfig(_Strict):
 
     `ray`: Flower's simulation engine, one virtual SuperNode per client; set `address`
     to join an existing Ray cluster (`ray start --head` on one machine, `ray start
-    --address HEAD:6379` on the others, then `address = "auto"`), and the per-client
-    resources decide how many clients run at once. `inprocess`: clients run one after
-    another in this process (no Ray start-up; for tests and small runs). With a
+    --address HEAD:6379` on the others, then `address = "HEAD:6379"` or "auto"), and
+    the per-client resources decide how many clients run at once
+    (`fedsim.flower.ray_cluster`). `inprocess`: clients run one after another in this
+    process (no Ray start-up; for tests and small runs; Ray is still joined or started
+    for `audit.worker = "ray"`). With a
     stochastic model (PRECODE) and `audit.worker = "thread"`, in-process clients and the
     attacks share torch's global RNG, so such runs are not repeatable bit for bit.
     """
@@ -419,9 +503,13 @@ class SimulationConfig(_Strict):
     cpus_per_client: PositiveFloat = 1.0
     gpus_per_client: Annotated[float, Field(ge=0)] = 0.0
     num_cpus: PositiveInt | None = None
-    """CPUs Ray may use on this machine (None: Ray's default, all of them)."""
+    """CPUs the local Ray instance may use (None: all of them); a joined cluster's nodes
+    declare their own, so it does not apply with `address`."""
     address: str | None = None
-    """An existing Ray cluster to join (e.g. 'auto'); None starts a local one."""
+    """An existing Ray cluster to join: HOST:PORT of its head, or 'auto' ($RAY_ADDRESS,
+    else the cluster `ray start` last joined on this machine); None starts a local one."""
+    connect_timeout: PositiveFloat = 10.0
+    """Seconds to wait for the cluster at `address` to answer before the run is refused."""
 
 
 class Scenario(_Strict):

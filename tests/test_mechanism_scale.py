@@ -1,0 +1,202 @@
+"""Every mechanism states its noise and scale through one typed interface, checked against
+the parameters of the defense that built it; attacks refuse a mechanism that does not."""
+
+from __future__ import annotations
+
+import math
+import typing
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from attacks.configs import BayesAttack
+from attacks.errors import AttackError
+from attacks.likelihood import NOISE_KINDS, Likelihood, ScaledLikelihood, check_likelihood
+from attacks.target import AttackTarget
+from defenses import DEFENSES, parse_defense
+from defenses.base import Defense
+from defenses.mechanisms import GaussianMechanism, NoiseKind
+from defenses.mechanisms.clipped import ClippedGaussianMechanism
+
+Expected = Callable[[Defense, int], tuple[str | None, float | None]]
+
+EXPECTED: dict[str, Expected] = {
+    "none": lambda d, b: (None, None),
+    "gaussian": lambda d, b: ("gaussian", d.sigma),
+    "laplacian": lambda d, b: ("laplacian", d.b),
+    "prune": lambda d, b: (None, None),
+    "prune+gaussian": lambda d, b: ("gaussian", d.sigma),
+    "prune+laplacian": lambda d, b: ("laplacian", d.b),
+    "random-prune": lambda d, b: (None, None),
+    "random-prune+gaussian": lambda d, b: ("gaussian", d.sigma),
+    "random-prune+laplacian": lambda d, b: ("laplacian", d.b),
+    "topk": lambda d, b: (None, None),
+    "dpsgd": lambda d, b: ("gaussian", d.sigma * d.clip / b),
+    "soteria": lambda d, b: (None, None),
+    "ats": lambda d, b: (None, None),
+    "precode": lambda d, b: (None, None),
+    "quantize": lambda d, b: (None, None),
+    "sign": lambda d, b: (None, None),
+}
+"""(noise, scale) each registered defense's mechanism must state, from its own parameters,
+for a client batch of b samples; (None, None) also where the defense states no mechanism."""
+
+NON_DEFAULT = {
+    "gaussian": "gaussian:sigma=0.37",
+    "laplacian": "laplacian:b=0.23",
+    "prune": "prune:p=0.3",
+    "prune+gaussian": "prune+gaussian:p=0.3,sigma=0.41",
+    "prune+laplacian": "prune+laplacian:p=0.7,b=0.19,mask_seed=3",
+    "random-prune": "random-prune:p=0.3",
+    "random-prune+gaussian": "random-prune+gaussian:p=0.3,sigma=0.41",
+    "random-prune+laplacian": "random-prune+laplacian:p=0.7,b=0.19",
+    "topk": "topk:p=0.2",
+    "dpsgd": "dpsgd:clip=0.5,sigma=1.7",
+    "soteria": "soteria:rate=50",
+    "ats": "ats:policy=7-4-15",
+    "precode": "precode:beta=0.01",
+    "quantize": "quantize:bits=3",
+    "sign": "sign",
+}
+
+
+def test_the_table_covers_every_registered_defense() -> None:
+    assert set(EXPECTED) == set(DEFENSES)
+    assert set(NON_DEFAULT) == set(DEFENSES) - {"none"}
+
+
+CASES = [
+    (name, spec, batch)
+    for name in DEFENSES
+    for spec in (name, NON_DEFAULT.get(name, name))
+    for batch in (1, 4)
+]
+
+
+@pytest.mark.parametrize("name, spec, batch", CASES)
+def test_every_registered_mechanism_states_the_scale_of_its_defense(
+    name: str, spec: str, batch: int
+) -> None:
+    defense = parse_defense(spec)
+    mechanism = defense.mechanism_for(batch)
+    noise, scale = EXPECTED[name](defense, batch)
+    if mechanism is None:
+        assert (noise, scale) == (None, None), f"{spec}: no mechanism, but noise is added"
+        assert not defense.perturbs_update or "no likelihood" in defense.mechanism_note
+        return
+    assert isinstance(mechanism, Likelihood)
+    assert check_likelihood(mechanism) is mechanism
+    assert mechanism.noise == noise
+    if scale is None:
+        assert mechanism.noise_scale is None
+    else:
+        assert mechanism.noise_scale == pytest.approx(scale, rel=1e-12)
+
+
+COMPOSED = [
+    ("gaussian:0.3 | gaussian:0.4", 1, "gaussian", 0.5),
+    ("dpsgd:clip=2,sigma=1 | gaussian:0.5", 4, "gaussian", math.sqrt(0.5**2 + 0.5**2)),
+    ("prune:0.5 | gaussian:0.2", 1, "gaussian", 0.2),
+    ("prune:0.5 | laplacian:0.3", 1, "laplacian", 0.3),
+    ("random-prune:0.5 | gaussian:0.2", 1, "gaussian", 0.2),
+    ("random-prune:0.5 | laplacian:0.3", 1, "laplacian", 0.3),
+    ("ats | dpsgd:clip=1,sigma=2", 8, "gaussian", 0.25),
+    ("ats | gaussian:0.7", 1, "gaussian", 0.7),
+]
+
+
+@pytest.mark.parametrize("spec, batch, noise, scale", COMPOSED)
+def test_composed_mechanisms_state_the_scale_of_their_parts(
+    spec: str, batch: int, noise: str, scale: float
+) -> None:
+    mechanism = check_likelihood(parse_defense(spec).mechanism_for(batch))
+    assert mechanism.noise == noise
+    assert mechanism.noise_scale == pytest.approx(scale, rel=1e-12)
+
+
+def test_only_plain_additive_noise_is_noise_only() -> None:
+    assert parse_defense("gaussian").mechanism.noise_only
+    assert parse_defense("laplacian").mechanism.noise_only
+    assert parse_defense("gaussian:0.3 | gaussian:0.4").mechanism.noise_only
+    for spec in ("dpsgd", "prune+gaussian", "random-prune+gaussian", "prune:0.5 | gaussian:0.2",
+                 "random-prune:0.5 | gaussian:0.2", "quantize", "topk"):  # fmt: skip
+        assert not parse_defense(spec).mechanism.noise_only, spec
+
+
+def test_the_noise_kinds_agree_on_both_sides() -> None:
+    assert set(typing.get_args(NoiseKind)) == set(NOISE_KINDS)
+
+
+def test_dpsgd_scale_reaches_the_bayes_ramp() -> None:
+    """ClippedGaussianMechanism names its scale `std`; the ramp reads the stated σC/B."""
+    mechanism = ClippedGaussianMechanism(clip=1.0, std=0.05)
+    target = _target(mechanism)
+    config = BayesAttack().optimizer_config(target)
+    assert config.weight_start == pytest.approx(0.1 * 0.05**2)
+
+
+def test_a_mechanism_that_does_not_state_its_scale_cannot_be_built() -> None:
+    from dataclasses import dataclass
+
+    from defenses.mechanisms.base import Mechanism
+
+    @dataclass(frozen=True)
+    class Unstated(Mechanism):
+        sigma: float = 0.1
+
+        def log_likelihood(self, observed, candidate):  # noqa: ANN001, ANN202
+            return torch.zeros(candidate[0].shape[0])
+
+    with pytest.raises(TypeError, match="does not state noise, noise_scale, noise_only"):
+        Unstated()
+
+
+class _Guessable:
+    """Names its scale as the old lookup guessed, and states nothing else."""
+
+    sigma = 0.1
+
+    def log_likelihood(self, observed, candidate):  # noqa: ANN001, ANN201
+        return torch.zeros(candidate[0].shape[0])
+
+
+class _Inconsistent(_Guessable):
+    noise = "gaussian"
+    noise_scale = None
+    noise_only = True
+
+
+@pytest.mark.parametrize(
+    "mechanism, message",
+    [(_Guessable(), "does not state noise, noise_scale, noise_only"), (_Inconsistent(), "exactly")],
+)
+def test_attack_targets_refuse_a_mechanism_without_the_contract(
+    mechanism: object, message: str
+) -> None:
+    with pytest.raises(AttackError, match=message):
+        _target(mechanism)
+
+
+def test_a_scaled_likelihood_evaluates_in_the_units_of_its_statement() -> None:
+    inner = GaussianMechanism(0.2)
+    scaled = ScaledLikelihood(inner, -0.5)
+    observed = [torch.randn(3, generator=torch.Generator().manual_seed(0))]
+    candidate = [torch.randn(4, 3, generator=torch.Generator().manual_seed(1))]
+    assert scaled.noise == "gaussian" and scaled.noise_scale == pytest.approx(0.4)
+    assert torch.allclose(
+        scaled.log_likelihood(observed, candidate),
+        GaussianMechanism(0.4).log_likelihood(observed, candidate),
+    )
+
+
+def _target(mechanism: object) -> AttackTarget:
+    model = torch.nn.Linear(4, 2)
+    return AttackTarget(
+        model=model,
+        update=[torch.zeros_like(p) for p in model.parameters()],
+        batch_size=1,
+        input_shape=(1, 2, 2),
+        num_classes=2,
+        mechanism=mechanism,  # type: ignore[arg-type]
+    )
