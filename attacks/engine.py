@@ -39,8 +39,9 @@ class OptimizerConfig:
     `schedule`: 'constant'; 'exponential' multiplies the lr by `decay` every step;
     'step' multiplies it by `decay` at each fraction in `milestones` of the budget.
     `signed` steps on the sign of the gradient (Inverting Gradients); `box` projects
-    onto the domain after every step (images: [0, 1]; feature rows have no box). The data-term weight starts at `weight_start` and
-    rises geometrically to 1 over the first `weight_ramp` fraction of the iterations.
+    onto the domain after every step (images: [0, 1]; feature rows have no box). The
+    data-term weight starts at `weight_start` and rises geometrically to 1 over the first
+    `weight_ramp` fraction of the iterations.
     """
 
     optimizer: Literal["adam", "lbfgs"] = "adam"

@@ -2,7 +2,7 @@
 
     from flwr.clientapp import ClientApp
     from defenses.flower import mod
-    app = ClientApp(mods=[mod("gaussian", sigma=0.1, seed=7)])
+    app = ClientApp(mods=[mod("gaussian", sigma=0.1)])   # noise from OS entropy
 
 The mod calls the app, and on a reply to a TRAIN message changes the arrays: by
 default the reply carries new weights (FedAvg), so the defense applies to the

@@ -62,7 +62,7 @@ class Prune(Defense):
 
     name = "prune"
     reference = REFERENCE
-    protects = "nothing on its own: the adversary knows the mask (the paper adds noise)"
+    protects = "every attack, a little: a fixed, public fraction p of the coordinates is never sent"
     parameters = (PRUNE, MASK_SEED)
     stages = frozenset({"update"})
     perturbs_update = True

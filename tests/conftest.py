@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# A shell starts background jobs with Ctrl-C ignored, and an ignored signal stays ignored
+# in every process started from it; the Ctrl-C tests need their runs to see SIGINT as a
+# user's terminal delivers it, however pytest itself was started.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _shared_data_root() -> Path:

@@ -75,3 +75,26 @@ def test_leakage_table_shows_the_exact_fraction_of_capped_rounds(tmp_path: Path)
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "83.75 (median 100.00, 3/4 exact)" in out
+
+
+def test_guess_baselines_score_guesses_that_ignore_the_update(tmp_path: Path) -> None:
+    """scripts/guess_baselines.py: what a guess from the training split alone scores."""
+    import torch
+
+    from fedsim.data import load_dataset
+    from fedsim.metrics import psnr
+
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        'name = "s"\ndefenses = ["none"]\nattacks = ["l2"]\n'
+        '[data]\ndataset = "mnist-sample"\nsplit = "test"\nfirst = 3\nimages = 5\n'
+    )
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "guess_baselines.py"), str(scenario)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines()[2:]}
+    assert set(rows) == {"black", "flat", "mean image"}
+    scored = load_dataset("mnist-sample", "test").as_float().images[3:8]
+    black = float(psnr(torch.zeros_like(scored), scored))
+    assert f"| {black:.2f} |" in rows["black"]

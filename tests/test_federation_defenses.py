@@ -182,3 +182,17 @@ def test_aggregate_goes_back_to_the_dtypes_sent() -> None:
     state = as_sent(averaged, array_specs(sent)).to_torch_state_dict()
     assert state["n"].dtype == torch.int64 and int(state["n"]) == 4
     assert state["w"].dtype == torch.float32 and torch.equal(state["w"], torch.full((2,), 0.5))
+
+
+def test_attack_overrides_may_set_priors_and_a_bad_prior_names_the_field() -> None:
+    """A federation gives its attacks the prior weights the matrix tuned (EXPERIMENTS.md §3)."""
+    from fedsim.scenario.components import build_attack
+
+    scenario = load_scenario(
+        QUICKSTART, ["attacks=[{name = 'bayes', overrides = {priors = {tv = 30.0}}}]"]
+    )
+    assert build_attack("bayes", dict(scenario.attacks[0].overrides), 0).priors == {"tv": 30.0}
+    with pytest.raises(ConfigError, match=r"attacks\.0\.overrides: .*prior: unknown name 'tvv'"):
+        load_scenario(
+            QUICKSTART, ["attacks=[{name = 'bayes', overrides = {priors = {tvv = 1.0}}}]"]
+        )

@@ -411,7 +411,8 @@ class AttackConfig(_Strict):
     """
 
     name: AttackName
-    overrides: dict[str, bool | int | float | str] = Field(default_factory=dict)
+    overrides: dict[str, bool | int | float | str | dict[str, float]] = Field(default_factory=dict)
+    """Hyper-parameters of the attack, e.g. ``{ lr = 0.1, priors = { tv = 300.0 } }``."""
     budget: BudgetOverride = Field(default_factory=BudgetOverride)
     label: str | None = None
     """Name in records and plots (default: `name`); lets one attack appear twice with other options."""
