@@ -4,6 +4,9 @@ round on are the uninterrupted run's, and a state dict of another model is refus
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,9 @@ from fedsim.errors import ConfigError
 from fedsim.models import build_model
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE
 from fedsim.scenario import load_scenario
+from fedsim.scenario.loading import validate_scenario
 
+REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 4
 START = 2
 SCENARIO = {
@@ -224,5 +229,40 @@ def test_a_dpsgd_run_from_a_checkpoint_records_no_epsilon(
     ]
     args = ["run", str(scenario), "--out", str(out)]
     assert cli_main(args + [x for s in settings for x in ("--set", s)]) == 0
-    assert all("epsilon" not in record for record in _lines(out, ROUNDS_FILE))
+    assert all(
+        "epsilon" not in record and "privacy" not in record for record in _lines(out, ROUNDS_FILE)
+    )
     assert "no ε is recorded for a run started from a checkpoint" in capsys.readouterr().out
+
+
+def test_audit_checkpoints_trains_only_the_audited_clients_one_round_after_each_state(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    """scripts/audit_checkpoints.py: per state, one more round from that state's model in
+    which only the audited clients train, one local epoch over their batch in one
+    mini-batch; scripts/whole_run_table.py reads the folder back."""
+    out = tmp_path / "audits"
+    script = REPO / "scripts" / "audit_checkpoints.py"
+    attacks = "[{name = 'l2', budget = {iterations = 2}}]"
+    command = [sys.executable, str(script), str(uninterrupted), str(out), "--batch-size", "1"]
+    command += ["--clients", "2", "--states", "0", str(START), "--attacks", attacks]
+    printed = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    assert "| 0 |" in printed and f"| {START} |" in printed
+    run = out / f"state-{START:04d}"
+    raw = tomllib.loads((run / "scenario.toml").read_text())
+    scenario = validate_scenario({k: v for k, v in raw.items() if k != "run"})
+    assert scenario.model.checkpoint_round == START and scenario.model.checkpoint is not None
+    assert scenario.federation.rounds == START + 1
+    assert (scenario.protocol.batch_size, scenario.protocol.local_steps) == (1, 1)
+    audited = _lines(run, ROUNDS_FILE)[-1]
+    assert audited["round"] == START + 1 and len(audited["clients"]) == 2
+    leakage = _lines(run, LEAKAGE_FILE)
+    assert sorted(r["client"] for r in leakage) == sorted(audited["clients"])
+    assert all(len(r["ssim_images"]) == 1 for r in leakage)
+    table = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "whole_run_table.py"), str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "B = 1, l2" in table and "test accuracy" in table
