@@ -208,3 +208,22 @@ def test_a_folder_of_audited_states_reads_as_one_run_over_training(tmp_path: Pat
     assert (
         "Nothing was recognisable after round 1" in (folder / "report" / "index.html").read_text()
     )
+
+
+def test_epsilon_curves_name_their_threat_model_and_say_where_they_do_not_hold(
+    tmp_path: Path,
+) -> None:
+    run = _audited_run(tmp_path / "p", {1: [[0.9]]}, accuracy=[0.1, 0.4])
+    lines = [json.loads(x) for x in (run / "rounds.jsonl").read_text().splitlines()]
+    with open(run / "rounds.jsonl", "w") as file:
+        for line in lines:
+            claims = [
+                {"threat_model": "subsampled", "epsilon": 0.1 * line["round"], "delta": 1e-5,
+                 "statement": "s", "holds": False, "why_not": "public sampler"},
+                {"threat_model": "user", "epsilon": None, "delta": 1e-5, "statement": "u",
+                 "holds": True},
+            ]  # fmt: skip
+            file.write(json.dumps({**line, "privacy": claims}) + "\n")
+    curves = load_run(run).epsilon_by_round()
+    label = "ε, record-level, amplified by subsampling (does not hold here)"
+    assert curves == {label: {0: 0.0, 1: 0.1}}  # a claim without a finite ε draws nothing
