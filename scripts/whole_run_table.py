@@ -5,7 +5,8 @@ size and attack set) and prints, per defense, the test accuracy of each audited 
 and, per batch size and attack, the mean PSNR and how many images were recovered
 recognisably at that state; where several attacks ran at one batch size, a row
 `strongest` names the attack that recovered most images (then the highest PSNR) at
-each state. Columns are the states (rounds trained before the audited update). A
+each state. Rows `… vs trained-on` (ATS) score against the transformed images the
+update was computed on, not the private ones, and are never the strongest. Columns are the states (rounds trained before the audited update). A
 defense audited on the states of a training run under another defense (or none) says
 so in its name: `soteria:rate=80 (on states trained without defense)`. The last column
 is the wall time of the audits the row comes from (all attacks of one folder), in seconds.
@@ -68,6 +69,7 @@ def main() -> None:
         run = load_run(folder)
         training = trained_under(folder)
         wall = seconds_of(folder)
+        batch = int(run.scenario.get("protocol", {}).get("batch_size", 0))
         for (attack, defense), rounds in run.audited_rounds().items():
             label = defense_label(defense, training)
             for r in rounds:
@@ -77,7 +79,6 @@ def main() -> None:
                 states.add(state)
                 if r.accuracy is not None:
                     accuracy[label][state] = r.accuracy
-                batch = r.images // max(r.updates, 1)
                 found[(label, batch)][attack][state] = r
                 if wall is not None:
                     seconds[(label, batch, attack)] = wall
@@ -100,7 +101,7 @@ def main() -> None:
                 wall = seconds.get((label, batch, attack))
                 time = "" if wall is None else f"{wall:.0f}"
                 lines.append(f"| | B = {batch}, {attack} | " + " | ".join(cells) + f" | {time} |")
-            if len(by_attack) > 1:
+            if len([a for a in by_attack if not a.endswith("vs trained-on")]) > 1:
                 lines.append(f"| | B = {batch}, strongest | " + " | ".join(
                     _strongest(by_attack, s) for s in columns
                 ) + " | |")  # fmt: skip
@@ -108,7 +109,11 @@ def main() -> None:
 
 
 def _strongest(by_attack: dict[str, dict[int, AuditedRound]], state: int) -> str:
-    rounds = [(a, rounds[state]) for a, rounds in by_attack.items() if state in rounds]
+    rounds = [
+        (a, rounds[state])
+        for a, rounds in by_attack.items()
+        if state in rounds and not a.endswith("vs trained-on")  # scored on transformed images
+    ]
     if not rounds:
         return "–"
     attack, best = max(rounds, key=lambda ar: (ar[1].recognisable, statistics.fmean(ar[1].psnr)))
