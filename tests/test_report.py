@@ -227,3 +227,15 @@ def test_epsilon_curves_name_their_threat_model_and_say_where_they_do_not_hold(
     curves = load_run(run).epsilon_by_round()
     label = "ε, record-level, amplified by subsampling (does not hold here)"
     assert curves == {label: {0: 0.0, 1: 0.1}}  # a claim without a finite ε draws nothing
+
+
+def test_no_epsilon_figure_when_only_round_zero_records_one(tmp_path: Path) -> None:
+    from fedsim.report import plot_epsilon
+
+    run = _audited_run(tmp_path / "z", {1: [[0.9]]}, accuracy=[0.1, 0.4])
+    lines = [json.loads(x) for x in (run / "rounds.jsonl").read_text().splitlines()]
+    with open(run / "rounds.jsonl", "w") as file:
+        for line in lines:
+            extra = {"epsilon": 0.0, "delta": 1e-5} if line["round"] == 0 else {}
+            file.write(json.dumps({**line, **extra}) + "\n")
+    assert plot_epsilon([load_run(run)], tmp_path / "epsilon") == []

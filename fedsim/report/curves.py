@@ -169,13 +169,15 @@ def plot_privacy_utility(runs: Sequence[RunRecords], stem: Path) -> list[Path]:
 
 
 def plot_epsilon(runs: Sequence[RunRecords], stem: Path) -> list[Path]:
-    """`stem`.png: every ε a run records per round; nothing when no run records one."""
-    lines = [
-        (f"{run.name + ': ' if len(runs) > 1 else ''}{key}", values)
-        for run in runs
-        for key, values in sorted(run.epsilon_by_round().items())
-        if values
-    ]
+    """`stem`.png: every ε a run records per round; nothing when no run records one
+    above 0 (the log axis has no place for round 0's ε = 0, and a folder of audited
+    states started from checkpoints records ε only for its initial state)."""
+    lines = []
+    for run in runs:
+        for key, values in sorted(run.epsilon_by_round().items()):
+            spent = {r: v for r, v in values.items() if v > 0}
+            if spent:
+                lines.append((f"{run.name + ': ' if len(runs) > 1 else ''}{key}", spent))
     if not lines:
         return []
     plt = _pyplot()
