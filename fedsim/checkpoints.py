@@ -1,4 +1,5 @@
-"""Per-round checkpoints and the progress journal that `fedsim run --resume` reads.
+"""Per-round checkpoints, the progress journal that `fedsim run --resume` reads, and
+the checked reading of a state dict a run starts from (`model.checkpoint`).
 
     RUN/checkpoints/round-NNNN.pt     the global model (state dict of tensors) after round N
     RUN/checkpoints/strategy-NNNN.pt  the server strategy's state after round N, where it
@@ -11,6 +12,8 @@ audit is on disk. A run is complete through round R when every round up to R is
 trained and every round up to R that the schedule audits is audited; resuming starts
 at R + 1 from checkpoint R. Older checkpoints are deleted as R moves on.
 Checkpoints are read back with `torch.load(weights_only=True)`: tensors only, no code.
+Rounds on `federation.keep_checkpoints` keep their checkpoint for good, so a later run
+can start from them (`model.checkpoint`, checked by `state_for_model`).
 """
 
 from __future__ import annotations
@@ -72,11 +75,11 @@ class Checkpoints:
 
     def load(self, server_round: int) -> dict[str, torch.Tensor]:
         """The global model after `server_round`; tensors only (`weights_only=True`)."""
-        return _load_tensors(self.path(server_round))
+        return read_state_dict(self.path(server_round), "--resume")
 
     def load_strategy(self, server_round: int) -> dict[str, torch.Tensor]:
         """The server strategy's state after `server_round` (see `save`)."""
-        return _load_tensors(self.strategy_path(server_round))
+        return read_state_dict(self.strategy_path(server_round), "--resume")
 
     def mark(self, event: str, server_round: int) -> None:
         """Journal that `server_round` is trained or audited (appended and fsynced)."""
@@ -87,8 +90,10 @@ class Checkpoints:
         (self.trained if event == "trained" else self.audited).add(server_round)
 
     def complete_through(self, audited: Callable[[int], bool]) -> int:
-        """The last round R with every round ≤ R trained and, where scheduled, audited (-1: none)."""
-        last = -1
+        """The last round R with every round from the first recorded one to R trained and,
+        where scheduled, audited (-1: none). A run started from a checkpoint of round C
+        records rounds from C on."""
+        last = min(self.trained, default=0) - 1
         while last + 1 in self.trained and (not audited(last + 1) or last + 1 in self.audited):
             last += 1
         return last
@@ -104,10 +109,11 @@ class Checkpoints:
                 except ValueError:
                     continue
 
-    def prune(self, keep_from: int) -> None:
-        """Delete checkpoints of rounds before `keep_from` (no longer a resume point)."""
+    def prune(self, keep_from: int, kept: Callable[[int], bool] = lambda _: False) -> None:
+        """Delete checkpoints of rounds before `keep_from` (no longer a resume point),
+        except the models of rounds `kept` selects (`federation.keep_checkpoints`)."""
         for number, path in list(self._numbered()):
-            if number < keep_from:
+            if number < keep_from and not (path.name.startswith("round-") and kept(number)):
                 os.remove(path)
 
     def keep_through(self, server_round: int) -> None:
@@ -130,16 +136,60 @@ def _tensor_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
     return buffer.getvalue()
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """A dict of tensors saved by `Checkpoints.save`; ConfigError when missing or not that."""
+def read_state_dict(path: str | Path, field: str) -> dict[str, torch.Tensor]:
+    """A file of `torch.save(state_dict)`, tensors only (`weights_only=True`).
+
+    Every failure is a one-line ConfigError starting with `field`.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ConfigError(f"--resume: checkpoint {path} is missing") from None
+        raise ConfigError(f"{field}: checkpoint {path} is missing") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{field}: {path} is a directory, not a checkpoint file") from None
     except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise ConfigError(f"--resume: checkpoint {path} is unreadable ({error})") from None
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"{field}: checkpoint {path} is unreadable ({reason})") from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
-        raise ConfigError(f"--resume: checkpoint {path} does not hold a state dict")
+        raise ConfigError(f"{field}: checkpoint {path} does not hold a state dict of tensors")
     return state
+
+
+def state_for_model(
+    path: str | Path, model: torch.nn.Module, model_name: str, field: str = "model.checkpoint"
+) -> dict[str, torch.Tensor]:
+    """The state dict in `path`, checked against `model`: the same names and shapes.
+
+    A mismatch (another architecture, another data set's input shape or classes) is
+    a one-line ConfigError naming the first differing entry. Values are cast to the
+    model's dtypes, so the run sends what a fresh model of that kind would hold.
+    """
+    state = read_state_dict(path, field)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"lacks {_names(missing)}")
+        if unexpected:
+            parts.append(f"has {_names(unexpected)} that the model does not")
+        raise ConfigError(
+            f"{field}: {path} does not fit model {model_name!r}: it {' and '.join(parts)}"
+        )
+    for name, tensor in expected.items():
+        if state[name].shape != tensor.shape:
+            raise ConfigError(
+                f"{field}: {path} does not fit model {model_name!r}: {name} has shape"
+                f" {tuple(state[name].shape)} in the checkpoint, {tuple(tensor.shape)} in the model"
+            )
+        if not torch.isfinite(state[name]).all() and state[name].is_floating_point():
+            raise ConfigError(f"{field}: {path} holds NaN or infinite values in {name}")
+    return {name: state[name].to(tensor.dtype) for name, tensor in expected.items()}
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -6,7 +6,8 @@
                             (and ε, δ spent under DP-SGD)
     RUN/leakage.jsonl       one line per (round, client, attack): defense, PSNR, SSIM,
                             label accuracy, objective, iterations, seconds, status
-    RUN/reconstructions/    PNG grids, originals over each attack's reconstructions
+    RUN/reconstructions/    one PNG per audited round: every audited client's originals over
+                            each attack's reconstructions
     RUN/checkpoints/        the global model after the last complete rounds and a progress
                             journal, for `fedsim run --resume` (see `fedsim.checkpoints`)
 
@@ -26,13 +27,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from fedsim.checkpoints import Checkpoints
 from fedsim.errors import ConfigError
 from fedsim.private_files import append_line, fsync_file, make_private, private_dir, write_atomic
+
+if TYPE_CHECKING:
+    from fedsim.image_grid import ClientImages
 
 SCENARIO_FILE = "scenario.toml"
 ROUNDS_FILE = "rounds.jsonl"
@@ -118,22 +120,13 @@ class RunRecorder:
         """One line of leakage.jsonl."""
         self._append(LEAKAGE_FILE, record)
 
-    def save_grid(
-        self,
-        server_round: int,
-        client: int,
-        originals: torch.Tensor,
-        rows: Sequence[tuple[str, torch.Tensor]],
-    ) -> Path:
-        """PNG of the originals (top row) over each attack's matched reconstructions."""
-        from fedsim.image_grid import save_image_grid
+    def save_strip(self, server_round: int, cases: Sequence[ClientImages]) -> Path:
+        """PNG of one audited round: every client's originals over its reconstructions."""
+        from fedsim.image_grid import save_round_strip
 
-        path = (
-            self.run_dir / RECONSTRUCTIONS_DIR / f"round-{server_round:04d}-client-{client:03d}.png"
-        )
-        title = f"round {server_round}, client {client}"
+        path = self.run_dir / RECONSTRUCTIONS_DIR / f"round-{server_round:04d}.png"
         with self._lock:
-            save_image_grid(path, [("original", originals), *rows], title)
+            save_round_strip(path, cases, f"round {server_round}")
             make_private(path)
         return path
 

@@ -39,6 +39,7 @@ def main() -> int:
                 f"federation.rounds={args.rounds}",
                 f"audit.budget.iterations={args.iterations}",
                 "data.eval_samples=100",
+                "audit.clients={}",  # every supernode's update is audited
             ],
             supernodes=args.supernodes,
             timeout=args.timeout,

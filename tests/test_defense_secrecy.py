@@ -198,6 +198,7 @@ def test_no_attack_target_or_attack_of_the_auditor_leads_to_a_defense_generator(
             "defenses=['ats:policy=hybrid', 'gaussian:sigma=0.1']",
             "attacks=[{name = 'bayes'}, {name = 'adapted'}, {name = 'l2'}]",
             "federation.clients=2",
+            "audit.clients.sample=2",
         ],
     )
     federation = build_federation(scenario)

@@ -27,6 +27,7 @@ def test_two_supernodes_complete_audited_rounds(tmp_path: Path) -> None:
             f"federation.rounds={rounds}",
             "audit.budget.iterations=3",
             "data.eval_samples=100",
+            "audit.clients={}",  # every supernode's update is audited
         ],
         supernodes=2,
         timeout=90,

@@ -115,6 +115,8 @@ def test_fedsim_run_quickstart_end_to_end(tmp_path: Path) -> None:
             "audit.budget.iterations=4",
             "--set",
             "data.eval_samples=100",
+            "--set",
+            "simulation.engine='ray'",
             "--out",
             str(out),
         ]
@@ -125,14 +127,17 @@ def test_fedsim_run_quickstart_end_to_end(tmp_path: Path) -> None:
     assert resolved["federation"]["rounds"] == 2
     rounds = read_jsonl(out / ROUNDS_FILE)
     assert [r["round"] for r in rounds] == [0, 1, 2]
-    assert rounds[1]["clients"] == [0, 1, 2, 3]
+    assert rounds[1]["clients"] == list(range(resolved["federation"]["clients"]))
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in rounds)
     leakage = read_jsonl(out / LEAKAGE_FILE)
     attacks = sorted({r["attack"] for r in leakage})
-    assert len(leakage) == 2 * 4 * len(attacks) and attacks == ["bayes", "l2"]
+    sampled = resolved["audit"]["clients"]["sample"]
+    assert len(leakage) == 2 * sampled * len(attacks) and attacks == ["bayes"]
     for record in leakage:
-        assert record["defense"] == "gaussian:sigma=0.01"
+        assert record["defense"] == resolved["defenses"][0]
         assert record["status"] in ("ok", "timeout", "failed")
         if record["status"] == "ok":
             assert record["psnr"] is not None and record["label_accuracy"] is not None
-    assert len(list((out / RECONSTRUCTIONS_DIR).glob("*.png"))) == 2 * 4
+            assert len(record["ssim_images"]) == resolved["protocol"]["batch_size"]
+    assert len(list((out / RECONSTRUCTIONS_DIR).glob("*.png"))) == 2  # one strip per round
+    assert (out / "report" / "index.html").is_file()

@@ -19,6 +19,7 @@ SMALL = [
     "simulation.engine='inprocess'",
     "federation.rounds=2",
     "federation.clients=2",
+    "audit.clients={}",
     "audit.budget.iterations=3",
     "audit.budget.seconds=60",
     "audit.worker='inline'",
@@ -78,7 +79,14 @@ def test_dpsgd_runs_record_epsilon_per_threat_model_each_round(tmp_path: Path) -
     rounds = read_jsonl(out / ROUNDS_FILE)
     scenario = load_scenario(QUICKSTART, [*SMALL, "defenses=['dpsgd']"])
     federation = build_federation(scenario)
-    schedule = RoundSchedule(min(len(p) for p in federation.partitions), 1)
+    protocol = scenario.protocol  # the quickstart trains local epochs: several local steps
+    schedule = RoundSchedule(
+        min(len(p) for p in federation.partitions),
+        protocol.batch_size,
+        protocol.local_steps,
+        protocol.local_batch_size,
+    )
+    assert schedule.local_steps > 1
     for record in rounds:
         assert "epsilon" not in record  # never a bare ε
         expected = privacy_claims(1.0, 1e-5, schedule, record["round"], secret_sampling=False)
@@ -105,7 +113,8 @@ def test_dpsgd_under_fedavg_local_steps_refuses_bayes_and_says_why(tmp_path: Pat
         "attacks=[{name = 'bayes'}, {name = 'l2'}]",
         "protocol.kind='fedavg'",
         "protocol.batch_size=2",
-        "protocol.local_steps=2",
+        "protocol.local_batch_size=1",  # one local epoch of 2 steps
+        "protocol.local_epochs=1",
         "federation.rounds=1",
     )
     leakage = read_jsonl(out / LEAKAGE_FILE)

@@ -154,3 +154,21 @@ def test_label_accuracy_module_accumulates_per_batch() -> None:
     assert metric(torch.tensor([2, 1]), torch.tensor([1, 2])).item() == 1.0
     metric.update(torch.tensor([0, 0]), torch.tensor([0, 5]))
     assert metric.compute().item() == 0.75
+
+
+def test_scores_are_per_original_image_after_matching_and_say_what_is_recognisable() -> None:
+    from fedsim.auditor.scoring import score_reconstruction
+    from fedsim.metrics.recognisable import RECOGNISABLE_SSIM, is_recognisable
+
+    generator = torch.Generator().manual_seed(0)
+    originals = torch.rand(3, 1, 16, 16, generator=generator)
+    noise = torch.rand(1, 1, 16, 16, generator=generator)
+    # Reconstructions in another order: a copy of image 2, noise, a copy of image 0.
+    guesses = torch.cat([originals[2:3], noise, originals[0:1]])
+    labels = torch.tensor([1, 2, 3])
+    scores = score_reconstruction(guesses, labels, originals, labels)
+    assert scores.ssim_images[0] > 0.99 and scores.ssim_images[2] > 0.99
+    assert scores.ssim_images[1] < RECOGNISABLE_SSIM
+    assert scores.psnr_images[0] == scores.psnr_images[2] == 100.0  # capped exact copies
+    assert scores.recognisable == pytest.approx(2 / 3)
+    assert is_recognisable(RECOGNISABLE_SSIM) and not is_recognisable(RECOGNISABLE_SSIM - 1e-9)

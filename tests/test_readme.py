@@ -53,9 +53,13 @@ def test_readme_flower_app_fragments_are_the_tested_apps_lines() -> None:
                 assert code in app_lines, f"README line not in tests/tabular_app.py: {code}"
 
 
-def test_ci_runs_the_readme_test_command() -> None:
+def test_ci_runs_the_readme_test_commands() -> None:
+    """Every command of `.ci/run` after its `cd` is a line of one README code block, in order."""
     readme = (REPO / "README.md").read_text()
-    ci = (REPO / ".ci" / "run").read_text()
-    command = next(line for line in ci.splitlines() if line.startswith("python3 -m venv"))
-    assert command in readme
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    commands = ci[ci.index('cd "$(dirname "$0")/.."') + 1 :]
+    commands = [line for line in commands if line.strip() and not line.startswith("#")]
+    assert any(line.startswith("python3 -m venv") for line in commands)
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL)
+    assert any(block.splitlines() == commands for block in blocks), commands
     assert Path(REPO / ".ci" / "run").stat().st_mode & 0o111

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from fedsim.checkpoints import Checkpoints
+from fedsim.image_grid import ClientImages
 from fedsim.records import RunRecorder
 from fedsim.report import load_run, write_page
 
@@ -51,7 +52,8 @@ def test_run_directory_is_owner_only(tmp_path: Path) -> None:
     recorder.write_scenario("name = 'x'\n")
     recorder.append_round({"round": 0})
     recorder.append_leakage({"round": 1, "attack": "l2", "status": "ok"})
-    recorder.save_grid(1, 0, torch.rand(1, 1, 4, 4), [("l2", torch.rand(1, 1, 4, 4))])
+    images = torch.rand(1, 1, 4, 4)
+    recorder.save_strip(1, [ClientImages(0, images, [("l2", images, [True])])])
     recorder.checkpoints.save(1, {"w": torch.zeros(1)})
     recorder.checkpoints.mark("trained", 1)
     for path in [recorder.run_dir, *recorder.run_dir.rglob("*")]:
@@ -70,7 +72,9 @@ def test_html_page_escapes_every_recorded_string(tmp_path: Path) -> None:
     )
     curves = tmp_path / "curves.png"
     curves.write_bytes(b"\x89PNG\r\n")
-    page = write_page([load_run(run_dir)], curves, tmp_path / "index.html").read_text()
+    page = write_page(
+        [load_run(run_dir)], [("curves", curves)], tmp_path / "index.html"
+    ).read_text()
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
     assert "Partial run" in page

@@ -9,6 +9,7 @@ import pytest
 
 from fedsim.cli import main
 from fedsim.errors import ConfigError
+from fedsim.metrics.recognisable import RECOGNISABLE_SSIM
 from fedsim.report import load_run
 
 
@@ -94,3 +95,147 @@ def test_several_runs_overlay_in_one_report(tmp_path: Path) -> None:
 def test_not_a_run_directory_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a run directory"):
         load_run(tmp_path)
+
+
+def _audited_run(
+    path: Path, per_round: dict[int, list[list[float]]], accuracy: list[float]
+) -> Path:
+    """A run whose leakage lines carry per-image SSIMs: round → per client its images' SSIM."""
+    path.mkdir(parents=True)
+    (path / "scenario.toml").write_text(
+        f'name = "{path.name}"\n[federation]\nrounds = {len(accuracy) - 1}\n'
+    )
+    with open(path / "rounds.jsonl", "w") as file:
+        for r, value in enumerate(accuracy):
+            file.write(json.dumps({"round": r, "loss": 1.0, "accuracy": value}) + "\n")
+    with open(path / "leakage.jsonl", "w") as file:
+        for r, clients in per_round.items():
+            for client, ssims in enumerate(clients):
+                record = {"round": r, "client": client, "attack": "bayes", "defense": "gaussian:sigma=0.01",
+                          "status": "ok", "iterations": 200, "ssim_images": ssims,
+                          "psnr_images": [10 + 20 * v for v in ssims]}  # fmt: skip
+                file.write(json.dumps(record) + "\n")
+    return path
+
+
+def test_verdict_counts_updates_and_images_and_says_when_leakage_stopped(tmp_path: Path) -> None:
+    from fedsim.report import verdicts
+
+    run = _audited_run(
+        tmp_path / "v",
+        {1: [[0.9, 0.2], [0.7, 0.6]], 2: [[0.55, 0.1], [0.3, 0.2]], 5: [[0.1, 0.2], [0.35, 0.3]]},
+        accuracy=[0.1, 0.3, 0.5, 0.6, 0.7, 0.9],
+    )
+    records = load_run(run)
+    rounds = records.audited_rounds()[("bayes", "gaussian:sigma=0.01")]
+    assert [(r.round, r.accuracy, r.leaking_updates, r.recognisable) for r in rounds] == [
+        (1, 0.1, 2, 3),
+        (2, 0.3, 1, 1),
+        (5, 0.7, 0, 0),
+    ]
+    (verdict,) = verdicts(records)
+    assert verdict.leaks is True
+    assert verdict.text.startswith(
+        "In 3 of 6 audited updates the private images were recovered recognisably"
+        f" (4 of 12 images with SSIM ≥ {RECOGNISABLE_SSIM}). gaussian:sigma=0.01 does not"
+        " protect against bayes."
+    )
+    assert "Nothing was recognisable after round 2 (test accuracy 30 %)" in verdict.text
+
+
+def test_a_verdict_without_leakage_names_the_budget_and_claims_no_protection(
+    tmp_path: Path,
+) -> None:
+    from fedsim.report import verdicts
+
+    run = _audited_run(tmp_path / "n", {1: [[0.1], [0.35]]}, accuracy=[0.1, 0.2])
+    (verdict,) = verdicts(load_run(run))
+    assert verdict.leaks is False
+    assert "None of the private images was recovered recognisably in the 2 audited updates" in (
+        verdict.text
+    )
+    assert "within 200 iterations" in verdict.text
+    assert "does not show that gaussian:sigma=0.01 protects" in verdict.text
+
+
+def test_secure_aggregation_is_reported_as_nothing_to_attack(tmp_path: Path) -> None:
+    from fedsim.report import verdicts
+
+    run = _write_run(tmp_path / "s", rounds=0, planned=2)
+    with open(run / "leakage.jsonl", "w") as file:
+        for r in (1, 2):
+            record = {"round": r, "client": None, "attack": "bayes", "defense": "none", "status": "impossible"}  # fmt: skip
+            file.write(json.dumps(record) + "\n")
+    (verdict,) = verdicts(load_run(run))
+    assert verdict.leaks is None and "Secure aggregation hid every client's update" in verdict.text
+
+
+def test_report_draws_privacy_utility_and_epsilon_when_recorded(tmp_path: Path) -> None:
+    run = _audited_run(tmp_path / "e", {1: [[0.9]], 2: [[0.2]]}, accuracy=[0.1, 0.4, 0.8])
+    lines = [json.loads(x) for x in (run / "rounds.jsonl").read_text().splitlines()]
+    with open(run / "rounds.jsonl", "w") as file:
+        for line in lines:
+            file.write(
+                json.dumps({**line, "epsilon": 0.5 * line["round"] + 0.1, "delta": 1e-5}) + "\n"
+            )
+    assert main(["report", str(run)]) == 0
+    report = run / "report"
+    for name in ("leakage.png", "privacy-utility.png", "epsilon.png"):
+        assert (report / name).stat().st_size > 1000, name
+    html = (report / "index.html").read_text()
+    assert "ε per round" in html and "not a guarantee" in html
+
+
+def test_a_folder_of_audited_states_reads_as_one_run_over_training(tmp_path: Path) -> None:
+    """Audits of one training run's checkpoints (scripts/audit_checkpoints.py): each state
+    run contributes its first rounds line (the state it starts from) and its audit."""
+    folder = tmp_path / "audits"
+    for state, accuracy in ((0, 0.1), (4, 0.6)):
+        run = folder / f"state-{state:04d}"
+        run.mkdir(parents=True)
+        (run / "scenario.toml").write_text('name = "x"\n[federation]\nrounds = 9\n')
+        lines = [{"round": state, "accuracy": accuracy}, {"round": state + 1, "accuracy": 0.99}]
+        (run / "rounds.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        record = {"round": state + 1, "client": 0, "attack": "bayes", "defense": "none",
+                  "status": "ok", "ssim_images": [0.9 if state == 0 else 0.1], "psnr_images": [30.0]}  # fmt: skip
+        (run / "leakage.jsonl").write_text(json.dumps(record) + "\n")
+    merged = load_run(folder)
+    assert merged.name == "audits" and not merged.partial
+    assert merged.accuracy_after() == {0: 0.1, 4: 0.6}
+    rounds = merged.audited_rounds()[("bayes", "none")]
+    assert [(r.round, r.accuracy, r.recognisable) for r in rounds] == [(1, 0.1, 1), (5, 0.6, 0)]
+    assert main(["report", str(folder)]) == 0
+    assert (
+        "Nothing was recognisable after round 1" in (folder / "report" / "index.html").read_text()
+    )
+
+
+def test_epsilon_curves_name_their_threat_model_and_say_where_they_do_not_hold(
+    tmp_path: Path,
+) -> None:
+    run = _audited_run(tmp_path / "p", {1: [[0.9]]}, accuracy=[0.1, 0.4])
+    lines = [json.loads(x) for x in (run / "rounds.jsonl").read_text().splitlines()]
+    with open(run / "rounds.jsonl", "w") as file:
+        for line in lines:
+            claims = [
+                {"threat_model": "subsampled", "epsilon": 0.1 * line["round"], "delta": 1e-5,
+                 "statement": "s", "holds": False, "why_not": "public sampler"},
+                {"threat_model": "user", "epsilon": None, "delta": 1e-5, "statement": "u",
+                 "holds": True},
+            ]  # fmt: skip
+            file.write(json.dumps({**line, "privacy": claims}) + "\n")
+    curves = load_run(run).epsilon_by_round()
+    label = "ε, record-level, amplified by subsampling (does not hold here)"
+    assert curves == {label: {0: 0.0, 1: 0.1}}  # a claim without a finite ε draws nothing
+
+
+def test_no_epsilon_figure_when_only_round_zero_records_one(tmp_path: Path) -> None:
+    from fedsim.report import plot_epsilon
+
+    run = _audited_run(tmp_path / "z", {1: [[0.9]]}, accuracy=[0.1, 0.4])
+    lines = [json.loads(x) for x in (run / "rounds.jsonl").read_text().splitlines()]
+    with open(run / "rounds.jsonl", "w") as file:
+        for line in lines:
+            extra = {"epsilon": 0.0, "delta": 1e-5} if line["round"] == 0 else {}
+            file.write(json.dumps({**line, **extra}) + "\n")
+    assert plot_epsilon([load_run(run)], tmp_path / "epsilon") == []

@@ -42,6 +42,17 @@ MALFORMED = [
     ({"attacks": [{"name": "l2"}, {"name": "l2"}]}, "attacks"),
     ({"audit": {"rounds": {"every": 2, "first": 3}}}, "audit.rounds"),
     ({"audit": {"rounds": {"rounds": [0, 2]}}}, "audit.rounds.rounds.0"),
+    ({"audit": {"rounds": {"log": 0}}}, "audit.rounds.log"),
+    ({"audit": {"rounds": {"log": 3, "every": 2}}}, "audit.rounds"),
+    ({"protocol": {"kind": "fedsgd", "local_epochs": 2}}, "protocol.local_steps"),
+    (
+        {"protocol": {"kind": "fedavg", "local_epochs": 2, "local_steps": 3}},
+        "protocol.local_steps",
+    ),
+    ({"protocol": {"kind": "fedavg", "local_epochs": 0}}, "protocol.local_epochs"),
+    ({"model": {"checkpoint_round": 3}}, "model.checkpoint_round"),
+    ({"model": {"checkpoint": ""}}, "model.checkpoint"),
+    ({"federation": {"keep_checkpoints": {"log": 10}}}, "federation.keep_checkpoints.log"),
     ({"audit": {"clients": {"sample": 0}}}, "audit.clients.sample"),
     ({"audit": {"threat": {"labels": "known"}}}, "audit.threat.labels"),
     ({"audit": {"budget": {"seconds": -1}}}, "audit.budget.seconds"),
@@ -83,12 +94,35 @@ def test_clients_per_round_count_or_fraction() -> None:
     )
 
 
+def test_log_schedule_is_a_few_round_numbers_per_decade() -> None:
+    def schedule(per_decade: int, last: int) -> list[int]:
+        raw = {"federation": {"rounds": last}, "audit": {"rounds": {"log": per_decade}}}
+        audit = validate_scenario(raw).audit.rounds
+        return [r for r in range(1, last + 1) if audit.selects(r)]
+
+    assert schedule(3, 1000) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    assert schedule(1, 500) == [1, 10, 100]
+    assert schedule(2, 100) == [1, 3, 10, 30, 100]
+    assert not validate_scenario({"audit": {"rounds": {"log": 3}}}).audit.rounds.selects(0)
+
+
+def test_local_epochs_are_passes_over_the_rounds_batch() -> None:
+    protocol = {"kind": "fedavg", "batch_size": 10, "local_batch_size": 4, "local_epochs": 2}
+    scenario = validate_scenario({"protocol": protocol})
+    assert scenario.protocol.local_steps == 2 * 3  # ⌈10 / 4⌉ chunks per pass
+    again = scenario_from_resolved(scenario_to_toml(scenario))
+    assert again.protocol == scenario.protocol
+    whole = validate_scenario({"protocol": {"kind": "fedavg", "batch_size": 8, "local_epochs": 3}})
+    assert whole.protocol.local_steps == 3
+
+
 def test_quickstart_loads() -> None:
     scenario = load_scenario(QUICKSTART)
     assert scenario.data.dataset == "mnist-sample"
-    assert scenario.federation.clients == 4
-    assert scenario.protocol.kind == "fedsgd"
-    assert [a.name for a in scenario.attacks] == ["bayes", "l2"]
+    assert scenario.federation.clients == 16
+    assert scenario.protocol.kind == "fedavg" and scenario.protocol.local_steps == 3
+    assert [a.name for a in scenario.attacks] == ["bayes"]
+    assert scenario.audit.rounds.through(scenario.federation.rounds) == [1, 2, 5, 10, 20, 50]
     assert scenario.defenses and scenario.defenses[0].startswith("gaussian")
 
 
@@ -111,10 +145,10 @@ def test_parse_override_reads_toml_values(text: str, keys: list[str], value: obj
 def test_overrides_apply_in_order() -> None:
     scenario = load_scenario(
         QUICKSTART,
-        ["protocol.lr=0.5", "protocol.lr=0.25", "attacks.1.name=cos", "audit.budget.iterations=3"],
+        ["protocol.lr=0.5", "protocol.lr=0.25", "attacks.0.name=cos", "audit.budget.iterations=3"],
     )
     assert scenario.protocol.lr == 0.25
-    assert scenario.attacks[1].name == "cos"
+    assert scenario.attacks[0].name == "cos"
     assert scenario.budget_for(scenario.attacks[0]).iterations == 3
 
 

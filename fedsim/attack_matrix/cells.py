@@ -27,6 +27,7 @@ from fedsim.errors import ConfigError
 from fedsim.metrics import label_accuracy, match_by_psnr, ssim
 from fedsim.metrics.capped import CappedPSNR, summarize_psnr
 from fedsim.metrics.psnr import PSNR_CAP_DB
+from fedsim.metrics.recognisable import recognisable
 from fedsim.models import build_model
 
 
@@ -86,6 +87,11 @@ class CellResult:
     def ssim_mean(self) -> float:
         return statistics.fmean(self.ssim)
 
+    @property
+    def recognisable(self) -> float:
+        """The fraction of attacked images recovered recognisably (`fedsim.metrics.recognisable`)."""
+        return float(recognisable(torch.tensor(self.ssim)).float().mean())
+
     def to_json(self) -> dict[str, Any]:
         return {
             "attack": self.attack,
@@ -99,6 +105,7 @@ class CellResult:
             "psnr_exact_fraction": self.psnr_summary.exact_fraction,
             "ssim": self.ssim,
             "ssim_mean": self.ssim_mean,
+            "recognisable": self.recognisable,
             "label_accuracy": self.label_accuracy,
             "seconds": self.seconds,
             "statuses": self.statuses,

@@ -15,11 +15,12 @@ if TYPE_CHECKING:
 
 def print_results(results: Sequence[CellResult], console: Console | None = None) -> None:
     """One row per attack × defense: images, PSNR mean and median (dB), how many images are
-    exact (at the PSNR cap), SSIM, label accuracy, seconds."""
+    exact (at the PSNR cap), SSIM, the share of images recovered recognisably, label
+    accuracy, seconds."""
     table = Table(title="gradient leakage")
     for column in ("attack", "defense"):
         table.add_column(column, no_wrap=True, overflow="fold")
-    for column in ("n", "PSNR", "median", "exact", "SSIM", "labels", "s"):
+    for column in ("n", "PSNR", "median", "exact", "SSIM", "recognisable", "labels", "s"):
         table.add_column(column, justify="right", no_wrap=True)
     for r in results:
         table.add_row(
@@ -30,6 +31,7 @@ def print_results(results: Sequence[CellResult], console: Console | None = None)
             f"{r.psnr_median:.2f}",
             f"{r.psnr_summary.exact}/{r.images}",
             f"{r.ssim_mean:.3f}",
+            f"{r.recognisable:.0%}",
             f"{r.label_accuracy:.2f}",
             f"{r.seconds:.1f}",
         )

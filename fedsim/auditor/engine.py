@@ -76,6 +76,7 @@ class RoundJob:
 _NO_SCORES: dict[str, Any] = {
     "psnr": None,
     "ssim": None,
+    "recognisable": None,
     "mse": None,
     "categorical_accuracy": None,
     "label_accuracy": None,
@@ -371,6 +372,7 @@ class AuditEngine:
             record.update(
                 psnr=scores.psnr,
                 ssim=scores.ssim,
+                recognisable=scores.recognisable,
                 mse=scores.mse,
                 categorical_accuracy=scores.categorical_accuracy,
                 label_accuracy=scores.label_accuracy,
@@ -386,11 +388,17 @@ class AuditEngine:
             priors_source=recon.priors_source,
         )
         self._warn_untuned(config, recon.priors_source)
+        if scores is not None and scores.psnr_images is not None:
+            record.update(psnr_images=scores.psnr_images, ssim_images=scores.ssim_images)
         if case.trained_on is not None and case.true_labels is not None:
             seen = score_reconstruction(
                 inputs, recon.labels, case.trained_on, case.true_labels, domain
             )
-            record.update(psnr_trained_on=seen.psnr, ssim_trained_on=seen.ssim)
+            record.update(
+                psnr_trained_on=seen.psnr,
+                ssim_trained_on=seen.ssim,
+                recognisable_trained_on=seen.recognisable,
+            )
         if scores is not None:
             inputs = inputs[scores.order]
         return AttackResult(record, inputs)

@@ -2,9 +2,10 @@
 
 Reconstructions come back in arbitrary order, so they are first paired with the
 originals by a Hungarian matching: images by the largest total PSNR (SSIM is then taken
-on the matched pairs), feature rows by the smallest total error (`fedsim.metrics.rows`:
-mean squared error of the continuous columns, share of categorical columns right).
-Labels are compared as multisets.
+on the matched pairs, and each image is *recognisable* or not,
+`fedsim.metrics.recognisable`), feature rows by the smallest total error
+(`fedsim.metrics.rows`: mean squared error of the continuous columns, share of
+categorical columns right). Labels are compared as multisets.
 """
 
 from __future__ import annotations
@@ -17,20 +18,26 @@ from attacks.domain import FeatureDomain, InputDomain
 from fedsim.metrics.label_accuracy import label_accuracy
 from fedsim.metrics.matching import match_by_psnr
 from fedsim.metrics.psnr import PSNR_CAP_DB
+from fedsim.metrics.recognisable import recognisable
 from fedsim.metrics.rows import match_rows
-from fedsim.metrics.ssim import ssim
+from fedsim.metrics.ssim import ssim_per_image
 
 
 @dataclass(frozen=True)
 class Scores:
-    """Batch means and the pairing. Images: PSNR (dB, each capped at 100) and SSIM;
-    feature rows: MSE of the continuous columns and the share of categorical columns
-    right (None without one-hot groups). The other domain's fields are None."""
+    """Batch means and the pairing. Images: PSNR (dB, each capped at 100), SSIM and the
+    fraction recovered recognisably, with the PSNR and SSIM of each original image in the
+    batch's order; feature rows: MSE of the continuous columns and the share of
+    categorical columns right (None without one-hot groups). The other domain's fields
+    are None."""
 
     label_accuracy: float
     order: torch.Tensor
     psnr: float | None = None
     ssim: float | None = None
+    recognisable: float | None = None
+    psnr_images: list[float] | None = None
+    ssim_images: list[float] | None = None
     mse: float | None = None
     categorical_accuracy: float | None = None
 
@@ -63,9 +70,14 @@ def score_reconstruction(
     originals = originals.detach().float().cpu()
     matching = match_by_psnr(inputs, originals)
     matched = matching.apply(inputs)
+    psnr_images = [float(v) for v in matching.psnr.clamp(max=PSNR_CAP_DB)]
+    ssim_images = [float(v) for v in ssim_per_image(matched, originals)]
     return Scores(
         label_accuracy=_labels(labels, true_labels),
         order=matching.order,
-        psnr=float(matching.psnr.clamp(max=PSNR_CAP_DB).mean()),
-        ssim=float(ssim(matched, originals)),
+        psnr=sum(psnr_images) / len(psnr_images),
+        ssim=sum(ssim_images) / len(ssim_images),
+        recognisable=float(recognisable(torch.tensor(ssim_images)).float().mean()),
+        psnr_images=psnr_images,
+        ssim_images=ssim_images,
     )

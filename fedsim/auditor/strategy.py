@@ -63,7 +63,8 @@ from fedsim.device import resolve_device
 from fedsim.flower.protocol import reply_partition
 from fedsim.flower.reply_check import ArraySpec, array_specs, reply_problem
 from fedsim.flower.wrapping import PassThroughStrategy
-from fedsim.image_grid import save_image_grid
+from fedsim.image_grid import ClientImages, save_image_grid
+from fedsim.metrics.recognisable import is_recognisable
 from fedsim.private_files import make_private
 from fedsim.records import RECONSTRUCTIONS_DIR, RunRecorder
 from fedsim.scenario.build import Federation
@@ -72,6 +73,12 @@ from fedsim.scenario.config import AttackConfig
 logger = logging.getLogger(__name__)
 
 RoundCallback = Callable[[int, list[dict[str, Any]]], None]
+
+
+def _recognisable_flags(record: dict[str, Any]) -> list[bool] | None:
+    """Per image of a scored record: recognisable or not (None when unscored)."""
+    values = record.get("ssim_images")
+    return None if values is None else [is_recognisable(v) for v in values]
 
 
 def reply_state(message: Message) -> dict[str, torch.Tensor]:
@@ -460,24 +467,23 @@ class LeakageAuditor(PassThroughStrategy):
                 logger.exception("round %d: saving reconstructions failed", job.server_round)
 
     def _save_grids(self, job: RoundJob, outcomes: list[tuple[ClientCase, AttackResult]]) -> None:
+        """One strip per round: each client's originals over every attack's matched images."""
         assert self.recorder is not None
+        cases = []
         for case in job.cases:
-            if case.originals is None:
-                continue
             rows = [
-                (outcome.record["attack"], outcome.inputs)
-                for c, outcome in outcomes
-                if c is case and outcome.inputs is not None
+                (o.record["attack"], o.inputs, _recognisable_flags(o.record))
+                for c, o in outcomes
+                if c is case and o.inputs is not None
             ]
-            if rows:
-                try:
-                    self.recorder.save_grid(job.server_round, case.client, case.originals, rows)
-                except Exception:  # noqa: BLE001
-                    logger.exception(
-                        "round %d: saving the grid of client %d failed",
-                        job.server_round,
-                        case.client,
-                    )
+            if case.originals is not None and rows:
+                cases.append(ClientImages(case.client, case.originals, rows))
+        if not cases:
+            return
+        try:
+            self.recorder.save_strip(job.server_round, cases)
+        except Exception:  # noqa: BLE001
+            logger.exception("round %d: saving the reconstructions' strip failed", job.server_round)
 
     def close(self) -> AuditSummary:
         """Wait for every pending attack, then log and return the summary of the audit;

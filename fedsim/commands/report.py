@@ -1,7 +1,8 @@
-"""Turn the records of one or more runs into leakage curves, grids and an HTML page.
+"""Turn the records of one or more runs into a report: a verdict per defense and attack,
+leakage curves, strips of reconstructions and a self-contained HTML page.
 
-Several runs overlay in one figure for comparison. A run that stopped early is
-reported as partial.
+Several runs overlay in one figure for comparison (runs of several defenses: the
+privacy–utility picture over training). A run that stopped early is reported as partial.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from fedsim.private_files import make_private, private_dir
-from fedsim.report import load_run, plot_leakage, write_page
+from fedsim.report import load_run, verdicts, write_report
 from fedsim.report.privacy import privacy_lines
 
 NAME = "report"
-HELP = "leakage-vs-round curves, grids and a page from run directories"
+HELP = "verdict, leakage curves, reconstructions and a page from run directories"
 READS_DATA = False
 
 
@@ -36,11 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     runs = [load_run(path) for path in args.runs]
     out: Path = args.out or runs[0].path / "report"
-    private_dir(out)  # the page embeds reconstructions of private data
-    curves = plot_leakage(runs, out / "leakage")
-    page = write_page(runs, curves[0], out / "index.html")
-    for path in [*curves, page]:
-        make_private(path)
+    written = write_report(runs, out)
     console = Console()
     for run in runs:
         state = (
@@ -49,10 +45,13 @@ def main(args: argparse.Namespace) -> int:
             else "complete"
         )
         console.print(
-            f"{run.name}: {len(run.rounds)} rounds, {len(run.leakage)} leakage records ({state})"
+            f"{run.name}: {len(run.rounds)} rounds, {len(run.leakage)} leakage records ({state})",
+            highlight=False,
         )
+        for verdict in verdicts(run):
+            console.print(f"  {verdict.heading}: {verdict.text}", highlight=False)
         for line in privacy_lines(run.rounds):
             console.print(f"  {line}", markup=False, soft_wrap=True)
-    for path in [*curves, page]:
-        console.print(f"wrote {path}")
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
     return 0

@@ -1,9 +1,10 @@
 """Run a scenario: a Flower simulation with the leakage auditor, records written as it goes.
 
 The run directory (default `<output>/<name>-<time>`, or exactly `--out`) receives the
-resolved `scenario.toml`, `rounds.jsonl`, `leakage.jsonl` and `reconstructions/`.
-While it runs, one line per round shows the global accuracy and the best PSNR of
-each attack under the scenario's defense.
+resolved `scenario.toml`, `rounds.jsonl`, `leakage.jsonl`, `reconstructions/` and, once
+the run is done, `report/` (what `fedsim report RUN` writes; the verdict is printed).
+While it runs, one line per round shows the global accuracy and, per attack under the
+scenario's defense, the best PSNR and how many images were recovered recognisably.
 
 `fedsim run --resume RUN` continues an interrupted run from its last complete round
 (trained, checkpointed and, where scheduled, audited) with the scenario stored in
@@ -117,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("give a SCENARIO file, or --resume RUN (not both)")
     if resume is not None:
         return _resume(Path(resume), overrides, debug)
-    scenario = load_scenario(args.scenario, overrides)
+    scenario = _absolute_checkpoint(load_scenario(args.scenario, overrides))
     started = dt.datetime.now(dt.UTC)
     federation = _check_before_start(scenario)
     run_dir = run_directory(scenario, args.out, started.astimezone())
@@ -125,9 +126,38 @@ def main(args: argparse.Namespace) -> int:
     header = run_header(scenario.seed, started)
     # A data set may be a subset (a partial download): say which sizes the run used.
     header["data"] = {"train_size": len(federation.train), "test_size": len(federation.test)}
+    console = Console()
+    if scenario.model.checkpoint is not None:
+        header["checkpoint_sha256"] = file_sha256(Path(scenario.model.checkpoint))
+        if federation.privacy_spent(1) is not None:
+            console.print(
+                "fedsim run: no ε is recorded for a run started from a checkpoint; what the"
+                " training before it spent is not known to this run",
+                highlight=False,
+            )
     recorder.write_scenario(scenario_to_toml(scenario, header))
 
-    return _simulate(scenario, recorder, run_dir, resume_after=-1, debug=debug)
+    return _simulate(scenario, recorder, run_dir, resume_after=-1, console=console, debug=debug)
+
+
+def _absolute_checkpoint(scenario: Scenario) -> Scenario:
+    """`model.checkpoint` as an absolute path, so the stored scenario names one file."""
+    path = scenario.model.checkpoint
+    if path is None:
+        return scenario
+    model = scenario.model.model_copy(update={"checkpoint": str(Path(path).resolve())})
+    return scenario.model_copy(update={"model": model})
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (the run header names the checkpoint it started from)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_before_start(scenario: Scenario) -> Federation:
@@ -145,6 +175,7 @@ def _check_before_start(scenario: Scenario) -> Federation:
     if simulation.address is not None and "ray" in (simulation.engine, scenario.audit.worker):
         probe(simulation.address, simulation.connect_timeout)
     federation = build_federation(scenario)
+    federation.initial_state()  # a checkpoint that does not fit the model is refused now
     AuditEngine(AuditSetup.from_federation(federation), resolve_device(scenario.device))
     return federation
 
@@ -187,10 +218,14 @@ def _simulate(
         console.print(f"fedsim run: {scenario.name} → {run_dir}", highlight=False)
     resume = f"continue with `fedsim run --resume {run_dir}`"
     try:
-        with RunProgress(scenario, console) as progress:
+        with RunProgress(scenario, console, resume_after) as progress:
             timing = simulate(scenario, recorder, progress, resume_after=resume_after, debug=debug)
     except KeyboardInterrupt:
-        console.print(f"interrupted; finished rounds are in {run_dir}; {resume}", highlight=False)
+        console.print(
+            f"interrupted; finished rounds are in {run_dir}; {resume},"
+            f" or report them with `fedsim report {run_dir}`",
+            highlight=False,
+        )
         raise
     except FedsimError:
         raise
@@ -205,4 +240,24 @@ def _simulate(
         return 1
     startup = "" if timing.startup is None else f", first round after {timing.startup:.1f} s"
     console.print(f"done in {timing.total:.1f} s{startup}; records in {run_dir}", highlight=False)
+    _report(run_dir, console)
     return 0
+
+
+def _report(run_dir: Path, console: Console) -> None:
+    """Write RUN/report/ (verdict, curves, page); if that fails, say which command does."""
+    from fedsim.report import load_run, verdicts, write_report
+
+    try:
+        run = load_run(run_dir)
+        written = write_report([run], run_dir / "report")
+    except Exception as error:  # noqa: BLE001 - the records are safe; only the report is missing
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        console.print(
+            f"the report was not written ({reason}); write it with `fedsim report {run_dir}`",
+            highlight=False,
+        )
+        return
+    for verdict in verdicts(run):
+        console.print(f"{verdict.heading}: {verdict.text}", highlight=False)
+    console.print(f"report: {written[-1]}", highlight=False)

@@ -45,7 +45,8 @@ def evaluate_model(
 
 def audited_round_of(scenario: Scenario) -> Callable[[int], bool]:
     """Which rounds' audits a complete run has recorded (the resume point waits for them)."""
-    return lambda r: r >= 1 and bool(scenario.attacks) and scenario.audit.rounds.selects(r)
+    first = scenario.first_round
+    return lambda r: r >= first and bool(scenario.attacks) and scenario.audit.rounds.selects(r)
 
 
 class RoundEnd:
@@ -75,19 +76,18 @@ class RoundEnd:
         """Loss and accuracy of `arrays`; `notes` are the round's clients, failures,
         missing, rejected and train_loss entries; `strategy_state` is checkpointed with
         the model (a strategy that keeps state between rounds)."""
-        scenario = self.federation.scenario
         loss, accuracy = evaluate_model(self.federation, arrays, self.device)
         record = {
             "round": server_round,
             "loss": loss,
             "accuracy": accuracy,
             **notes,
-            "audited": server_round > 0
-            and scenario.audit.rounds.selects(server_round)
-            and bool(scenario.attacks),
+            "audited": self.audited(server_round),
             "seconds": time.perf_counter() - self.started,
         }
-        claims = self.federation.privacy_spent(server_round)
+        # From a checkpoint, what the rounds before it spent is unknown: no ε is recorded.
+        started_from_checkpoint = self.federation.scenario.model.checkpoint is not None
+        claims = None if started_from_checkpoint else self.federation.privacy_spent(server_round)
         if claims is not None:
             # One (ε, δ) per threat model, each saying whether it holds in this run.
             record["privacy"] = [claim.to_json() for claim in claims]
@@ -98,7 +98,7 @@ class RoundEnd:
             self.recorder.append_round(record)
             self.recorder.sync()
             checkpoints.mark("trained", server_round)
-            checkpoints.prune(keep_from=checkpoints.complete_through(self.audited))
+            self._prune()
         if self.observer is not None:
             self.observer.round_finished(record)
         return loss, accuracy
@@ -106,5 +106,14 @@ class RoundEnd:
     def finish(self) -> None:
         """After the last round (or an interruption): drop checkpoints no resume needs."""
         if self.recorder is not None:
-            checkpoints = self.recorder.checkpoints
-            checkpoints.prune(keep_from=checkpoints.complete_through(self.audited))
+            self._prune()
+
+    def _prune(self) -> None:
+        """Keep the resume point and the rounds on `federation.keep_checkpoints`."""
+        assert self.recorder is not None
+        checkpoints = self.recorder.checkpoints
+        schedule = self.federation.scenario.federation.keep_checkpoints
+        checkpoints.prune(
+            keep_from=checkpoints.complete_through(self.audited),
+            kept=(lambda _: False) if schedule is None else schedule.selects,
+        )

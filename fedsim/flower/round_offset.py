@@ -1,20 +1,39 @@
-"""`RoundOffset`: lets Flower's round loop, which always counts from 1, continue a resumed run.
+"""`RoundOffset`: lets Flower's round loop, which always counts from 1, continue a run.
 
-`Strategy.start` numbers rounds 1..num_rounds. Resuming after round R, fedsim starts
-the loop with `num_rounds - R` rounds around this wrapper, which adds R to every
-round number it passes on, so sampling, batches, defenses and audits — all seeded
-by round — are those of the uninterrupted run.
+`Strategy.start` numbers rounds 1..num_rounds. Resuming after round R, or starting
+from a checkpoint of round R (`model.checkpoint_round`), fedsim starts the loop with
+`num_rounds - R` rounds around this wrapper, which adds R to every round number it
+passes on, so sampling, batches, defenses and audits — all seeded by round — are
+those of the uninterrupted run. `starting_point` says which R and which global model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedsim.flower.wrapping import PassThroughStrategy
+from fedsim.records import RunRecorder
+from fedsim.scenario.build import Federation
+
+
+def starting_point(
+    federation: Federation, recorder: RunRecorder | None, resume_after: int
+) -> tuple[int, dict[str, torch.Tensor]]:
+    """(R, state): the rounds behind the loop's start and the global model after them.
+
+    A resumed run (`resume_after` = R ≥ 1) goes on from its own checkpoint of round R.
+    Otherwise the run starts after `model.checkpoint_round`, from `model.checkpoint`
+    (checked against the model) or the seeded initialisation.
+    """
+    if resume_after >= 1 and recorder is not None:
+        return resume_after, recorder.checkpoints.load(resume_after)
+    offset = max(resume_after, federation.scenario.model.checkpoint_round, 0)
+    return offset, federation.initial_state()
 
 
 class RoundOffset(PassThroughStrategy):

@@ -56,6 +56,7 @@ from fedsim.auditor.strategy import LeakageAuditor
 from fedsim.device import resolve_device
 from fedsim.flower.protocol import PARTITION_KEY, SCENARIO_KEY, SEED_KEY, TORCH_THREADS_KEY
 from fedsim.flower.round_end import RoundEnd, RunObserver
+from fedsim.flower.round_offset import starting_point
 from fedsim.flower.sampling import learn_partitions, sampled_partitions
 from fedsim.records import RunRecorder
 from fedsim.scenario.build import Federation, build_federation
@@ -279,11 +280,8 @@ def run_secure_federation(
         attacks=attacks,
     )
     round_end = RoundEnd(federation, recorder, observer, resolve_device(scenario.device))
-    offset = max(resume_after, 0)
-    if offset >= 1 and recorder is not None:
-        initial = OrderedDict(recorder.checkpoints.load(offset))
-    else:
-        initial = OrderedDict(federation.build_model().state_dict())
+    offset, state = starting_point(federation, recorder, resume_after)
+    initial = OrderedDict(state)
     strategy = SecAggFedAvg(
         federation,
         grid,

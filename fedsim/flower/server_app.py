@@ -27,7 +27,7 @@ from fedsim.flower.ordering import PartitionOrder
 from fedsim.flower.protocol import SCENARIO_KEY, TORCH_THREADS_KEY
 from fedsim.flower.reply_filter import ReplyFilter
 from fedsim.flower.round_end import RoundEnd, RunObserver, audited_round_of, evaluate_model
-from fedsim.flower.round_offset import RoundOffset
+from fedsim.flower.round_offset import RoundOffset, starting_point
 from fedsim.flower.runtime_guard import GuardedGrid, RuntimeGuard
 from fedsim.flower.sampling import SeededSampling
 from fedsim.flower.secagg import run_secure_federation
@@ -103,6 +103,8 @@ def run_federation(
     `attacks` replaces the scenario's attacks by (config, attack object) pairs.
     `resume_after` = R ≥ 0 continues a run whose records are complete through round R,
     from the checkpoint of round R (see `fedsim.checkpoints`); rounds ≤ R are not redone.
+    A scenario with `model.checkpoint` starts from that state after its `checkpoint_round`
+    (with a fresh strategy state: a state dict holds only the model).
     At the end of every round the global model (and the strategy's state, where it keeps
     one: `fedsim.flower.strategies`) is checkpointed and the records fsynced.
     """
@@ -116,7 +118,7 @@ def run_federation(
     reply_filter = auditor.inner if isinstance(auditor.inner, ReplyFilter) else None
     aggregator = reply_filter.inner if reply_filter is not None else auditor.inner
     stateful = has_state(aggregator)
-    offset = max(resume_after, 0)
+    offset, initial_state = starting_point(federation, recorder, resume_after)
     round_end = RoundEnd(federation, recorder, observer, resolve_device(scenario.device))
 
     def evaluate(loop_round: int, arrays: ArrayRecord) -> MetricRecord | None:
@@ -142,12 +144,9 @@ def run_federation(
     config = ConfigRecord(
         {SCENARIO_KEY: scenario_to_toml(scenario), TORCH_THREADS_KEY: torch_threads}
     )
-    if offset >= 1 and recorder is not None:
-        initial = ArrayRecord(recorder.checkpoints.load(offset))
-        if stateful:
-            restore_strategy_state(aggregator, recorder.checkpoints.load_strategy(offset))
-    else:
-        initial = ArrayRecord(federation.build_model().state_dict())
+    if stateful and resume_after >= 1 and recorder is not None:
+        restore_strategy_state(aggregator, recorder.checkpoints.load_strategy(resume_after))
+    initial = ArrayRecord(initial_state)
     loop: Strategy = RoundOffset(strategy, offset) if offset else strategy
     try:
         loop.start(

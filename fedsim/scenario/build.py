@@ -34,6 +34,7 @@ from defenses.base import stated_mechanism
 from defenses.composite import Composite
 from defenses.dpsgd import DPSGD
 from defenses.mechanisms import Mechanism
+from fedsim.checkpoints import state_for_model
 from fedsim.data.images import LabeledImages
 from fedsim.data.info import DatasetInfo
 from fedsim.data.partition import partition_dataset
@@ -92,6 +93,15 @@ class Federation:
         numbers, so building models never races with attacks in a worker thread.
         """
         return copy.deepcopy(self.template)
+
+    def initial_state(self) -> dict[str, torch.Tensor]:
+        """The global model the run starts from: the seeded initialisation, or
+        `model.checkpoint` checked against the model (names, shapes; ConfigError if not)."""
+        model = self.build_model()
+        path = self.scenario.model.checkpoint
+        if path is not None:
+            model.load_state_dict(state_for_model(path, model, self.model_name))
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     def batch_indices(self, client: int, server_round: int) -> np.ndarray:
         """Data-set indices of client `client`'s batch in round `server_round` (seeded)."""

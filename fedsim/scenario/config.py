@@ -7,7 +7,7 @@ an error's dotted location (`protocol.lr`) is where the user must look.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -58,7 +58,28 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """Which network, and optionally the trained state it starts from."""
+
     name: ModelName = "cnn"
+    checkpoint: str | None = None
+    """A state dict to start from instead of the seeded initialisation: a run's
+    `checkpoints/round-NNNN.pt` or any `torch.save(model.state_dict())` of this model.
+    Read with `torch.load(weights_only=True)` (tensors only, no code) and checked
+    against the model's names and shapes before the run starts."""
+    checkpoint_round: Annotated[int, Field(ge=0)] = 0
+    """The round after which the checkpoint holds the global model; the run goes on
+    with round `checkpoint_round + 1`, so its batches, noise, client samples and audits
+    are those the run that saved the checkpoint had from that round on. Under DP-SGD
+    such a run records no ε: what the training before the checkpoint spent is not
+    known to it."""
+
+    @model_validator(mode="after")
+    def _round_needs_checkpoint(self) -> ModelConfig:
+        if self.checkpoint_round and self.checkpoint is None:
+            raise ValueError("checkpoint_round: set only with a checkpoint to start from")
+        if self.checkpoint is not None and (not self.checkpoint or "\0" in self.checkpoint):
+            raise ValueError("checkpoint: expected the path of a state-dict file")
+        return self
 
 
 class SecAggConfig(_Strict):
@@ -153,6 +174,57 @@ class SecAggConfig(_Strict):
             )
 
 
+def log_mantissas(per_decade: int) -> frozenset[int]:
+    """The one-digit leading numbers of `per_decade` log-spaced rounds in each decade:
+    10^(i / per_decade) rounded, so 3 gives {1, 2, 5} (1, 2, 5, 10, 20, 50, …)."""
+    return frozenset(round(10 ** (i / per_decade)) for i in range(per_decade))
+
+
+class RoundSchedule(_Strict):
+    """Which rounds are selected: at most one of `every`, `first`, `rounds`, `log`
+    (none: every round).
+
+    `log = k` picks about k rounds per decade, at round numbers with one significant
+    digit: 3 gives 1, 2, 5, 10, 20, 50, 100, 200, …; 1 gives 1, 10, 100, …; 2 gives
+    1, 3, 10, 30, …. A whole run from its first rounds to a converged model is then
+    covered by a few rounds per decade.
+    """
+
+    every: PositiveInt | None = None
+    first: PositiveInt | None = None
+    rounds: list[PositiveInt] | None = None
+    log: Annotated[int, Field(ge=1, le=9)] | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> RoundSchedule:
+        given = [k for k in ("every", "first", "rounds", "log") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"give at most one of every, first, rounds, log (got {', '.join(given)})"
+            )
+        return self
+
+    def selects(self, server_round: int) -> bool:
+        if self.every is not None:
+            return (server_round - 1) % self.every == 0
+        if self.first is not None:
+            return server_round <= self.first
+        if self.rounds is not None:
+            return server_round in self.rounds
+        if self.log is not None:
+            if server_round < 1:
+                return False
+            leading = server_round
+            while leading % 10 == 0:
+                leading //= 10
+            return leading in log_mantissas(self.log)
+        return True
+
+    def through(self, last: int, first: int = 1) -> list[int]:
+        """The selected rounds from `first` to `last`."""
+        return [r for r in range(first, last + 1) if self.selects(r)]
+
+
 STRATEGY_OPTIONS: dict[str, tuple[str, ...]] = {
     "fedavg": (),
     "fedadagrad": ("eta", "tau"),
@@ -215,6 +287,9 @@ class FederationConfig(_Strict):
     attacks as impossible instead of attacking."""
     secagg: SecAggConfig = Field(default_factory=SecAggConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    keep_checkpoints: RoundSchedule | None = None
+    """Rounds whose global model stays in `checkpoints/` (e.g. `{ log = 3 }`), to start
+    later runs from with `model.checkpoint`; None keeps only what `--resume` needs."""
 
     @model_validator(mode="after")
     def _count_fits(self) -> FederationConfig:
@@ -249,11 +324,20 @@ class FederationConfig(_Strict):
 class ProtocolConfig(_Strict):
     """What a client computes and sends.
 
-    `fedsgd`: one seeded batch of `batch_size`, the gradient g of the mean loss at the
-    start parameters θ; the client sends θ − lr·g so that FedAvg's weighted mean of the
-    replies is one SGD step of the mean gradient. `fedavg`: `local_steps` SGD steps of
-    `lr` on consecutive chunks of `local_batch_size` samples of the batch (the whole
-    batch when unset); the client sends its new weights.
+    Each round a client draws a fresh seeded batch of `batch_size` images from its
+    partition: these are all the private images its update is computed from, so they
+    are what an audit tries to reconstruct. `fedsgd`: the gradient g of the mean loss
+    at the start parameters θ; the client sends θ − lr·g so that FedAvg's weighted mean
+    of the replies is one SGD step of the mean gradient. `fedavg`: `local_steps` SGD
+    steps of `lr` on consecutive chunks of `local_batch_size` samples of the batch (the
+    whole batch when unset), wrapping around it; the client sends its new weights.
+
+    Local epochs as a Flower client trains them (`local_epochs` passes over its data in
+    mini-batches of `local_batch_size`) are passes over the round's batch: `local_epochs
+    = E` sets `local_steps = E · ⌈batch_size / local_batch_size⌉`, the order of the
+    batch kept in every pass (exact passes when `local_batch_size` divides `batch_size`;
+    otherwise chunks wrap around the batch, as the attacks model it). A Flower client
+    that trains on its whole partition each round is `batch_size` = the partition's size.
     """
 
     kind: Literal["fedsgd", "fedavg"] = "fedsgd"
@@ -261,10 +345,38 @@ class ProtocolConfig(_Strict):
     batch_size: PositiveInt = 4
     local_steps: PositiveInt = 1
     local_batch_size: PositiveInt | None = None
+    local_epochs: PositiveInt | None = None
+    """FedAvg: passes over the round's batch; sets `local_steps` (see above)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _epochs_to_steps(cls, raw: Any) -> Any:
+        """`local_epochs` → `local_steps`, so that everything downstream reads one field."""
+        if not isinstance(raw, dict) or raw.get("local_epochs") is None:
+            return raw
+        epochs, batch = raw["local_epochs"], raw.get("batch_size", 4)
+        chunk = raw.get("local_batch_size") or batch
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1
+            for v in (epochs, batch, chunk)
+        ):
+            return raw  # field validation names the bad value
+        steps = epochs * -(-batch // chunk)
+        given = raw.get("local_steps", 1)
+        if given not in (1, steps):
+            raise ValueError(
+                f"local_steps: {given} contradicts local_epochs = {epochs}"
+                f" ({epochs} × ⌈{batch} / {chunk}⌉ = {steps} steps); give one of them"
+            )
+        return {**raw, "local_steps": steps}
 
     @model_validator(mode="after")
     def _fedavg_only(self) -> ProtocolConfig:
-        if self.kind == "fedsgd" and (self.local_steps != 1 or self.local_batch_size is not None):
+        if self.kind == "fedsgd" and (
+            self.local_steps != 1
+            or self.local_batch_size is not None
+            or self.local_epochs is not None
+        ):
             raise ValueError(
                 "local_steps: fedsgd takes one step on the whole batch; use kind = 'fedavg'"
             )
@@ -313,30 +425,6 @@ class AttackConfig(_Strict):
     @property
     def display_name(self) -> str:
         return self.label or self.name
-
-
-class RoundSchedule(_Strict):
-    """Which rounds are audited: at most one of `every`, `first`, `rounds` (none: every round)."""
-
-    every: PositiveInt | None = None
-    first: PositiveInt | None = None
-    rounds: list[PositiveInt] | None = None
-
-    @model_validator(mode="after")
-    def _one_rule(self) -> RoundSchedule:
-        given = [k for k in ("every", "first", "rounds") if getattr(self, k) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give at most one of every, first, rounds (got {', '.join(given)})")
-        return self
-
-    def selects(self, server_round: int) -> bool:
-        if self.every is not None:
-            return (server_round - 1) % self.every == 0
-        if self.first is not None:
-            return server_round <= self.first
-        if self.rounds is not None:
-            return server_round in self.rounds
-        return True
 
 
 class ClientSchedule(_Strict):
@@ -481,12 +569,24 @@ class Scenario(_Strict):
             )
 
     def _schedule_fits(self) -> None:
+        first = self.first_round
+        if first > self.federation.rounds:
+            raise ValueError(
+                f"federation.rounds: {self.federation.rounds} is not past model.checkpoint_round"
+                f" = {self.model.checkpoint_round}; the run goes on from round {first}"
+            )
         rounds = self.audit.rounds.rounds or []
         late = [r for r in rounds if r > self.federation.rounds]
         if late:
             raise ValueError(
                 f"audit.rounds.rounds: round {late[0]} is past the last round"
                 f" (federation.rounds = {self.federation.rounds})"
+            )
+        early = [r for r in rounds if r < first]
+        if early:
+            raise ValueError(
+                f"audit.rounds.rounds: round {early[0]} comes before the first round of this"
+                f" run ({first}, after model.checkpoint_round)"
             )
         sample = self.audit.clients.sample
         per_round = self.federation.per_round()
@@ -500,6 +600,11 @@ class Scenario(_Strict):
         """The audit budget with the attack's own overrides applied."""
         own = attack.budget.model_dump(exclude_none=True)
         return self.audit.budget.model_copy(update=own)
+
+    @property
+    def first_round(self) -> int:
+        """The first round this run trains: 1, or the one after its checkpoint's round."""
+        return self.model.checkpoint_round + 1
 
     @property
     def defense_label(self) -> str:
