@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 import torch
+from run_helpers import StopAfter
 
 from fedsim.cli import main as cli_main
 from fedsim.data.registry import get_dataset
@@ -149,20 +150,6 @@ def test_checkpoint_settings_are_checked_when_loaded(tmp_path: Path) -> None:
         )
 
 
-class _StopAfter:
-    """Interrupts the run once round `last` is recorded."""
-
-    def __init__(self, last: int) -> None:
-        self.last = last
-
-    def round_finished(self, record: dict) -> None:
-        if record["round"] == self.last:
-            raise KeyboardInterrupt
-
-    def round_audited(self, server_round: int, records: list[dict]) -> None:
-        pass
-
-
 def test_a_run_from_a_checkpoint_resumes_like_any_run(uninterrupted: Path, tmp_path: Path) -> None:
     from fedsim.flower.client_app import app as client_app
     from fedsim.flower.local_grid import LocalGrid
@@ -181,7 +168,7 @@ def test_a_run_from_a_checkpoint_resumes_like_any_run(uninterrupted: Path, tmp_p
     recorder.write_scenario(scenario_to_toml(scenario, run_header(scenario.seed)))
     grid = LocalGrid(client_app, scenario.federation.clients, seed=scenario.seed)
     with pytest.raises(KeyboardInterrupt):
-        run_federation(grid, scenario, recorder, _StopAfter(START + 1), torch_threads=0)
+        run_federation(grid, scenario, recorder, StopAfter(START + 1), torch_threads=0)
     assert cli_main(["run", "--resume", str(out)]) == 0
     assert _lines(out, ROUNDS_FILE)[1:] == [
         r for r in _lines(uninterrupted, ROUNDS_FILE) if r["round"] > START

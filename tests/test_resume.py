@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 import torch
+from run_helpers import StopAfter
 
 from fedsim.cli import main as cli_main
 from fedsim.flower.client_app import app as client_app
@@ -85,20 +86,6 @@ def reference(scenario_file: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def assert_same_as(reference: Path, resumed: Path) -> None:
     for name in (ROUNDS_FILE, LEAKAGE_FILE):
         assert numbers(resumed, name) == numbers(reference, name), name
-
-
-class StopAfter:
-    """An observer that interrupts the run once round `last` is recorded."""
-
-    def __init__(self, last: int) -> None:
-        self.last = last
-
-    def round_finished(self, record: dict) -> None:
-        if record["round"] == self.last:
-            raise KeyboardInterrupt
-
-    def round_audited(self, server_round: int, records: list[dict]) -> None:
-        pass
 
 
 def test_interrupted_in_process_then_resumed(
