@@ -17,7 +17,10 @@ def save_image_grid(
     title: str = "",
     max_columns: int | None = None,
 ) -> None:
-    """One row per (label, images (B, C, H, W) in [0, 1]), labelled on the left; at most `max_columns` images a row."""
+    """One row per (label, images (B, C, H, W) in [0, 1]), labelled on the left.
+
+    At most `max_columns` images a row.
+    """
     from matplotlib.figure import (
         Figure,  # a bare Figure needs no pyplot state, safe off the main thread
     )

@@ -111,7 +111,8 @@ class RunRecords:
         return table
 
     def summary_rows(self) -> list[tuple[str, str, int, float, float, int, str]]:
-        """(attack, defense, round, mean PSNR, best PSNR, ok count, other statuses) per audited round."""
+        """Per audited round: (attack, defense, round, mean PSNR, best PSNR, ok count,
+        other statuses)."""
         statuses: dict[tuple[str, str, int], Counter[str]] = defaultdict(Counter)
         for record in self.leakage:
             key = (str(record["attack"]), str(record.get("defense", "none")), int(record["round"]))
