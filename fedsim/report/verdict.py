@@ -2,10 +2,10 @@
 
 An image leaks when its reconstruction is recognisable (`fedsim.metrics.recognisable`:
 SSIM at least `RECOGNISABLE_SSIM` after matching). The verdict counts audited updates
-with at least one such image and the images themselves, then says when in training
-they stopped leaking, if they did. A run in which nothing was recognisable is never called protected: the
-sentence names the attack's budget, because a weak attack proves nothing about a
-defense until it has been tuned and given more.
+with at least one such image and the images themselves, then says when in training they
+stopped leaking, if they did. A run in which nothing was recognisable is never called
+protected: the sentence names the attack's budget, because a weak attack proves nothing
+about a defense until it has been tuned and given more.
 """
 
 from __future__ import annotations
