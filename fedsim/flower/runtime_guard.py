@@ -22,10 +22,11 @@ import threading
 import time
 from collections.abc import Iterable
 
-from flwr.app import Message, RecordDict
+from flwr.app import Message
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
-from flwr.supercore.run import Run
+
+from fedsim.flower.wrapping import PassThroughGrid
 
 POLL_SECONDS = 0.1
 
@@ -102,30 +103,13 @@ class RuntimeGuard:
             raise RuntimeStopped("stopped: the simulation runtime ended")
 
 
-class GuardedGrid(Grid):
+class GuardedGrid(PassThroughGrid):
     """`grid`, with replies collected in short polls that end when `guard` stops and a
     lost worker's reply raised as `RuntimeCrashed`."""
 
     def __init__(self, grid: Grid, guard: RuntimeGuard) -> None:
-        self.grid = grid
+        super().__init__(grid)
         self.guard = guard
-
-    def set_run(self, run: Run) -> None:
-        self.grid.set_run(run)
-
-    @property
-    def run(self) -> Run:
-        return self.grid.run
-
-    def create_message(
-        self,
-        content: RecordDict,
-        message_type: str,
-        dst_node_id: int,
-        group_id: str,
-        ttl: float | None = None,
-    ) -> Message:
-        return self.grid.create_message(content, message_type, dst_node_id, group_id, ttl)
 
     def get_node_ids(self) -> Iterable[int]:
         self.guard.check()

@@ -20,10 +20,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
-from flwr.supercore.run import Run
 
 from fedsim.flower.protocol import reply_partition
-from fedsim.flower.wrapping import PassThroughStrategy
+from fedsim.flower.wrapping import PassThroughGrid, PassThroughStrategy
 from fedsim.scenario.build import derived_seed
 
 _SAMPLING_TAG = 0x5A3B
@@ -55,43 +54,15 @@ def learn_partitions(grid: Grid, clients: int, node_of: dict[int, int], timeout:
             node_of[partition] = int(reply.metadata.src_node_id)
 
 
-class NodeSubset(Grid):
+class NodeSubset(PassThroughGrid):
     """A view of `grid` whose `get_node_ids` lists only `node_ids`; all else is `grid`'s."""
 
     def __init__(self, grid: Grid, node_ids: list[int]) -> None:
-        self.grid = grid
+        super().__init__(grid)
         self.node_ids = list(node_ids)
-
-    def set_run(self, run: Run) -> None:
-        self.grid.set_run(run)
-
-    @property
-    def run(self) -> Run:
-        return self.grid.run
-
-    def create_message(
-        self,
-        content: RecordDict,
-        message_type: str,
-        dst_node_id: int,
-        group_id: str,
-        ttl: float | None = None,
-    ) -> Message:
-        return self.grid.create_message(content, message_type, dst_node_id, group_id, ttl)
 
     def get_node_ids(self) -> Iterable[int]:
         return list(self.node_ids)
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self.grid.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self.grid.pull_messages(message_ids)
-
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]:
-        return self.grid.send_and_receive(messages, timeout=timeout)
 
 
 class SeededSampling(PassThroughStrategy):
