@@ -14,7 +14,6 @@ as TabLeak does (`attacks.domain.FeatureDomain`).
 from __future__ import annotations
 
 import functools
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 
 from fedsim.data.images import LabeledImages, check_split
 from fedsim.data.info import DatasetInfo
+from fedsim.data.packaged import read_packaged
 from fedsim.errors import ConfigError, DataError
 
 SAMPLE_PATH = Path(__file__).resolve().parent / "sample" / "adult_sample.npz"
@@ -62,18 +62,10 @@ ADULT_SAMPLE_INFO = DatasetInfo(
 
 @functools.lru_cache(maxsize=1)
 def _read_sample(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(
-            f"the packaged Adult sample {path.name} cannot be read ({exc}); reinstall fedsim"
-        ) from exc
+    arrays = read_packaged(path, "Adult sample")
     for key, size in CATEGORY_SIZES.items():
         if len(arrays.get(f"categories_{key}", ())) != size:
             raise DataError(f"the packaged Adult sample {path.name} is not the expected one")
-    for array in arrays.values():
-        array.flags.writeable = False
     return arrays
 
 

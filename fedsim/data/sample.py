@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 
 from fedsim.data.images import LabeledImages, check_split, to_labeled_images
 from fedsim.data.mnist import MNIST_INFO
+from fedsim.data.packaged import read_packaged
 from fedsim.errors import DataError
 
 SAMPLE_PATH = Path(__file__).resolve().parent / "sample" / "mnist_sample.npz"
@@ -26,16 +26,7 @@ MNIST_SAMPLE_INFO = dataclasses.replace(MNIST_INFO, name="mnist-sample")
 
 @functools.lru_cache(maxsize=1)
 def _read_sample(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(
-            f"the packaged MNIST sample {path.name} cannot be read ({exc}); reinstall fedsim"
-        ) from exc
-    for array in arrays.values():
-        array.flags.writeable = False
-    return arrays
+    return read_packaged(path, "MNIST sample")
 
 
 def read_sample_split(split: str, path: Path = SAMPLE_PATH) -> tuple[np.ndarray, np.ndarray]:
