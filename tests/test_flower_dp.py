@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import LocalDpMod
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAvg, Strategy
 
 from fedsim.auditor import LeakageAuditor
 from fedsim.auditor.flower_dp import localdp_std, rdp_epsilon
@@ -38,12 +39,10 @@ def local_dp() -> LocalDpMod:
     return LocalDpMod(clipping_norm=CLIP, sensitivity=2 * CLIP, epsilon=EPSILON, delta=DELTA)
 
 
-def test_localdpmod_app_is_audited_with_its_mechanism_and_flowers_epsilon(tmp_path: Path) -> None:
-    torch.set_num_threads(1)  # a tiny model: one thread is fastest, and fair on a shared CPU
-    client = ClientApp(mods=[local_dp()])
-    client.train()(app.client_train)
-    strategy = LeakageAuditor.for_model(
-        FedAvg(fraction_evaluate=0.0, min_available_nodes=NODES),
+def _auditor(inner: Strategy, out_dir: Path, **options: Any) -> LeakageAuditor:
+    """The tabular app's auditor around `inner`; `options` are for_model's further arguments."""
+    return LeakageAuditor.for_model(
+        inner,
         app.Net,
         input_shape=(app.FEATURES,),
         num_classes=app.CLASSES,
@@ -52,12 +51,15 @@ def test_localdpmod_app_is_audited_with_its_mechanism_and_flowers_epsilon(tmp_pa
         protocol="fedavg",
         lr=app.LR,
         local_steps=app.EPOCHS,
-        defense=local_dp(),
-        attacks=["bayes", "l2"],
-        audit={"worker": "inline", "budget": {"iterations": 200}},
-        out_dir=tmp_path,
+        out_dir=out_dir,
+        **options,
     )
-    np.random.seed(0)  # LocalDpMod draws its noise from numpy's global generator
+
+
+def _train(strategy: LeakageAuditor, client: ClientApp) -> None:
+    """The app's federation, seeded: LocalDpMod and Flower's DP wrappers draw their noise
+    from numpy's global generator."""
+    np.random.seed(0)
     torch.manual_seed(0)
     strategy.start(
         grid=LocalGrid(client, num_nodes=NODES, seed=0),
@@ -66,6 +68,20 @@ def test_localdpmod_app_is_audited_with_its_mechanism_and_flowers_epsilon(tmp_pa
         num_rounds=ROUNDS,
     )
     strategy.close()
+
+
+def test_localdpmod_app_is_audited_with_its_mechanism_and_flowers_epsilon(tmp_path: Path) -> None:
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest, and fair on a shared CPU
+    client = ClientApp(mods=[local_dp()])
+    client.train()(app.client_train)
+    strategy = _auditor(
+        FedAvg(fraction_evaluate=0.0, min_available_nodes=NODES),
+        tmp_path,
+        defense=local_dp(),
+        attacks=["bayes", "l2"],
+        audit={"worker": "inline", "budget": {"iterations": 200}},
+    )
+    _train(strategy, client)
 
     records = read_jsonl(tmp_path / LEAKAGE_FILE)
     assert len(records) == ROUNDS * NODES * 2 and {r["status"] for r in records} == {"ok"}
@@ -112,23 +128,13 @@ def test_central_dp_with_client_side_adaptive_clipping_says_the_server_saw_clipp
         initial_clipping_norm=0.01,
         clipped_count_stddev=1.0,
     )
-    strategy = LeakageAuditor.for_model(
+    strategy = _auditor(
         wrapper,
-        app.Net,
-        input_shape=(app.FEATURES,),
-        num_classes=app.CLASSES,
-        batch_size=BATCH,
-        domain="features",
-        protocol="fedavg",
-        lr=app.LR,
-        local_steps=app.EPOCHS,
+        tmp_path,
         attacks=["bayes"],
         audit={"worker": "inline", "budget": {"iterations": 3}},
-        out_dir=tmp_path,
         delta=1e-4,
     )
-    np.random.seed(0)
-    torch.manual_seed(0)
     norms = []
     original = wrapper.configure_train
 
@@ -137,13 +143,7 @@ def test_central_dp_with_client_side_adaptive_clipping_says_the_server_saw_clipp
         return original(server_round, arrays, config, grid)
 
     wrapper.configure_train = configure_train
-    strategy.start(
-        grid=LocalGrid(client, num_nodes=NODES, seed=0),
-        initial_arrays=ArrayRecord(app.Net().state_dict()),
-        train_config=ConfigRecord({"lr": app.LR, "batch-size": BATCH}),
-        num_rounds=ROUNDS,
-    )
-    strategy.close()
+    _train(strategy, client)
 
     records = read_jsonl(tmp_path / LEAKAGE_FILE)
     assert [r["status"] for r in records] == ["ok"] * ROUNDS * NODES

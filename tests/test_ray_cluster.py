@@ -96,20 +96,7 @@ def test_two_node_cluster_run_equals_the_in_process_engine(
 ) -> None:
     """Clients on Flower's Ray engine over both nodes, attacks as Ray tasks: same records."""
     out = tmp_path / "run"
-    code = cli_main(
-        [
-            "run",
-            str(scenario_file),
-            "--set",
-            "simulation.engine='ray'",
-            "--set",
-            f"simulation.address='{cluster}'",
-            "--set",
-            "audit.worker='ray'",
-            "--out",
-            str(out),
-        ]
-    )
+    code = cli_main(["run", *_ray_run_args(scenario_file, cluster, out, "audit.worker='ray'")])
     assert code == 0
     for name in (ROUNDS_FILE, LEAKAGE_FILE):
         assert numbers(out, name) == numbers(reference, name), name
@@ -119,6 +106,22 @@ def test_two_node_cluster_run_equals_the_in_process_engine(
     nodes = [node for r in rounds[1:] for node in r["ray_nodes"]]
     assert all(len(r["ray_nodes"]) == len(r["clients"]) == CLIENTS for r in rounds[1:])
     assert len(set(nodes)) == 2, "clients ran on both nodes"
+
+
+def _ray_run_args(scenario_file: Path, address: str, out: Path, *sets: str) -> list[str]:
+    """`fedsim run` arguments for `scenario_file` on the Ray cluster at `address`, with
+    further `--set` overrides, writing to `out`."""
+    overrides = [arg for value in sets for arg in ("--set", value)]
+    return [
+        str(scenario_file),
+        "--set",
+        "simulation.engine='ray'",
+        "--set",
+        f"simulation.address='{address}'",
+        *overrides,
+        "--out",
+        str(out),
+    ]
 
 
 def _fedsim(
@@ -142,18 +145,7 @@ def test_a_client_that_kills_its_worker_ends_the_run_in_one_line_then_resumes(
     cluster: str, scenario_file: Path, reference: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    done, seconds = _fedsim(
-        [
-            str(scenario_file),
-            "--set",
-            "simulation.engine='ray'",
-            "--set",
-            f"simulation.address='{cluster}'",
-            "--out",
-            str(out),
-        ],
-        faults="2:1:exit",
-    )
+    done, seconds = _fedsim(_ray_run_args(scenario_file, cluster, out), faults="2:1:exit")
     assert done.returncode == 1, done.stderr
     assert seconds < 90
     lines = done.stderr.strip().splitlines()
@@ -222,17 +214,7 @@ def test_an_address_where_no_cluster_answers_is_refused_in_one_line(
 ) -> None:
     address = f"127.0.0.1:{free_port()}"
     out = tmp_path / "run"
-    done, seconds = _fedsim(
-        [
-            str(scenario_file),
-            "--set",
-            "simulation.engine='ray'",
-            "--set",
-            f"simulation.address='{address}'",
-            "--out",
-            str(out),
-        ]
-    )
+    done, seconds = _fedsim(_ray_run_args(scenario_file, address, out))
     assert done.returncode == 2 and seconds < 90
     assert done.stderr.strip().splitlines() == [
         f"fedsim run: simulation.address {address}: no Ray cluster answers (connection refused)"
@@ -247,17 +229,7 @@ def test_a_runtime_that_fails_at_start_ends_the_run_instead_of_hanging(
     while the ServerApp thread waits for replies; the run must end, not wait an hour."""
     out = tmp_path / "run"
     done, seconds = _fedsim(
-        [
-            str(scenario_file),
-            "--set",
-            "simulation.engine='ray'",
-            "--set",
-            f"simulation.address='{cluster}'",
-            "--set",
-            "simulation.gpus_per_client=64",
-            "--out",
-            str(out),
-        ]
+        _ray_run_args(scenario_file, cluster, out, "simulation.gpus_per_client=64")
     )
     assert done.returncode == 1 and seconds < 90, done.stderr
     (line,) = done.stderr.strip().splitlines()
@@ -281,13 +253,7 @@ def test_ctrl_c_ends_a_ray_run_whose_clients_are_still_training(
         "-m",
         "fedsim.cli",
         "run",
-        str(scenario_file),
-        "--set",
-        "simulation.engine='ray'",
-        "--set",
-        f"simulation.address='{cluster}'",
-        "--out",
-        str(out),
+        *_ray_run_args(scenario_file, cluster, out),
     ]
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
