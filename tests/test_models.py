@@ -107,3 +107,19 @@ def test_precode_noise_from_generator_and_mean_in_eval() -> None:
     assert not torch.equal(outs[0], model(x))
     model.eval()
     torch.testing.assert_close(model(x), model(x))
+
+
+def test_precode_initialised_as_the_papers_code() -> None:
+    # Balunović et al. draw every weight and bias of their PRECODE network from
+    # U(-0.05, 0.05); PyTorch's default (bound 1/sqrt(fan_in), 0.036 for the 784-input
+    # layer and 0.045 for the 500-unit ones) would starve the bottleneck of signal.
+    torch.manual_seed(0)
+    model = build_model("precode", MNIST)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 10
+    for layer in linears:
+        for tensor in (layer.weight, layer.bias):
+            assert tensor.abs().max() <= 0.05
+    values = torch.cat([p.detach().flatten() for layer in linears for p in layer.parameters()])
+    assert values.abs().max() > 0.0499  # the whole range is used, not a smaller bound
+    assert abs(values.std().item() - 0.05 / 3**0.5) < 1e-4  # the spread of U(-0.05, 0.05)
