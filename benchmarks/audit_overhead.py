@@ -12,8 +12,10 @@ audited rounds: the attacks plus targets, scoring, grids and records) is below t
 seconds of an unaudited round: then the worker keeps up and only the competition for
 the CPU remains; otherwise the federation waits for the worker (at most two rounds
 queue) and the rounds take the worker's pace. Both the attack seconds and the job's
-pace are reported against the unaudited round. `--set` applies scenario overrides to
-both runs (`audit.budget.seconds` sizes the budget).
+pace are reported against the unaudited round. Where only every k-th round is
+audited (`audit.rounds = { every = k }`, a log schedule), the worker has k rounds for
+a job: `attacks_fit_between_audits` compares the attacks with that. `--set` applies
+scenario overrides to both runs (`audit.budget.seconds` sizes the budget).
 
     python benchmarks/audit_overhead.py [--scenario scenarios/quickstart.toml]
         [--set KEY=VALUE ...] [--repeats 2] [--out FILE]
@@ -41,6 +43,7 @@ def _run(scenario_path: Path, overrides: list[str], audited: bool) -> dict:
     scenario = load_scenario(scenario_path, [*overrides, *extra])
     ends: list[float] = []
     audited_at: list[float] = []
+    audited_rounds: list[int] = []
 
     class Observer:
         def round_finished(self, record: dict) -> None:
@@ -48,6 +51,7 @@ def _run(scenario_path: Path, overrides: list[str], audited: bool) -> dict:
 
         def round_audited(self, server_round: int, records: list[dict]) -> None:
             audited_at.append(time.perf_counter())
+            audited_rounds.append(server_round)
 
     with tempfile.TemporaryDirectory(prefix="fedsim-overhead-") as tmp:
         recorder = RunRecorder(Path(tmp) / "run")
@@ -74,6 +78,14 @@ def _run(scenario_path: Path, overrides: list[str], audited: bool) -> dict:
         "audit_job_seconds_median": (
             statistics.median(b - a for a, b in zip(audited_at[:-1], audited_at[1:], strict=True))
             if len(audited_at) > 1
+            else None
+        ),
+        # rounds the worker has for one job: the median spacing of the audited rounds
+        "rounds_between_audits": (
+            statistics.median(
+                b - a for a, b in zip(audited_rounds[:-1], audited_rounds[1:], strict=True)
+            )
+            if len(audited_rounds) > 1
             else None
         ),
         "statuses": sorted({r["status"] for r in leakage}),
@@ -108,6 +120,9 @@ def main() -> int:
         <= off["round_seconds_median"],
         "audit_job_fits_inside_a_round": (on["audit_job_seconds_median"] or 0.0)
         <= off["round_seconds_median"],
+        # with audits every k rounds the worker has k unaudited rounds' time for one job
+        "attacks_fit_between_audits": on["attack_seconds_per_audited_round"]
+        <= (on["rounds_between_audits"] or 1) * off["round_seconds_median"],
     }
     text = json.dumps(report, indent=2)
     print(text)
