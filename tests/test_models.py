@@ -112,7 +112,7 @@ def test_precode_noise_from_generator_and_mean_in_eval() -> None:
 def test_precode_initialised_as_the_papers_code() -> None:
     # Balunović et al. draw every weight and bias of their PRECODE network from
     # U(-0.05, 0.05); PyTorch's default (bound 1/sqrt(fan_in), 0.036 for the 784-input
-    # layer and 0.045 for the 500-unit ones) would starve the bottleneck of signal.
+    # layer and 0.045 for the 500-unit ones) is narrower and kept FedAvg on its plateau.
     torch.manual_seed(0)
     model = build_model("precode", MNIST)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
