@@ -6,10 +6,11 @@ and, per batch size and attack, the mean PSNR and how many images were recovered
 recognisably at that state; where several attacks ran at one batch size, a row
 `strongest` names the attack that recovered most images (then the highest PSNR) at
 each state. Rows `… vs trained-on` (ATS) score against the transformed images the
-update was computed on, not the private ones, and are never the strongest. Columns are the states (rounds trained before the audited update). A
-defense audited on the states of a training run under another defense (or none) says
-so in its name: `soteria:rate=80 (on states trained without defense)`. The last column
-is the wall time of the audits the row comes from (all attacks of one folder), in seconds.
+update was computed on, not the private ones, and are never the strongest. Columns are
+the states (rounds trained before the audited update). A defense audited on the states
+of a training run under another defense (or none) says so in its name:
+`soteria:rate=80 (on states trained without defense)`. The last column is the wall
+time of the audits the row comes from (all attacks of one folder), in seconds.
 
     python scripts/whole_run_table.py runs/audit-mnist-none-b1 runs/audit-mnist-none-b16 ...
 """
