@@ -12,7 +12,9 @@ audited rounds: the attacks plus targets, scoring, grids and records) is below t
 seconds of an unaudited round: then the worker keeps up and only the competition for
 the CPU remains; otherwise the federation waits for the worker (at most two rounds
 queue) and the rounds take the worker's pace. Both the attack seconds and the job's
-pace are reported against the unaudited round. Where only every k-th round is
+pace are reported against the unaudited round, and `job_parts` says where a job's time
+goes (the optimisation, label inference, scoring, the image strip, the records; first
+call and median of the later ones). Where only every k-th round is
 audited (`audit.rounds = { every = k }`, a log schedule), the worker has k rounds for
 a job: `attacks_fit_between_audits` compares the attacks with that. `--set` applies
 scenario overrides to both runs (`audit.budget.seconds` sizes the budget).
@@ -24,14 +26,69 @@ scenario overrides to both runs (`audit.budget.seconds` sizes the budget).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+JOB_PARTS = {
+    "job": ("fedsim.auditor.strategy", "LeakageAuditor", "_run"),
+    "optimisation": ("attacks.base", None, "optimise"),
+    "label_inference": ("attacks.labels", None, "infer_labels"),
+    "scoring": ("fedsim.auditor.engine", None, "score_reconstruction"),
+    "image_strip": ("fedsim.auditor.strategy", "LeakageAuditor", "_save_grids"),
+    "records": ("fedsim.auditor.strategy", "LeakageAuditor", "_mark_audited"),
+}
+"""The parts of an audit job that are timed: (module, class or None, function)."""
+
+
+@contextlib.contextmanager
+def _timed_parts() -> Iterator[dict[str, list[float]]]:
+    """Time every call of the `JOB_PARTS` functions while the block runs (wrappers that
+    add two clock reads a call), then restore them."""
+    seconds: dict[str, list[float]] = {part: [] for part in JOB_PARTS}
+    restore = []
+    for part, (module_name, class_name, name) in JOB_PARTS.items():
+        module = importlib.import_module(module_name)
+        owner = getattr(module, class_name) if class_name else module
+        original = getattr(owner, name)
+
+        def timed(*args, _f=original, _out=seconds[part], **kwargs):
+            start = time.perf_counter()
+            try:
+                return _f(*args, **kwargs)
+            finally:
+                _out.append(time.perf_counter() - start)
+
+        setattr(owner, name, timed)
+        restore.append((owner, name, original))
+    try:
+        yield seconds
+    finally:
+        for owner, name, original in restore:
+            setattr(owner, name, original)
+
+
+def _parts_ms(seconds: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Per part: the first call's milliseconds (it pays one-time costs) and the median of
+    the later calls'."""
+    return {
+        part: {
+            "first_ms": round(values[0] * 1000, 1),
+            "median_later_ms": round(statistics.median(values[1:] or values) * 1000, 1),
+            "calls": len(values),
+        }
+        for part, values in seconds.items()
+        if values
+    }
 
 
 def _run(scenario_path: Path, overrides: list[str], audited: bool) -> dict:
@@ -53,7 +110,7 @@ def _run(scenario_path: Path, overrides: list[str], audited: bool) -> dict:
             audited_at.append(time.perf_counter())
             audited_rounds.append(server_round)
 
-    with tempfile.TemporaryDirectory(prefix="fedsim-overhead-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fedsim-overhead-") as tmp, _timed_parts() as parts:
         recorder = RunRecorder(Path(tmp) / "run")
         started = time.perf_counter()
         simulate(scenario, recorder, Observer())
@@ -89,6 +146,8 @@ def _run(scenario_path: Path, overrides: list[str], audited: bool) -> dict:
             else None
         ),
         "statuses": sorted({r["status"] for r in leakage}),
+        # where a job's time goes (in-process workers; a Ray task's parts are not seen)
+        "job_parts": _parts_ms(parts),
     }
 
 

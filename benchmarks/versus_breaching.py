@@ -30,6 +30,10 @@ then
 The images are the first test image of each class in `--classes` (class 0's is the one
 breaching's user 0 holds in this case). Prints JSON: per image and tool the PSNR, seconds and the
 (seconds, PSNR) curve; per image the ratio of wall times; and the summary.
+
+fedsim's settings are chosen away from those test images: `--held-out 30 5 13 17 10 40`
+(the second training image of classes 0-5) runs fedsim alone on training images, once
+per `--fedsim-options` (repeat it), and prints each setting's PSNR per image and mean.
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ def _images(root: str | None, classes: list[int]) -> tuple[torch.Tensor, torch.T
     return data.images[index], data.labels[index], index
 
 
-def _breaching(python: str, image, label, args, folder: Path) -> dict:
+def _breaching(
+    python: str, image, label, args, folder: Path, iterations: int | None = None
+) -> dict:
     request, reply = folder / "request.pt", folder / "reply.pt"
     torch.save(
         {
@@ -69,7 +75,7 @@ def _breaching(python: str, image, label, args, folder: Path) -> dict:
             "labels": label.view(1),
             "model_seed": args.model_seed,
             "attack_seed": args.attack_seed,
-            "iterations": args.iterations,
+            "iterations": args.iterations if iterations is None else iterations,
             "snapshot_every": args.snapshot_every,
             "train_mode": args.train_mode,
             "threads": torch.get_num_threads(),
@@ -120,7 +126,7 @@ def _score(x: torch.Tensor, truth: torch.Tensor) -> float:
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     images, labels, index = _images(args.data_root, args.classes)
-    spec = json.loads(args.fedsim_options)
+    spec = args.fedsim_options[-1]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for image, label, i in zip(images, labels, index, strict=True):
@@ -187,6 +193,44 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def held_out(args: argparse.Namespace) -> dict:
+    """fedsim alone on CIFAR-10 training images of the case, once per `--fedsim-options`:
+    where its settings are chosen, away from the test images the comparison scores."""
+    torch.set_num_threads(args.threads)
+    data = load_dataset("cifar10", "train", args.data_root)
+    with tempfile.TemporaryDirectory() as tmp:
+        # breaching's side builds the case model; one iteration of its attack suffices
+        reply = _breaching(
+            args.breaching_python, data.images[0], data.labels[0], args, Path(tmp), iterations=1
+        )
+    model = _model(reply, args.train_mode)
+    settings = []
+    for spec in args.fedsim_options:
+        rows = []
+        for i in args.held_out:
+            image, label = data.images[i], data.labels[i]
+            rec, seconds = _fedsim(_target(model, image, label, args.train_mode), spec)
+            rows.append(
+                {
+                    "train_index": i,
+                    "psnr": _score(rec.inputs[0], image),
+                    "seconds": round(seconds, 2),
+                }
+            )
+        mean = round(sum(r["psnr"] for r in rows) / len(rows), 2)
+        settings.append(
+            {"fedsim_attack": {"name": "cos", **spec}, "images": rows, "mean_psnr": mean}
+        )
+        print(json.dumps(settings[-1]), file=sys.stderr, flush=True)
+    return {
+        "benchmark": "versus_breaching --held-out",
+        "case": "breaching 1_single_image_small's model, CIFAR-10 training images",
+        "batch_norm": "train" if args.train_mode else "eval (breaching's public buffers)",
+        "threads": args.threads,
+        "settings": settings,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -205,8 +249,20 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000, help="breaching's iterations")
     parser.add_argument(
         "--fedsim-options",
-        default="{}",
-        help="JSON options for fedsim's cos attack (default: none, the user's defaults), e.g. '{\"iterations\": 1000}'",
+        action="append",
+        type=json.loads,
+        default=None,
+        help="JSON options for fedsim's cos attack (default: none, the user's defaults), "
+        "e.g. '{\"iterations\": 1000}'; with --held-out it may repeat",
+    )
+    parser.add_argument(
+        "--held-out",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="TRAIN_INDEX",
+        help="instead of the comparison: fedsim alone on these CIFAR-10 training images, "
+        "once per --fedsim-options (to choose settings away from the scored test images)",
     )
     parser.add_argument("--train-mode", action="store_true", help="batch norm in train mode")
     parser.add_argument("--model-seed", type=int, default=0)
@@ -218,7 +274,10 @@ def main() -> None:
     args = parser.parse_args()
     if not Path(args.breaching_python).exists():
         parser.error(f"--breaching-python: {args.breaching_python} does not exist")
-    report = run(args)
+    args.fedsim_options = args.fedsim_options or [{}]
+    if args.held_out is None and len(args.fedsim_options) > 1:
+        parser.error("--fedsim-options: give it once, or several times with --held-out")
+    report = held_out(args) if args.held_out is not None else run(args)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -27,3 +27,36 @@ def test_attack_speed_on_cuda_says_why_it_is_skipped_without_cuda() -> None:
     assert report["device"] == "cuda" and report["results"] == []
     assert "torch.cuda.is_available() is False" in report["skipped"]
     assert report["skipped"] in done.stderr
+
+
+def test_audit_overhead_says_where_a_job_spends_its_time() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "audit_overhead.py"),
+            "--repeats=1",
+            "--set=federation.rounds=3",
+            "--set=audit.rounds={ every = 1 }",
+            "--set=audit.clients.sample=1",
+            "--set=audit.budget.iterations=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=REPO,
+    )
+    audited, unaudited = json.loads(done.stdout)["runs"]
+    parts = audited["job_parts"]
+    # one call of each part per audited round; the parts fit inside the job
+    assert {p: parts[p]["calls"] for p in parts} == {
+        "job": 3,
+        "optimisation": 3,
+        "label_inference": 3,
+        "scoring": 3,
+        "image_strip": 3,
+        "records": 3,
+    }
+    inside = sum(parts[p]["first_ms"] for p in parts if p != "job")
+    assert 0 < inside <= parts["job"]["first_ms"]
+    assert unaudited["job_parts"] == {}

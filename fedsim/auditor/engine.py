@@ -153,6 +153,12 @@ def attack_targets(
     return results, 1
 
 
+def _load_optimizers() -> None:
+    """Import what torch.optim loads on its first use (torch._dynamo, about a second on
+    a CPU), so that it is paid while the auditor is set up, not by the first audited round."""
+    import torch._dynamo  # noqa: F401
+
+
 class AuditEngine:
     """Builds targets for a round's cases and runs each configured attack on them."""
 
@@ -171,6 +177,7 @@ class AuditEngine:
             ]
         self.attacks = list(attacks)
         self._warned: set[str] = set()
+        _load_optimizers()
 
     def _build(self, config: AttackConfig, index: int) -> Any:
         """The configured attack; `adapted` becomes the attack adapted to the clients' defense."""
