@@ -126,7 +126,7 @@ def _score(x: torch.Tensor, truth: torch.Tensor) -> float:
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     images, labels, index = _images(args.data_root, args.classes)
-    spec = args.fedsim_options[-1]
+    spec = args.fedsim_options[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for image, label, i in zip(images, labels, index, strict=True):
