@@ -63,7 +63,7 @@ from fedsim.device import resolve_device
 from fedsim.flower.protocol import reply_partition
 from fedsim.flower.reply_check import ArraySpec, array_specs, reply_problem
 from fedsim.flower.wrapping import PassThroughStrategy
-from fedsim.image_grid import ClientImages, save_image_grid
+from fedsim.image_grid import ClientImages, load_figures, save_image_grid
 from fedsim.metrics.recognisable import is_recognisable
 from fedsim.private_files import make_private
 from fedsim.records import RECONSTRUCTIONS_DIR, RunRecorder
@@ -124,6 +124,8 @@ class LeakageAuditor(PassThroughStrategy):
         self._sent_to: dict[int, list[int]] = {}
         self._partition_of_node: dict[int, int] = {}
         self._parameter_names = [name for name, _ in setup.build_model().named_parameters()]
+        if recorder is not None and setup.audit.grids and isinstance(setup.domain, ImageDomain):
+            load_figures()
         where = None if recorder is None else str(recorder.run_dir / RECONSTRUCTIONS_DIR)
         self.log = AuditLog(reconstructions=where)
         self.protocol_check = (
