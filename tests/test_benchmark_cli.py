@@ -1,4 +1,5 @@
-"""The speed benchmark's GPU mode on a machine without CUDA: skipped, with the reason printed."""
+"""The benchmarks' command lines: the speed benchmark's GPU mode on a machine without CUDA
+(skipped, with the reason printed) and the overhead benchmark's parts of an audit job."""
 
 from __future__ import annotations
 
