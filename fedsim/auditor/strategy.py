@@ -124,7 +124,7 @@ class LeakageAuditor(PassThroughStrategy):
         self._sent_to: dict[int, list[int]] = {}
         self._partition_of_node: dict[int, int] = {}
         self._parameter_names = [name for name, _ in setup.build_model().named_parameters()]
-        if recorder is not None and setup.audit.grids and isinstance(setup.domain, ImageDomain):
+        if recorder is not None and self._draws_images:
             load_figures()
         where = None if recorder is None else str(recorder.run_dir / RECONSTRUCTIONS_DIR)
         self.log = AuditLog(reconstructions=where)
@@ -434,11 +434,16 @@ class LeakageAuditor(PassThroughStrategy):
                 self.recorder.append_leakage(record)
             if not self.ground_truth:
                 self._save_reconstructions(job, outcomes)
-            elif self.setup.audit.grids and isinstance(self.setup.domain, ImageDomain):
+            elif self._draws_images:
                 self._save_grids(job, outcomes)
             self._mark_audited(job.server_round)
         if self.on_round_audited is not None:
             self.on_round_audited(job.server_round, records)
+
+    @property
+    def _draws_images(self) -> bool:
+        """Whether audited rounds are drawn as PNG grids (asked for, and the data are images)."""
+        return self.setup.audit.grids and isinstance(self.setup.domain, ImageDomain)
 
     def _save_reconstructions(
         self, job: RoundJob, outcomes: list[tuple[ClientCase, AttackResult]]
