@@ -28,7 +28,11 @@ kernels. With the candidates folded into the groups of a convolution the native 
 does that work (its double backward too): the step halved (2.9 s → 1.5 s) and is now
 81 % convolution kernels, within about 10 % of the plain loop. `benchmarks/attack_speed.py`
 shows why it cannot beat that loop on a CPU: the loop already runs at the rate of a
-large matrix product.
+large matrix product. On the paper CNN at N = 32 the step was 22 % `bmm` (two threads),
+nearly all of it the dense layer's observed update multiplied in a layout CPU kernels
+run slowly (`LinearFactors.dot` now avoids it), then a fifth average pooling (one
+thread), whose kernels are several times slower than a convolution doing the same sums
+(`_ConvolutionAvgPool`); with both the step went from 75 to 45 ms (two threads).
 """
 
 from __future__ import annotations
@@ -71,9 +75,25 @@ class LinearFactors:
         return (gram_a * gram_d).flatten(1).sum(1)
 
     def dot(self, g: torch.Tensor) -> torch.Tensor:
-        """⟨update_n, g_n⟩ for g of shape (N, out, in)."""
+        """⟨update_n, g_n⟩ for g of shape (N, out, in).
+
+        With few rows, g is multiplied from the left (dᵀ g, then · a): the backward pass
+        then needs x gᵀ, a fast layout, where g a's backward needs gᵀ x, a matrix-vector
+        product CPU kernels run about 8× slower (paper CNN's dense layer, N = 32: 13.6
+        against 1.7 ms). With many rows both are matrix products and g a's smaller
+        intermediate wins (`_LEFT_MULTIPLY_ROWS`, measured on CPU).
+        """
+        if self.a.shape[1] < _LEFT_MULTIPLY_ROWS:
+            dg = torch.bmm(self.d, g)  # (N, K, in)
+            return (dg * self.a).flatten(1).sum(1)
         ga = torch.bmm(g, self.a.transpose(1, 2))  # (N, out, K)
         return (ga * self.d.transpose(1, 2)).flatten(1).sum(1)
+
+
+_LEFT_MULTIPLY_ROWS = 12
+"""Below this many rows K, `LinearFactors.dot` multiplies the observed update from the left:
+forward and backward of (32, 100, 3136) updates took 5 ms against 19 ms at K = 1 and 21
+against 59 ms at K = 10, but 27 against 17 ms at K = 16 (two CPU threads)."""
 
 
 @dataclass
@@ -221,6 +241,103 @@ class _FoldedBatchNorm(nn.Module):
         return out.reshape(b, n, c, *spatial).transpose(0, 1).reshape(x.shape)
 
 
+class _ConvolutionAvgPool(nn.Module):
+    """2-D average pooling as a depthwise strided convolution with a constant kernel (fast route).
+
+    The same values up to rounding. On a CPU the convolution kernels are several times
+    faster than average pooling's on a batch of candidates, forward and backward (a
+    transposed convolution), and the attack differentiates through both: on the paper
+    CNN at N = 32 pooling took a fifth of the step. The two are each other's adjoint
+    (`_PoolFunction`, `_UnpoolFunction`), so autograd never takes the grouped
+    convolution's own double backward, which loops over the channels. Only pools without
+    padding, ceiling or divisor override are swapped (`_replace_avg_pools`); small
+    inputs, inputs other than (N, C, H, W) and other devices than the CPU use the
+    pooling kernel (`_POOL_AS_CONVOLUTION_FROM`).
+    """
+
+    def __init__(self, source: nn.AvgPool2d) -> None:
+        super().__init__()
+        self.source = source
+        self.kernel_size = _pair(source.kernel_size)
+        self.stride = _pair(source.stride or source.kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.device.type != "cpu" or x.numel() < _POOL_AS_CONVOLUTION_FROM:
+            return self.source(x)
+        return _PoolFunction.apply(x, self.kernel_size, self.stride)
+
+
+_POOL_AS_CONVOLUTION_FROM = 300_000
+"""Inputs of at least this many elements are pooled as convolutions: measured on CPU,
+the paper CNN's step at N = 32 (pool inputs of 802,816 and 401,408 elements) took 44–63
+against 60–74 ms (two threads), while at N = 8 (200,704 and 100,352) the pooling kernel
+was as fast or faster. On other devices the pooling kernel is used."""
+
+
+def _mean_kernel(channels: int, size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    return torch.full(
+        (channels, 1, *size), 1.0 / (size[0] * size[1]), dtype=like.dtype, device=like.device
+    )
+
+
+class _PoolFunction(torch.autograd.Function):
+    """x (N, C, H, W) → its window means; backward `_UnpoolFunction`."""
+
+    @staticmethod
+    def forward(ctx, x, size, stride):
+        ctx.size, ctx.stride, ctx.input_size = size, stride, tuple(x.shape[-2:])
+        channels = x.shape[1]
+        return F.conv2d(x, _mean_kernel(channels, size, x), stride=stride, groups=channels)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _UnpoolFunction.apply(grad, ctx.size, ctx.stride, ctx.input_size), None, None
+
+
+class _UnpoolFunction(torch.autograd.Function):
+    """The adjoint of `_PoolFunction`: each window's value spread evenly over the window."""
+
+    @staticmethod
+    def forward(ctx, grad, size, stride, input_size):
+        ctx.size, ctx.stride = size, stride
+        channels, out_h, out_w = grad.shape[1:]
+        # rows and columns the pooling dropped at the far edges come back as zeros
+        padding = tuple(
+            full - ((out - 1) * s + k)
+            for full, out, s, k in zip(input_size, (out_h, out_w), stride, size, strict=True)
+        )
+        return F.conv_transpose2d(
+            grad,
+            _mean_kernel(channels, size, grad),
+            stride=stride,
+            groups=channels,
+            output_padding=padding,
+        )
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _PoolFunction.apply(grad, ctx.size, ctx.stride), None, None, None
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def _replace_avg_pools(parent: nn.Module) -> None:
+    """Swap plain `nn.AvgPool2d` layers for `_ConvolutionAvgPool`."""
+    for name, child in parent.named_children():
+        plain = (
+            isinstance(child, nn.AvgPool2d)
+            and _pair(child.padding) == (0, 0)
+            and not child.ceil_mode
+            and child.divisor_override is None
+        )
+        if plain:
+            setattr(parent, name, _ConvolutionAvgPool(child))
+        else:
+            _replace_avg_pools(child)
+
+
 def _fold(t: torch.Tensor, n: int) -> torch.Tensor:
     """(N·B, C, …) → (B, N·C, …): candidate n's channels become group n (a view when B = 1)."""
     b, rest = t.shape[0] // n, t.shape[1:]
@@ -279,6 +396,7 @@ class ActivationUpdates:
         self.num_params = len(index)
         if bn_train_mode:
             _replace_batch_norm(self.model, batch_size)
+        _replace_avg_pools(self.model)
         self.layers: list[tuple[nn.Module, int | None, int | None]] = []
         self._records: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
         self._calls: dict[nn.Module, int] = {}

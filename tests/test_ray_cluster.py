@@ -128,6 +128,9 @@ def _fedsim(
     args: list[str], faults: str | None = None
 ) -> tuple[subprocess.CompletedProcess, float]:
     env = {k: v for k, v in os.environ.items() if k not in (FAULTS_ENV, "RAY_ADDRESS")}
+    # one torch thread in the driver, whose audit worker attacks, as in `reference`: float
+    # sums depend on the thread count, on some CPUs down to the records' last digits
+    env["OMP_NUM_THREADS"] = "1"
     if faults:
         env[FAULTS_ENV] = faults
     started = time.monotonic()
