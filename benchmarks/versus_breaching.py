@@ -28,8 +28,11 @@ then
         --data-root DATA [--classes 0 1 2 3 4 5] [--iterations 1000] [--out FILE]
 
 The images are the first test image of each class in `--classes` (class 0's is the one
-breaching's user 0 holds in this case). Prints JSON: per image and tool the PSNR, seconds and the
-(seconds, PSNR) curve; per image the ratio of wall times; and the summary.
+breaching's user 0 holds in this case). `--attack-seeds 0 1 2` runs both attacks once
+per seed (breaching's torch seed, fedsim's `seed`, i.e. its start) and compares means:
+one image's PSNR moves by tenths of a dB from seed to seed, and with the CPU's rounding.
+Prints JSON: per image and tool the mean PSNR and seconds and each run's (with
+breaching's (seconds, PSNR) curve); per image the ratio of wall times; and the summary.
 
 fedsim's settings are chosen away from those test images: `--held-out 30 5 13 17 10 40`
 (the second training image of classes 0-5) runs fedsim alone on training images, once
@@ -66,7 +69,13 @@ def _images(root: str | None, classes: list[int]) -> tuple[torch.Tensor, torch.T
 
 
 def _breaching(
-    python: str, image, label, args, folder: Path, iterations: int | None = None
+    python: str,
+    image,
+    label,
+    args,
+    folder: Path,
+    iterations: int | None = None,
+    attack_seed: int = 0,
 ) -> dict:
     request, reply = folder / "request.pt", folder / "reply.pt"
     torch.save(
@@ -74,7 +83,7 @@ def _breaching(
             "images": image[None],
             "labels": label.view(1),
             "model_seed": args.model_seed,
-            "attack_seed": args.attack_seed,
+            "attack_seed": attack_seed,
             "iterations": args.iterations if iterations is None else iterations,
             "snapshot_every": args.snapshot_every,
             "train_mode": args.train_mode,
@@ -123,52 +132,86 @@ def _score(x: torch.Tensor, truth: torch.Tensor) -> float:
     return round(float(psnr(x.clamp(0, 1)[None], truth[None])), 2)
 
 
+def _mean(values: list[float]) -> float:
+    return round(sum(values) / len(values), 2)
+
+
+def _breaching_run(reply: dict, image: torch.Tensor) -> dict:
+    theirs = reply["results"][0]
+    return {
+        "psnr": _score(theirs["inputs"], image),
+        "seconds": round(theirs["seconds"], 2),
+        "curve": [
+            {"iteration": it, "seconds": round(s, 2), "psnr": _score(x, image)}
+            for it, s, x in theirs["snapshots"]
+        ],
+    }
+
+
+def _image_row(
+    args: argparse.Namespace, image, label, index: int, folder: Path
+) -> tuple[dict, dict, str]:
+    """Both tools on one image, once per attack seed, alternating; (row, breaching's
+    attack configuration, breaching's torch version)."""
+    spec = args.fedsim_options[0]
+    ours, theirs = [], []
+    for seed in args.attack_seeds:
+        reply = _breaching(args.breaching_python, image, label, args, folder, attack_seed=seed)
+        theirs.append({"seed": seed, **_breaching_run(reply, image)})
+        model = _model(reply, args.train_mode)
+        target = _target(model, image, label, args.train_mode)
+        agreement = max(
+            float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+            for a, b in zip(target.update, reply["results"][0]["update"], strict=True)
+        )
+        rec, seconds = _fedsim(target, {**spec, "seed": seed})
+        ours.append(
+            {
+                "seed": seed,
+                "psnr": _score(rec.inputs[0], image),
+                "seconds": round(seconds, 2),
+                "status": rec.status,
+            }
+        )
+        # breaching's curve point reached within fedsim's time, same seed
+        ours[-1]["breaching_psnr_at_these_seconds"] = next(
+            (p["psnr"] for p in reversed(theirs[-1]["curve"]) if p["seconds"] <= seconds), None
+        )
+    row = {
+        "test_index": index,
+        "label": int(label),
+        "update_max_relative_difference": agreement,
+        "breaching": {
+            "psnr": _mean([r["psnr"] for r in theirs]),
+            "seconds": _mean([r["seconds"] for r in theirs]),
+            "iterations": reply["attack_config"]["iterations"],
+            "runs": theirs,
+        },
+        "fedsim": {
+            "psnr": _mean([r["psnr"] for r in ours]),
+            "seconds": _mean([r["seconds"] for r in ours]),
+            "iterations": rec.iterations,
+            "priors": rec.priors,
+            "priors_source": rec.priors_source,
+            "runs": ours,
+        },
+    }
+    row["time_ratio_fedsim_over_breaching"] = round(
+        row["fedsim"]["seconds"] / row["breaching"]["seconds"], 3
+    )
+    row["psnr_gain_db"] = round(row["fedsim"]["psnr"] - row["breaching"]["psnr"], 2)
+    within = [r["breaching_psnr_at_these_seconds"] for r in ours]
+    row["breaching_psnr_at_fedsim_seconds"] = None if None in within else _mean(within)
+    return row, reply["attack_config"], reply["torch"]
+
+
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     images, labels, index = _images(args.data_root, args.classes)
-    spec = args.fedsim_options[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for image, label, i in zip(images, labels, index, strict=True):
-            reply = _breaching(args.breaching_python, image, label, args, Path(tmp))
-            theirs = reply["results"][0]
-            model = _model(reply, args.train_mode)
-            target = _target(model, image, label, args.train_mode)
-            agreement = max(
-                float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
-                for a, b in zip(target.update, theirs["update"], strict=True)
-            )
-            rec, seconds = _fedsim(target, spec)
-            row = {
-                "test_index": i,
-                "label": int(label),
-                "update_max_relative_difference": agreement,
-                "breaching": {
-                    "psnr": _score(theirs["inputs"], image),
-                    "seconds": round(theirs["seconds"], 2),
-                    "iterations": reply["attack_config"]["iterations"],
-                    "curve": [
-                        {"iteration": it, "seconds": round(s, 2), "psnr": _score(x, image)}
-                        for it, s, x in theirs["snapshots"]
-                    ],
-                },
-                "fedsim": {
-                    "psnr": _score(rec.inputs[0], image),
-                    "seconds": round(seconds, 2),
-                    "iterations": rec.iterations,
-                    "status": rec.status,
-                    "priors": rec.priors,
-                    "priors_source": rec.priors_source,
-                },
-            }
-            row["time_ratio_fedsim_over_breaching"] = round(
-                row["fedsim"]["seconds"] / row["breaching"]["seconds"], 3
-            )
-            row["psnr_gain_db"] = round(row["fedsim"]["psnr"] - row["breaching"]["psnr"], 2)
-            row["breaching_psnr_at_fedsim_seconds"] = next(
-                (p["psnr"] for p in reversed(row["breaching"]["curve"]) if p["seconds"] <= seconds),
-                None,
-            )
+            row, breaching_config, breaching_torch = _image_row(args, image, label, i, Path(tmp))
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     ratios = [r["time_ratio_fedsim_over_breaching"] for r in rows]
@@ -177,9 +220,10 @@ def run(args: argparse.Namespace) -> dict:
         "benchmark": "versus_breaching",
         "case": "breaching 1_single_image_small (CIFAR-10, ConvNet-64, batch 1, labels given)",
         "batch_norm": "train" if args.train_mode else "eval (breaching's public buffers)",
-        "fedsim_attack": {"name": "cos", **spec},
-        "breaching_attack": reply["attack_config"],
-        "torch": {"fedsim": torch.__version__, "breaching": reply["torch"]},
+        "fedsim_attack": {"name": "cos", **args.fedsim_options[0]},
+        "breaching_attack": breaching_config,
+        "attack_seeds": args.attack_seeds,
+        "torch": {"fedsim": torch.__version__, "breaching": breaching_torch},
         "threads": args.threads,
         "machine": platform.machine(),
         "images": rows,
@@ -187,8 +231,8 @@ def run(args: argparse.Namespace) -> dict:
             "fedsim_reaches_breaching_psnr": all(g >= 0 for g in gains),
             "worst_time_ratio": max(ratios),
             "mean_time_ratio": round(sum(ratios) / len(ratios), 3),
-            "mean_psnr_fedsim": round(sum(r["fedsim"]["psnr"] for r in rows) / len(rows), 2),
-            "mean_psnr_breaching": round(sum(r["breaching"]["psnr"] for r in rows) / len(rows), 2),
+            "mean_psnr_fedsim": _mean([r["fedsim"]["psnr"] for r in rows]),
+            "mean_psnr_breaching": _mean([r["breaching"]["psnr"] for r in rows]),
         },
     }
 
@@ -266,7 +310,14 @@ def main() -> None:
     )
     parser.add_argument("--train-mode", action="store_true", help="batch norm in train mode")
     parser.add_argument("--model-seed", type=int, default=0)
-    parser.add_argument("--attack-seed", type=int, default=0)
+    parser.add_argument(
+        "--attack-seeds",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="run both attacks once per seed (breaching's torch seed, fedsim's start) and "
+        "compare the means: one image's PSNR moves by tenths of a dB from seed to seed",
+    )
     parser.add_argument("--snapshot-every", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--verbose", action="store_true", help="show breaching's log")

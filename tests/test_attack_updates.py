@@ -60,17 +60,18 @@ def test_pooling_as_a_convolution_equals_average_pooling_to_second_order(
 def test_only_plain_average_pools_are_swapped():
     model = nn.Sequential(
         nn.AvgPool2d(2),
-        nn.Sequential(nn.AvgPool2d(2, padding=1), nn.AvgPool2d(2, ceil_mode=True)),
+        nn.Sequential(nn.AvgPool2d(2, padding=1), nn.AvgPool2d(3)),
+        nn.AvgPool2d(2, ceil_mode=True),
         nn.AvgPool2d(2, divisor_override=3),
         nn.MaxPool2d(2),
     )
     updates._replace_avg_pools(model)
-    kinds = [type(m).__name__ for m in model.modules() if not isinstance(m, nn.Sequential)]
-    assert kinds == [
-        "_ConvolutionAvgPool",
-        "AvgPool2d",
-        "AvgPool2d",
-        "AvgPool2d",
-        "AvgPool2d",
-        "MaxPool2d",
+    layers = [model[0], model[1][0], model[1][1], model[2], model[3], model[4]]
+    assert [type(m) for m in layers] == [
+        _ConvolutionAvgPool,
+        nn.AvgPool2d,
+        _ConvolutionAvgPool,
+        nn.AvgPool2d,
+        nn.AvgPool2d,
+        nn.MaxPool2d,
     ]
