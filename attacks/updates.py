@@ -323,19 +323,30 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
+def _swap_layers(parent: nn.Module, swap: Callable[[nn.Module], nn.Module | None]) -> None:
+    """Replace every descendant layer for which `swap` returns a module by that module;
+    the others are searched in turn."""
+    for name, child in parent.named_children():
+        new = swap(child)
+        if new is not None:
+            setattr(parent, name, new)
+        else:
+            _swap_layers(child, swap)
+
+
 def _replace_avg_pools(parent: nn.Module) -> None:
     """Swap plain `nn.AvgPool2d` layers for `_ConvolutionAvgPool`."""
-    for name, child in parent.named_children():
+
+    def swap(layer: nn.Module) -> nn.Module | None:
         plain = (
-            isinstance(child, nn.AvgPool2d)
-            and _pair(child.padding) == (0, 0)
-            and not child.ceil_mode
-            and child.divisor_override is None
+            isinstance(layer, nn.AvgPool2d)
+            and _pair(layer.padding) == (0, 0)
+            and not layer.ceil_mode
+            and layer.divisor_override is None
         )
-        if plain:
-            setattr(parent, name, _ConvolutionAvgPool(child))
-        else:
-            _replace_avg_pools(child)
+        return _ConvolutionAvgPool(layer) if plain else None
+
+    _swap_layers(parent, swap)
 
 
 def _fold(t: torch.Tensor, n: int) -> torch.Tensor:
@@ -358,12 +369,13 @@ def _leaf_gradient(
 
 def _replace_batch_norm(parent: nn.Module, batch_size: int | None) -> None:
     """Swap train-mode batch norms for `_FoldedBatchNorm` (batch_size given) or `_GroupBatchNorm`."""
-    for name, child in parent.named_children():
-        if isinstance(child, _BN_TYPES):
-            new = _FoldedBatchNorm(child, batch_size) if batch_size else _GroupBatchNorm(child)
-            setattr(parent, name, new)
-        else:
-            _replace_batch_norm(child, batch_size)
+
+    def swap(layer: nn.Module) -> nn.Module | None:
+        if not isinstance(layer, _BN_TYPES):
+            return None
+        return _FoldedBatchNorm(layer, batch_size) if batch_size else _GroupBatchNorm(layer)
+
+    _swap_layers(parent, swap)
 
 
 def _fast_support(model: nn.Module) -> str | None:

@@ -155,15 +155,16 @@ def _image_row(
     attack configuration, breaching's torch version)."""
     spec = args.fedsim_options[0]
     ours, theirs = [], []
+    target = None  # the model depends on --model-seed only: the same for every attack seed
     for seed in args.attack_seeds:
         reply = _breaching(args.breaching_python, image, label, args, folder, attack_seed=seed)
         theirs.append({"seed": seed, **_breaching_run(reply, image)})
-        model = _model(reply, args.train_mode)
-        target = _target(model, image, label, args.train_mode)
-        agreement = max(
-            float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
-            for a, b in zip(target.update, reply["results"][0]["update"], strict=True)
-        )
+        if target is None:
+            target = _target(_model(reply, args.train_mode), image, label, args.train_mode)
+            agreement = max(
+                float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+                for a, b in zip(target.update, reply["results"][0]["update"], strict=True)
+            )
         rec, seconds = _fedsim(target, {**spec, "seed": seed})
         ours.append(
             {
@@ -261,7 +262,7 @@ def held_out(args: argparse.Namespace) -> dict:
                     "seconds": round(seconds, 2),
                 }
             )
-        mean = round(sum(r["psnr"] for r in rows) / len(rows), 2)
+        mean = _mean([r["psnr"] for r in rows])
         settings.append(
             {"fedsim_attack": {"name": "cos", **spec}, "images": rows, "mean_psnr": mean}
         )
