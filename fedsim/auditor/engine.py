@@ -31,6 +31,7 @@ from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
 from fedsim.attack_matrix.specs import ADAPTED, AttackSpec
 from fedsim.auditor.scoring import score_reconstruction
 from fedsim.auditor.setup import AuditSetup
+from fedsim.judgement import read_record
 from fedsim.scenario.build import derived_seed
 from fedsim.scenario.components import build_attack, build_defense
 from fedsim.scenario.config import AttackConfig
@@ -232,6 +233,7 @@ class AuditEngine:
             "defense": self.setup.defense_label,
             "batch_size": self.setup.batch_size,
             "labels": self.setup.audit.threat.labels,
+            "budget": self.setup.budget_for(config).model_dump(),
         }
         if node is not None:
             record["node"] = node
@@ -384,6 +386,8 @@ class AuditEngine:
                 categorical_accuracy=scores.categorical_accuracy,
                 label_accuracy=scores.label_accuracy,
             )
+            if scores.mse_rows is not None:
+                record.update(mse_rows=scores.mse_rows, categorical_rows=scores.categorical_rows)
         record.update(
             objective=float(objective[recon.best]) if objective.numel() else None,
             iterations=int(recon.iterations),
@@ -397,6 +401,8 @@ class AuditEngine:
         self._warn_untuned(config, recon.priors_source)
         if scores is not None and scores.psnr_images is not None:
             record.update(psnr_images=scores.psnr_images, ssim_images=scores.ssim_images)
+        if scores is not None:
+            record.update(self._guessed(case.originals, case.true_labels, ""))
         if case.trained_on is not None and case.true_labels is not None:
             seen = score_reconstruction(
                 inputs, recon.labels, case.trained_on, case.true_labels, domain
@@ -405,10 +411,38 @@ class AuditEngine:
                 psnr_trained_on=seen.psnr,
                 ssim_trained_on=seen.ssim,
                 recognisable_trained_on=seen.recognisable,
+                psnr_trained_on_images=seen.psnr_images,
+                ssim_trained_on_images=seen.ssim_images,
             )
+            record.update(self._guessed(case.trained_on, case.true_labels, "_trained_on"))
+        _judged_shares(record)
         if scores is not None:
             inputs = inputs[scores.order]
         return AttackResult(record, inputs)
+
+    def _guessed(
+        self, originals: torch.Tensor | None, labels: torch.Tensor | None, suffix: str
+    ) -> dict[str, Any]:
+        """The guess that ignores the update, scored against the same originals (record
+        fields `ssim_guess<suffix>_images`…, and `guess`: what it was); {} without one."""
+        guess = self.setup.guess
+        if guess is None or originals is None or labels is None:
+            return {}
+        scores = guess.scores(originals, labels)
+        named = {
+            name.replace("_guess_", f"_guess{suffix}_") if suffix else name: values
+            for name, values in scores.items()
+        }
+        return {"guess": guess.kind, **named}
+
+
+def _judged_shares(record: dict[str, Any]) -> None:
+    """`recognisable` (and `recognisable_trained_on`): the share of images recovered as
+    `fedsim.judgement` counts them, so the record and every report agree."""
+    for reading in read_record(record):
+        if reading.domain == "images" and reading.recovered:
+            name = "recognisable_trained_on" if reading.series.trained_on else "recognisable"
+            record[name] = sum(reading.recovered) / len(reading.recovered)
 
 
 def _flag_over_budget(record: dict[str, Any], budget: Budget, elapsed: float) -> None:

@@ -64,7 +64,7 @@ from fedsim.flower.protocol import reply_partition
 from fedsim.flower.reply_check import ArraySpec, array_specs, reply_problem
 from fedsim.flower.wrapping import PassThroughStrategy
 from fedsim.image_grid import ClientImages, load_figures, save_image_grid
-from fedsim.metrics.recognisable import is_recognisable
+from fedsim.judgement import read_record
 from fedsim.private_files import make_private
 from fedsim.records import RECONSTRUCTIONS_DIR, RunRecorder
 from fedsim.scenario.build import Federation
@@ -75,10 +75,12 @@ logger = logging.getLogger(__name__)
 RoundCallback = Callable[[int, list[dict[str, Any]]], None]
 
 
-def _recognisable_flags(record: dict[str, Any]) -> list[bool] | None:
-    """Per image of a scored record: recognisable or not (None when unscored)."""
-    values = record.get("ssim_images")
-    return None if values is None else [is_recognisable(v) for v in values]
+def _recovered_flags(record: dict[str, Any]) -> list[bool] | None:
+    """Per image of a scored record: recovered or not (`fedsim.judgement`; None unscored)."""
+    if record.get("ssim_images") is None:
+        return None
+    reading = next((r for r in read_record(record) if r.domain == "images"), None)
+    return None if reading is None else list(reading.recovered)
 
 
 def reply_state(message: Message) -> dict[str, torch.Tensor]:
@@ -479,7 +481,7 @@ class LeakageAuditor(PassThroughStrategy):
         cases = []
         for case in job.cases:
             rows = [
-                (o.record["attack"], o.inputs, _recognisable_flags(o.record))
+                (o.record["attack"], o.inputs, _recovered_flags(o.record))
                 for c, o in outcomes
                 if c is case and o.inputs is not None
             ]
