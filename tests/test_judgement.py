@@ -242,3 +242,16 @@ def test_an_output_directory_that_holds_files_is_refused_not_chmodded(tmp_path: 
     run = _write_run(tmp_path / "r", [_images(1, 0, [0.9])])
     assert main(["report", str(run), "--out", str(busy)]) == 2
     assert main(["report", str(run)]) == 0 and main(["report", str(run)]) == 0  # its own files
+
+
+def test_the_aggregate_of_a_secure_round_is_a_series_of_its_own() -> None:
+    hidden = {"round": 1, "client": None, "attack": "l2", "defense": "none",
+              "status": "impossible"}  # fmt: skip
+    summed = {**_images(1, 0, [0.1, 0.2], attack="l2", defense="none"), "client": None,
+              "aggregate_of": [0, 1], "approximations": ["one training on the union"]}  # fmt: skip
+    found = {v.attack: v for v in verdicts([hidden, summed])}
+    assert set(found) == {"l2", "l2 on the aggregate"}
+    assert found["l2"].leaked is None and "Secure aggregation kept" in found["l2"].text
+    approximate = found["l2 on the aggregate"]
+    assert approximate.leaked is None  # nothing recovered by an approximate model
+    assert "Modelled approximately: one training on the union" in approximate.text

@@ -5,7 +5,8 @@ ground truth), so it can run in a worker thread while the federation moves on. E
 attack failure becomes a record with a status and the error's message: `oom` when it
 ran out of memory (torch.OutOfMemoryError, a RuntimeError "out of memory", MemoryError;
 a batched attack is then retried one target at a time), `failed` for any other
-exception, `timeout` when the attack says so or returns well past its time budget
+exception (`refused` when the attack refuses a target it cannot honestly model,
+`attacks.errors.AttackRefused`), `timeout` when the attack says so or returns well past its time budget
 (`Budget.seconds`). The optimisation attacks stop themselves there: their loop checks the
 deadline every step, building the problem included, and returns the best candidate so
 far; the over-budget check catches attacks that cannot be stopped half-way.
@@ -27,6 +28,7 @@ from typing import Any
 
 import torch
 
+from attacks.errors import AttackRefused
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
 from fedsim.attack_matrix.specs import ADAPTED, AttackSpec
 from fedsim.auditor.scoring import score_reconstruction
@@ -57,6 +59,12 @@ class ClientCase:
     true_labels: torch.Tensor | None = None
     trained_on: torch.Tensor | None = None
     """The originals after the defenses' batch stage (ATS), where one transforms them."""
+    batch_size: int | None = None
+    """How many inputs the update was computed from, where not the setup's (the aggregate
+    of a secure-aggregation round: every client's batch together)."""
+    mechanism_refusal: str | None = None
+    """Why no likelihood is stated for this case though the setup states one (the
+    aggregate of several clients' defended updates)."""
 
 
 @dataclass
@@ -95,6 +103,13 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, MemoryError | torch.OutOfMemoryError):
         return True
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _failure_status(error: BaseException) -> str:
+    """`oom`, `refused` (the attack cannot honestly run on the target) or `failed`."""
+    if is_out_of_memory(error):
+        return "oom"
+    return "refused" if isinstance(error, AttackRefused) else "failed"
 
 
 def _release_memory() -> None:
@@ -203,6 +218,9 @@ class AuditEngine:
             labels = case.true_labels.to(self.device)
         if mechanism is None:
             mechanism = self.setup.mechanism
+        refusal = self.setup.mechanism_refusal
+        if case.mechanism_refusal is not None:
+            mechanism, refusal = None, case.mechanism_refusal
         return AttackTarget(
             model=model,
             # in the dtypes of the model the attack runs (FedAdam sends float64 weights)
@@ -210,12 +228,12 @@ class AuditEngine:
                 u.to(self.device, p.dtype)
                 for u, p in zip(case.update, model.parameters(), strict=True)
             ],
-            batch_size=self.setup.batch_size,
+            batch_size=case.batch_size or self.setup.batch_size,
             input_shape=self.setup.input_shape,
             num_classes=self.setup.num_classes,
             labels=labels,
             mechanism=mechanism if threat.mechanism_known else None,
-            mechanism_refusal=self.setup.mechanism_refusal if threat.mechanism_known else None,
+            mechanism_refusal=refusal if threat.mechanism_known else None,
             protocol=self.setup.protocol,
             threat=threat,
             bn_train_mode=True,
@@ -348,7 +366,7 @@ class AuditEngine:
                 job.server_round,
                 case.client,
                 config,
-                status="oom" if is_out_of_memory(error) else "failed",
+                status=_failure_status(error),
                 message=(f"{type(error).__name__}: {error}".splitlines() or [""])[0],
                 seconds=seconds,
                 node=case.node,

@@ -50,6 +50,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from attacks.domain import ImageDomain
+from fedsim.auditor.aggregate import aggregate_case
 from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
 from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
 from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, recognise
@@ -389,6 +390,32 @@ class LeakageAuditor(PassThroughStrategy):
         """
         if audited_round(self.setup.audit, server_round) and self.engine.attacks:
             self._record_impossible(server_round)
+
+    def attack_aggregate(
+        self,
+        server_round: int,
+        start: dict[str, torch.Tensor],
+        aggregate: dict[str, torch.Tensor],
+        clients: Sequence[int],
+    ) -> None:
+        """SecAgg+ round: attack the aggregate the server saw as one update computed from
+        every client's batch together (`fedsim.auditor.aggregate`); simulation only."""
+        if not (audited_round(self.setup.audit, server_round) and self.engine.attacks):
+            return
+        if not self.ground_truth or not clients:
+            return
+        try:
+            case = aggregate_case(self.setup, server_round, start, aggregate, clients)
+        except Exception:  # noqa: BLE001 - the audit never fails the round
+            logger.exception("round %d: preparing the aggregate's audit failed", server_round)
+            return
+        job = RoundJob(server_round, start, cases=[case])
+        if self.remote is None:
+            self.worker.submit(lambda: self._run(job, lambda: self.engine.run(job)))
+            return
+        self.worker.wait_for_room()
+        results = self.remote.submit(job)
+        self.worker.submit(lambda: self._run(job, results))
 
     def _record_impossible(self, server_round: int) -> None:
         """Under secure aggregation: one record per attack, no attack on the sum."""

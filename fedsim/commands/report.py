@@ -53,8 +53,10 @@ def main(args: argparse.Namespace) -> int:
             if run.partial
             else "complete"
         )
+        audited = len({r.get("round") for r in run.leakage if isinstance(r.get("round"), int)})
         console.print(
-            f"{run.name}: {len(run.rounds)} rounds, {len(run.leakage)} leakage records ({state})",
+            f"{run.name}: {len(run.rounds)} rounds recorded, {audited} audited,"
+            f" {len(run.leakage)} leakage records ({state})",
             highlight=False,
         )
         for verdict in run.verdicts():

@@ -7,6 +7,7 @@ tables of EXPERIMENTS.md — takes its numbers from here, so they cannot disagre
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class RoundFacts:
     """Iterations each scored attack ran."""
     planned: int | None = None
     """The iteration budget, where records say it."""
+    approximations: list[str] = field(default_factory=list)
+    """What scored attacks modelled only approximately, distinct, first seen first."""
 
     @property
     def share(self) -> float | None:
@@ -60,8 +63,9 @@ class RoundFacts:
 
     @property
     def complete(self) -> bool:
-        """Every audited update was attacked and its attack spent its iteration budget."""
-        return not self.holes and not self.short
+        """Every audited update was attacked, with an exact model of how it was made, and
+        its attack spent its iteration budget."""
+        return not self.holes and not self.short and not self.approximations
 
     def add(self, reading: Reading) -> None:
         self.records += 1
@@ -94,6 +98,9 @@ class RoundFacts:
             self.spent.append(reading.iterations)
         if reading.planned is not None:
             self.planned = max(self.planned or 0, reading.planned)
+        for text in reading.approximations:
+            if text not in self.approximations:
+                self.approximations.append(text)
         if reading.short:
             self.short.append((reading.iterations, reading.planned))
 
@@ -123,6 +130,10 @@ class SeriesFacts:
         return [s for r in self.rounds for s in r.short]
 
     @property
+    def approximations(self) -> list[str]:
+        return list(dict.fromkeys(a for r in self.rounds for a in r.approximations))
+
+    @property
     def reasons(self) -> list[str]:
         return list(dict.fromkeys(m for r in self.rounds for m in r.reasons))
 
@@ -149,12 +160,17 @@ def leakage_facts(
             if reading.round not in rounds:
                 rounds[reading.round] = RoundFacts(reading.round, accuracy.get(reading.round - 1))
             rounds[reading.round].add(reading)
-    ordered = sorted(table, key=lambda s: (s.defense, s.attack, s.trained_on, s.proxy))
+    ordered = sorted(table, key=lambda s: (s.defense, s.attack, s.aggregate, s.trained_on, s.proxy))
     return [SeriesFacts(s, [table[s][r] for r in sorted(table[s])]) for s in ordered]
 
 
 def _same_attack(a: Series, b: Series) -> bool:
-    return (a.attack, a.defense, a.proxy) == (b.attack, b.defense, b.proxy) and a != b
+    """`a` is another series of `b`'s attack on the same updates (scored against the
+    trained-on batch instead of the private one)."""
+    return (
+        dataclasses.replace(a, trained_on=False) == dataclasses.replace(b, trained_on=False)
+        and a != b
+    )
 
 
 def round_counts(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:

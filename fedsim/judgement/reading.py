@@ -15,11 +15,13 @@ scores is one of three things:
 Where a defense transforms the batch before training (ATS), a record is also scored
 against what the client trained on; that is a series of its own (`trained_on`).
 Records of proxy audits (`"proxy": true`, clients the server simulated on data it
-holds) are a series of their own too.
+holds) and of the aggregate of a secure-aggregation round (`aggregate_of`: the clients
+summed) are series of their own too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,12 +47,15 @@ class Series:
     """Scored against the transformed batch the client trained on (ATS)."""
     proxy: bool = False
     """A proxy audit: a client the server simulated on data it holds."""
+    aggregate: bool = False
+    """The aggregate of a secure-aggregation round, attacked as one update."""
 
     @property
     def label(self) -> str:
-        """`bayes`, `bayes vs trained-on`, `bayes (proxy)`."""
+        """`bayes`, `bayes vs trained-on`, `bayes (proxy)`, `bayes on the aggregate`."""
         return (
             self.attack
+            + (" on the aggregate" if self.aggregate else "")
             + (" vs trained-on" if self.trained_on else "")
             + (" (proxy)" if self.proxy else "")
         )
@@ -76,6 +81,8 @@ class Reading:
     """The attack's iteration budget, where the record says it."""
     seconds_budget: float | None = None
     message: str = ""
+    approximations: tuple[str, ...] = ()
+    """What the attack modelled only approximately (the record's `approximations`)."""
 
     @property
     def short(self) -> bool:
@@ -150,6 +157,7 @@ def read_record(record: Mapping[str, Any]) -> list[Reading]:
         attack=str(record.get("attack")),
         defense=str(record.get("defense", "none")),
         proxy=bool(record.get("proxy", False)),
+        aggregate=bool(record.get("aggregate_of")),
     )
     budget = record.get("budget") if isinstance(record.get("budget"), Mapping) else {}
     common = {
@@ -159,10 +167,11 @@ def read_record(record: Mapping[str, Any]) -> list[Reading]:
         "planned": _int(budget.get("iterations")),
         "seconds_budget": budget.get("seconds"),
         "message": str(record.get("message") or ""),
+        "approximations": tuple(str(a) for a in record.get("approximations") or ()),
     }
     readings = []
     for trained_on, suffix in ((False, ""), (True, "_trained_on")):
-        series = Series(base.attack, base.defense, trained_on, base.proxy)
+        series = dataclasses.replace(base, trained_on=trained_on)
         images = _images(record, suffix)
         rows = None if trained_on or images else _rows(record)
         if images is not None:

@@ -6,8 +6,9 @@ A verdict says what an attack recovered, never what a defense guarantees:
   whatever else happened — leakage found is never outweighed by holes or time-outs;
 - `leaked = None`, *inconclusive*: nothing was recovered, but the audit has holes
   (updates that could not be attacked), attacks stopped by their time budget before
-  their iteration budget, nothing could be scored (no ground truth), or secure
-  aggregation hid the updates — the count and the reason are in the sentence;
+  their iteration budget, attacks modelled the update only approximately, nothing
+  could be scored (no ground truth), or secure aggregation hid the updates — the count
+  and the reason are in the sentence;
 - `leaked = False`: every audited update was attacked within its full budget and
   nothing was recovered. That is what this attack did with this budget; the sentence
   says a tuned or stronger attack may recover more.
@@ -67,6 +68,7 @@ class Verdict:
             defense=self.defense,
             scored_against="trained-on" if self.series.trained_on else "private",
             proxy=self.series.proxy,
+            aggregate=self.series.aggregate,
             leaked=self.leaked,
             domain=self.domain,
             recognisable_images=self.recovered,
@@ -99,6 +101,8 @@ def _nouns(facts: SeriesFacts) -> tuple[str, str]:
         return f"the transformed {unit} the clients trained on", unit
     if facts.series.proxy:
         return f"the proxy clients' {unit}", unit
+    if facts.series.aggregate:
+        return f"the private {unit} from the aggregate of the round's clients", unit
     return f"the private {unit}", unit
 
 
@@ -119,6 +123,8 @@ def _holes(facts: SeriesFacts) -> str:
             f" {_n(sum(holes.values()), 'audited update')} could not be attacked"
             f" ({_counts(holes)}{': ' + reason if reason else ''}) and say nothing."
         )
+    if facts.approximations:
+        text += f" Modelled approximately: {'; '.join(facts.approximations)}."
     unscored, hidden = facts.total("unscored"), facts.total("hidden")
     if unscored and facts.total("scored"):
         text += f" {_n(unscored, 'attacked update')} could not be scored (no ground truth)."
@@ -214,8 +220,9 @@ def _hidden(facts: SeriesFacts) -> str:
         "Secure aggregation kept every client's update from the server in the"
         f" {_n(len(facts.rounds), 'audited round')}, so no single client's update was attacked."
         " The sum the server saw is still there to attack: it is the update of all the"
-        " round's clients' batches together. Flower's SecAgg+ derives its pairwise masks"
-        " from 32-bit seeds."
+        " round's clients' batches together (in simulation fedsim attacks it: the verdict"
+        " 'on the aggregate'). Flower's SecAgg+ derives its pairwise masks from 32-bit"
+        " seeds."
     )
 
 
@@ -244,7 +251,13 @@ def judge(facts: SeriesFacts) -> Verdict:
     subject, unit = _nouns(facts)
     items, recovered = facts.total("items"), facts.total("recovered")
     hidden = facts.total("hidden")
-    incomplete = facts.counter("holes") or facts.short or facts.total("unscored") or hidden
+    incomplete = (
+        facts.counter("holes")
+        or facts.short
+        or facts.approximations
+        or facts.total("unscored")
+        or hidden
+    )
     leaked: bool | None = None
     if recovered:
         leaked, text = True, _leaked(facts, subject, unit)
