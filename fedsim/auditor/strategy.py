@@ -516,7 +516,10 @@ def _protocol_text(setup: AuditSetup) -> str:
     if protocol.kind == "fedsgd":
         return f"fedsgd, lr {protocol.local_lr:g}, batch {setup.batch_size}"
     chunk = f" in chunks of {protocol.local_batch_size}" if protocol.local_batch_size else ""
+    how = "" if protocol.plain_sgd else f", {protocol.optimizer.describe()}"
+    how += ", scheduled lr" if protocol.lr_schedule is not None else ""
+    how += ", shuffled" if protocol.shuffled else ""
     return (
-        f"fedavg, {protocol.local_steps} local steps of lr {protocol.local_lr:g}{chunk}, "
+        f"fedavg, {protocol.local_steps} local steps of lr {protocol.local_lr:g}{chunk}{how}, "
         f"batch {setup.batch_size}"
     )
