@@ -8,10 +8,11 @@ import functools
 from pathlib import Path
 
 import pytest
+import test_auditor_checks as checks
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.serverapp.strategy import FedAvg
+from test_auditor_checks import FEATURES, NODES, net
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -20,12 +21,16 @@ from fedsim.errors import ConfigError
 from fedsim.flower.local_grid import LocalGrid
 from fedsim.records import LEAKAGE_FILE, read_jsonl
 
-FEATURES, ROWS, CHUNK, EPOCHS, NODES = 5, 8, 4, 2, 2
+ROWS, CHUNK, EPOCHS = 8, 4, 2
 MOMENTUM = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9)
-
-
-def net() -> nn.Module:
-    return nn.Sequential(nn.Linear(FEATURES, 8), nn.ReLU(), nn.Linear(8, 3))
+CLIENTS = {
+    "batch_size": ROWS,
+    "local_steps": EPOCHS * ROWS // CHUNK,
+    "local_batch_size": CHUNK,
+    "optimizer": MOMENTUM,
+    "shuffle": True,
+}
+"""How the client below trains, as `for_model` is told (lr 0.1 is the optimiser's)."""
 
 
 def shuffling_client() -> ClientApp:
@@ -38,7 +43,7 @@ def shuffling_client() -> ClientApp:
         model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
         generator = torch.Generator().manual_seed(int(context.node_config["partition-id"]))
         x = torch.randn(ROWS, FEATURES, generator=generator)
-        y = torch.randint(0, 3, (ROWS,), generator=generator)
+        y = torch.randint(0, 2, (ROWS,), generator=generator)
         loader = DataLoader(TensorDataset(x, y), batch_size=CHUNK, shuffle=True)
         optimizer = MOMENTUM(model.parameters())
         for _ in range(EPOCHS):
@@ -58,23 +63,7 @@ def shuffling_client() -> ClientApp:
 
 
 def auditor(out_dir: Path | None = None, **changes: object) -> LeakageAuditor:
-    setup: dict = {
-        "input_shape": (FEATURES,),
-        "num_classes": 3,
-        "batch_size": ROWS,
-        "domain": "features",
-        "protocol": "fedavg",
-        "local_steps": EPOCHS * ROWS // CHUNK,
-        "local_batch_size": CHUNK,
-        "optimizer": MOMENTUM,
-        "shuffle": True,
-        "attacks": ["l2"],
-        "audit": {"worker": "inline", "budget": {"iterations": 2}},
-        **changes,
-    }
-    return LeakageAuditor.for_model(
-        FedAvg(fraction_evaluate=0.0, min_available_nodes=NODES), net, out_dir=out_dir, **setup
-    )
+    return checks.auditor(out_dir, **{**CLIENTS, **changes})
 
 
 def test_the_clients_optimiser_is_modelled_and_shuffling_recorded(tmp_path: Path) -> None:
@@ -117,7 +106,7 @@ def test_a_scheduler_becomes_the_learning_rate_of_every_step() -> None:
             "Adam and AdamW",
         ),
         ({"lr": 0.5}, "lr: 0.5 contradicts the optimizer's lr \\(0.1\\); give one"),
-        ({"optimizer": None}, "lr: required"),
+        ({"optimizer": None, "lr": None}, "lr: required"),
         (
             {"lr_schedule": torch.optim.lr_scheduler.ReduceLROnPlateau},
             "lr_schedule: ReduceLROnPlateau is not modelled",

@@ -128,16 +128,16 @@ class AuditSetup:
         SGD steps of `lr`, each on `local_batch_size` samples of the batch; `fedsgd`:
         clients send θ − lr·g) and, under `fedavg`, `local_steps`. `batch_size` is how
         many samples one update is computed from. Under `fedavg`, the clients' training as
-        they build it (`fedsim.auditor.client_training`): `optimizer`, the factory they build
-        their torch optimiser with (`functools.partial(torch.optim.SGD, lr=0.1,
+        they build it (`fedsim.auditor.client_training`): `optimizer`, the factory they
+        build their torch optimiser with (`functools.partial(torch.optim.SGD, lr=0.1,
         momentum=0.9)`; SGD, Adam, AdamW; it carries `lr`; None: plain SGD of `lr`);
         `lr_schedule`, a torch lr_scheduler factory stepped after every local step or the
-        learning rate of each step; `shuffle` and `drop_last`, as their DataLoader has them
-        (mini-batches of `local_batch_size`, passes over the batch). `defense`: the spec of the defense the
-        clients apply (e.g. the `defenses.flower.mod` they use), so that attacks that
-        model it (Bayes) know its mechanism; `mechanism` gives the likelihood directly
-        instead (Flower's own DP tools, see `fedsim.auditor.flower_dp`). `audit`:
-        schedule, threat, budget, worker.
+        learning rate of each step; `shuffle` and `drop_last`, as their DataLoader has
+        them (mini-batches of `local_batch_size`, passes over the batch). `defense`: the
+        spec of the defense the clients apply (e.g. the `defenses.flower.mod` they use), so
+        that attacks that model it (Bayes) know its mechanism; `mechanism` gives the
+        likelihood directly instead (Flower's own DP tools, see
+        `fedsim.auditor.flower_dp`). `audit`: schedule, threat, budget, worker.
         """
         from fedsim.errors import ConfigError
         from fedsim.scenario.components import build_defense

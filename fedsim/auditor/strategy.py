@@ -154,7 +154,8 @@ class LeakageAuditor(PassThroughStrategy):
 
         `setup` are the keywords of `AuditSetup.for_model`: required `input_shape`,
         `num_classes`, `batch_size`, `domain`, `protocol`, `lr` (and `local_steps` under
-        FedAvg); optional `attacks`, `defense` (a fedsim defense spec, or the clients'
+        FedAvg); optional `optimizer`, `lr_schedule`, `shuffle`, `drop_last` (how the
+        clients train), `attacks`, `defense` (a fedsim defense spec, or the clients'
         Flower `LocalDpMod`), `audit`, ... Flower's DP wrappers around `inner` are
         recognised by themselves (`fedsim.auditor.flower_dp`); `delta` is the δ of their ε
         where they carry no accountant. Before it returns, the model
