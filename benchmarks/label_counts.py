@@ -10,7 +10,11 @@ the batch's labels counted right, Σ_c min(true_c, recovered_c) / B, of:
 - `infer_labels`: the labels the attacks optimise with (p̄ from random inputs);
 - `guess`: the batch split evenly over the classes, which ignores the update.
 
-    python benchmarks/label_counts.py --data-root DATA [--states 0 30 300] [--out FILE]
+    python benchmarks/label_counts.py --data-root DATA [--states 0 30 300]
+        [--models cnn mlp] [--train-split train|test] [--out FILE]
+
+`--train-split test` trains the model on the split the batches come from, so that it
+has seen the batch's images, as a global model has seen a client's after a few rounds.
 
 Prints JSON: one row per (model, state, protocol) with the mean share of each method
 and the shares on each batch.
@@ -71,11 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--states", type=int, nargs="+", default=[0, 30, 300])
     parser.add_argument("--models", nargs="+", default=["cnn", "mlp"])
+    parser.add_argument("--train-split", choices=["train", "test"], default="train")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     test = load_dataset("mnist", "test", args.data_root)
-    train = load_dataset("mnist", "train", args.data_root)
+    train = test if args.train_split == "test" else load_dataset("mnist", "train", args.data_root)
     chosen = batches(test.labels)
     rows = []
     for name in args.models:
