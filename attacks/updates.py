@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from attacks.local_training import protocol_batches, unroll
 from attacks.target import Protocol
 
 Route = Literal["auto", "fast", "vmap"]
@@ -510,8 +511,10 @@ class VmapUpdates:
     """Per-candidate updates with torch.func (generic route); also unrolls FedAvg local steps.
 
     With `protocol.kind == 'fedavg'` and `unroll=True`, each candidate's update is the
-    weight delta after `local_steps` differentiable SGD steps of `local_lr` on consecutive
-    chunks of `local_batch_size` samples of its batch (the whole batch when None).
+    weight delta after `local_steps` differentiable steps of the client's optimiser on
+    the mini-batches of `local_batch_size` samples of its batch that the protocol names
+    (`attacks.local_training`: the optimiser's update rules re-implemented as a pure
+    function, the learning rate of each step, which samples each step takes).
     """
 
     def __init__(
@@ -547,16 +550,13 @@ class VmapUpdates:
         if not self.unroll:
             g, stats = grad(self._loss, has_aux=True)(self.params, x, y)
             return [g[k] for k in self.params], stats
-        p = self.params
-        chunk = self.protocol.local_batch_size or x.shape[0]
-        stats0 = None
-        for step in range(self.protocol.local_steps):
-            start = (step * chunk) % x.shape[0]
-            idx = [(start + i) % x.shape[0] for i in range(min(chunk, x.shape[0]))]
-            g, stats = grad(self._loss, has_aux=True)(p, x[idx], y[idx])
-            stats0 = stats if stats0 is None else stats0
-            p = {k: p[k] - self.protocol.local_lr * g[k] for k in p}
-        return [p[k] - self.params[k] for k in self.params], stats0
+
+        def loss_gradient(params: dict[str, torch.Tensor], idx: list[int]):
+            return grad(self._loss, has_aux=True)(params, x[idx], y[idx])
+
+        batches = protocol_batches(self.protocol, x.shape[0])
+        p, stats = unroll(self.protocol, self.params, batches, loss_gradient)
+        return [p[k] - self.params[k] for k in self.params], stats[0]
 
     def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> CandidateUpdates:
         # Models that sample in train mode (PRECODE's bottleneck) draw fresh noise per

@@ -49,6 +49,9 @@ class TrainingProtocol(Protocol):
     @property
     def local_batch_size(self) -> int | None: ...
 
+    @property
+    def plain_sgd(self) -> bool: ...  # every local step θ ← θ − local_lr·g (no momentum, Adam, ...)
+
 
 def stated_mechanism(
     defense: Defense, batch_size: int, protocol: TrainingProtocol | None = None

@@ -93,13 +93,20 @@ class DPSGD(Defense):
         local step of lr on B samples: the delta −lr·g̃, so bound lr·C and std lr·σ·C/B.
         FedAvg with k > 1 local steps is refused (`MechanismRefused`): each step's noise
         moves the parameters the next step's gradient is taken at, so p(δ | x) has no
-        closed form — a delta of norm up to lr·k·C with noise lr·σ·C·√k/B is not it.
+        closed form — a delta of norm up to lr·k·C with noise lr·σ·C·√k/B is not it; so is
+        any optimiser other than plain SGD (`protocol.plain_sgd`).
         """
         if protocol is None or protocol.kind == "fedsgd":
             return ClippedGaussianMechanism(
                 self.clip, max(self.sigma * self.clip / batch_size, 1e-12)
             )
         step_batch = min(protocol.local_batch_size or batch_size, batch_size)
+        if not protocol.plain_sgd:
+            raise MechanismRefused(
+                "dpsgd under fedavg is stated for plain SGD steps (θ − lr·g̃); with the "
+                "client's optimiser (momentum, weight decay, Adam or a schedule) the "
+                "update's likelihood is not that; an attack that models it is refused"
+            )
         if protocol.local_steps > 1:
             raise MechanismRefused(
                 f"dpsgd under fedavg with {protocol.local_steps} local steps: each step's noise "

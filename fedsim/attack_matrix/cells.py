@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from attacks.local_training import client_options
 from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, ThreatModel
 from defenses.base import Defense, stated_mechanism
 from defenses.client import client_update
@@ -219,10 +220,7 @@ def defended_batches(
             x.to(device),
             y.to(device),
             generator,
-            kind=protocol.kind,
-            local_steps=protocol.local_steps,
-            local_lr=protocol.local_lr,
-            local_batch_size=protocol.local_batch_size,
+            **client_options(protocol),
         )
         targets.append(
             AttackTarget(

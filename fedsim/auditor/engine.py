@@ -29,8 +29,10 @@ from typing import Any
 import torch
 
 from attacks.errors import AttackRefused
+from attacks.local_training import approximations
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
 from fedsim.attack_matrix.specs import ADAPTED, AttackSpec
+from fedsim.auditor.label_counts import label_counts_field
 from fedsim.auditor.scoring import score_reconstruction
 from fedsim.auditor.setup import AuditSetup
 from fedsim.judgement import read_record
@@ -323,6 +325,7 @@ class AuditEngine:
             attack_targets(seeded(attack, seed), targets, budget) if targets else ([], 1)
         )
         elapsed = time.perf_counter() - started
+        read = _update_facts(ready, targets)
         for case, result in zip(ready, results, strict=True):
             if isinstance(result, Exception):
                 seconds = elapsed / max(len(ready), 1)
@@ -332,7 +335,7 @@ class AuditEngine:
                 _flag_over_budget(outcome.record, budget, elapsed / max(len(ready), 1))
             outcomes.append((case, outcome))
         for case, outcome in outcomes:
-            outcome.record.update({**job.fields, **case.fields})
+            outcome.record.update({**job.fields, **case.fields, **read.get(id(case), {})})
         return outcomes
 
     def lost_record(self, job: RoundJob, case: ClientCase, index: int, reason: str) -> AttackResult:
@@ -461,6 +464,20 @@ def _judged_shares(record: dict[str, Any]) -> None:
         if reading.domain == "images" and reading.recovered:
             name = "recognisable_trained_on" if reading.series.trained_on else "recognisable"
             record[name] = sum(reading.recovered) / len(reading.recovered)
+
+
+def _update_facts(
+    cases: Sequence[ClientCase], targets: Sequence[AttackTarget]
+) -> dict[int, dict[str, Any]]:
+    """Per case (by id): what its update gives away without an attack (`label_counts`)
+    and where the attacks' model of its training is approximate (`approximations`)."""
+    return {
+        id(case): {
+            "label_counts": label_counts_field(target, case.true_labels),
+            "approximations": approximations(target),
+        }
+        for case, target in zip(cases, targets, strict=True)
+    }
 
 
 def _flag_over_budget(record: dict[str, Any], budget: Budget, elapsed: float) -> None:
