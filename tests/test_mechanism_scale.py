@@ -119,7 +119,12 @@ def test_only_plain_additive_noise_is_noise_only() -> None:
     assert parse_defense("gaussian").mechanism.noise_only
     assert parse_defense("laplacian").mechanism.noise_only
     assert parse_defense("gaussian:0.3 | gaussian:0.4").mechanism.noise_only
-    for spec in ("dpsgd", "prune+gaussian", "random-prune+gaussian", "prune:0.5 | gaussian:0.2",
+    # DP-SGD's noise is added to the mean of per-sample clipped gradients, the candidate
+    # the attack forms as `per_sample_clip` says; a whole-update clip is more than noise.
+    assert parse_defense("dpsgd:clip=0.5").mechanism_for(4).per_sample_clip == 0.5
+    assert parse_defense("dpsgd | gaussian:0.1").mechanism_for(4).noise_only
+    assert not ClippedGaussianMechanism(clip=1.0, std=0.1).noise_only
+    for spec in ("prune+gaussian", "random-prune+gaussian", "prune:0.5 | gaussian:0.2",
                  "random-prune:0.5 | gaussian:0.2", "quantize", "topk"):  # fmt: skip
         assert not parse_defense(spec).mechanism.noise_only, spec
 
@@ -165,6 +170,7 @@ class _Inconsistent(_Guessable):
     noise = "gaussian"
     noise_scale = None
     noise_only = True
+    per_sample_clip = None
 
 
 @pytest.mark.parametrize(

@@ -202,6 +202,7 @@ class AuditEngine:
             labels = case.true_labels.to(self.device)
         if mechanism is None:
             mechanism = self.setup.mechanism
+        seen = mechanism if threat.mechanism_known else None
         return AttackTarget(
             model=model,
             # in the dtypes of the model the attack runs (FedAdam sends float64 weights)
@@ -213,8 +214,9 @@ class AuditEngine:
             input_shape=self.setup.input_shape,
             num_classes=self.setup.num_classes,
             labels=labels,
-            mechanism=mechanism if threat.mechanism_known else None,
+            mechanism=seen,
             mechanism_refusal=self.setup.mechanism_refusal if threat.mechanism_known else None,
+            mechanism_missing=self.setup.missing_mechanism(seen),
             protocol=self.setup.protocol,
             threat=threat,
             bn_train_mode=True,
@@ -232,6 +234,8 @@ class AuditEngine:
             "defense": self.setup.defense_label,
             "batch_size": self.setup.batch_size,
             "labels": self.setup.audit.threat.labels,
+            "mechanism": None,
+            "mechanism_reason": "the attack made no reconstruction",
         }
         if node is not None:
             record["node"] = node
@@ -296,6 +300,11 @@ class AuditEngine:
                 ready.append(case)
             except Exception as error:  # noqa: BLE001
                 outcomes.append((case, self._failure(job, case, config, error, 0.0)))
+        surrogate = (
+            attack.surrogate_for(targets[0]) if targets and _has_surrogates(attack) else None
+        )
+        if surrogate is not None:  # it is not the attack its name says: records say so
+            config = config.model_copy(update={"label": f"{config.display_name}~{surrogate}"})
         started = time.perf_counter()
         seed = derived_seed(self.setup.seed, _ATTACK_TAG, job.server_round, index) % 2**31
         # No global RNG here: this may run in a worker thread beside the federation.
@@ -393,6 +402,8 @@ class AuditEngine:
             message=recon.message,
             priors=dict(recon.priors),
             priors_source=recon.priors_source,
+            mechanism=recon.likelihood,
+            mechanism_reason=None if recon.likelihood is not None else recon.likelihood_note,
         )
         self._warn_untuned(config, recon.priors_source)
         if scores is not None and scores.psnr_images is not None:
@@ -409,6 +420,10 @@ class AuditEngine:
         if scores is not None:
             inputs = inputs[scores.order]
         return AttackResult(record, inputs)
+
+
+def _has_surrogates(attack: Any) -> bool:
+    return callable(getattr(attack, "surrogate_for", None))
 
 
 def _flag_over_budget(record: dict[str, Any], budget: Budget, elapsed: float) -> None:
