@@ -10,8 +10,9 @@ order they act (``gaussian | dpsgd`` is DP-SGD, then noise):
 
 - no part perturbs the gradient or update (e.g. ``ats`` alone): None;
 - exactly one part does: that part's mechanism (``ats | dpsgd`` → DP-SGD's);
-- Gaussian noise after Gaussian noise: Gaussian with the variances added, also after
-  DP-SGD (clipped Gaussian with the variances added, still clipped per sample);
+- Gaussian noise after Gaussian noise (``gaussian``, ``gaussian-per-sample``): Gaussian
+  with the variances added, also after DP-SGD (clipped Gaussian with the variances
+  added, still clipped per sample);
 - ``prune`` (the fixed public mask) then one ``gaussian`` or ``laplacian``: the fixed-mask
   likelihood `FixedMaskMechanism`, as ``prune+gaussian`` / ``prune+laplacian``;
 - ``random-prune`` then one ``gaussian`` or ``laplacian`` (noise on every coordinate,
@@ -35,6 +36,7 @@ from defenses.mechanisms import GaussianMechanism, Mechanism
 from defenses.mechanisms.clipped import ClippedGaussianMechanism
 from defenses.mechanisms.masked import FixedMaskMechanism, PruneNoiseMixtureMechanism
 from defenses.noise import GaussianNoise, LaplacianNoise
+from defenses.per_sample_noise import PerSampleGaussianNoise
 from defenses.pruning import Prune, RandomPrune
 
 
@@ -150,6 +152,12 @@ def _compose_mechanism(
         if isinstance(first, GaussianNoise):
             return GaussianMechanism(
                 math.sqrt(first.sigma**2 + extra)
+            ), f"{names}: Gaussian, variances added"
+        if isinstance(first, PerSampleGaussianNoise):
+            # in the units of what the client sends, as the noise after it
+            sigma = first.mechanism_for(batch_size, protocol).sigma
+            return GaussianMechanism(
+                math.sqrt(sigma**2 + extra)
             ), f"{names}: Gaussian, variances added"
         if isinstance(first, DPSGD):
             # The noise after DP-SGD is added to what the client sends: DP-SGD's units.

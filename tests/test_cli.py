@@ -32,7 +32,8 @@ def test_help_lists_every_command() -> None:
     [
         ("datasets", ["mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100"]),
         ("models", ["cnn", "convbig", "convnet64", "precode", "mlp", "resnet18"]),
-        ("defenses", ["gaussian", "laplacian", "prune", "dpsgd", "soteria", "ats", "precode"]),
+        ("defenses", ["gaussian", "laplacian", "gaussian-per-sample", "laplacian-per-sample"]),
+        ("defenses", ["prune", "dpsgd", "soteria", "ats", "precode"]),
         ("attacks", ["bayes", "l2", "l1", "cos", "gradinversion"]),
     ],
 )
