@@ -44,7 +44,18 @@ def step_units(name: str, batch_size: int, protocol: TrainingProtocol | None) ->
     return protocol.local_lr, min(protocol.local_batch_size or batch_size, batch_size)
 
 
-class PerSampleGaussianNoise(Defense):
+class _NoisePerSample(Defense):
+    """Gradient stage, perturbing; the mechanism without a batch is that of one sample."""
+
+    stages = frozenset({"gradient"})
+    perturbs_update = True
+
+    @property
+    def mechanism(self) -> Mechanism:
+        return self.mechanism_for(1)
+
+
+class PerSampleGaussianNoise(_NoisePerSample):
     """Gradient stage: N(0, σ² I) on each sample's gradient, averaged: σ/√B on the mean."""
 
     name = "gaussian-per-sample"
@@ -60,13 +71,7 @@ class PerSampleGaussianNoise(Defense):
             low_open=True,
         ),
     )
-    stages = frozenset({"gradient"})
-    perturbs_update = True
     sigma: float
-
-    @property
-    def mechanism(self) -> Mechanism:
-        return self.mechanism_for(1)
 
     def mechanism_for(self, batch_size: int, protocol: TrainingProtocol | None = None) -> Mechanism:
         factor, samples = step_units(self.name, batch_size, protocol)
@@ -88,7 +93,7 @@ class PerSampleGaussianNoise(Defense):
         return [g + std * draw_normal(g, generator) for g in grads]
 
 
-class PerSampleLaplacianNoise(Defense):
+class PerSampleLaplacianNoise(_NoisePerSample):
     """Gradient stage: Laplace(0, b) on each sample's gradient, averaged over the batch."""
 
     name = "laplacian-per-sample"
@@ -104,13 +109,7 @@ class PerSampleLaplacianNoise(Defense):
             low_open=True,
         ),
     )
-    stages = frozenset({"gradient"})
-    perturbs_update = True
     b: float
-
-    @property
-    def mechanism(self) -> Mechanism:
-        return self.mechanism_for(1)
 
     def mechanism_for(self, batch_size: int, protocol: TrainingProtocol | None = None) -> Mechanism:
         factor, samples = step_units(self.name, batch_size, protocol)
