@@ -89,7 +89,8 @@ class BayesAttack(GradientAttack):
     def prior_choice(self, target: AttackTarget) -> PriorChoice:
         if self.surrogate_for(target) and self.priors is None:
             l2 = choose_priors(L2Attack.name, type(target.model).__name__, target.input_shape)
-            choice = PriorChoice(l2.weights, f"{L2_SURROGATE}: l2's priors, {l2.source}", l2.tuned)
+            source = f"{l2.source} ({L2_SURROGATE}: l2's priors)"  # says untuned first
+            choice = PriorChoice(l2.weights, source, l2.tuned)
         elif target.mechanism is None and not target.mechanism_missing:
             # An exact update: the posterior is the likelihood's point mass and a prior
             # only biases it, so `exact_priors` (none by default) apply.

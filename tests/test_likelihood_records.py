@@ -82,7 +82,7 @@ def test_bayes_without_a_likelihood_under_a_perturbing_defense_is_a_named_surrog
     assert set(records) == {"bayes~l2-surrogate", "l2"}
     surrogate = records["bayes~l2-surrogate"]
     assert surrogate["status"] == "ok"
-    assert surrogate["priors_source"].startswith("l2-surrogate: l2's priors")
+    assert "(l2-surrogate: l2's priors)" in surrogate["priors_source"]
     assert "exact" not in surrogate["priors_source"]
     assert surrogate["mechanism"] is None
     assert "states no likelihood" in surrogate["mechanism_reason"]
