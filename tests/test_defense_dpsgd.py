@@ -198,8 +198,12 @@ def _split(flat: torch.Tensor, shapes: list, batched: bool = False) -> list[torc
 
 def _true_batch_nll(target: AttackTarget, x: torch.Tensor, route: str) -> torch.Tensor:
     """−log p(observed | true batch) as the Bayes attack evaluates it (its data term at x)."""
+    from attacks.updates import ActivationUpdates
+
     attack = build_attack("bayes", priors={}, route=route)
     problem, _ = attack._problem([target], [target.labels], Budget(), torch.device("cpu"))
+    unrolled = target.protocol.kind == "fedavg"  # the generic route unrolls local steps
+    assert isinstance(problem.updates, ActivationUpdates) == (route == "auto" and not unrolled)
     data, _ = problem.terms(x.unsqueeze(0))
     return data.detach().double()[0]
 
