@@ -103,6 +103,11 @@ class AttackTarget:
     mechanism_refusal: str | None = None
     """Why no mechanism is given although the defense perturbs the update (an attack
     that models the mechanism is then refused with it); None otherwise."""
+    mechanism_missing: str | None = None
+    """Where a defense perturbs the update but no mechanism is given (none is stated,
+    or the threat model withholds it): why. The update is then not exact, and an attack
+    that models the mechanism runs a named surrogate (`GradientAttack.surrogate_for`)
+    or is refused; None where the update is exact or a mechanism is given."""
     protocol: Protocol = field(default_factory=Protocol)
     threat: ThreatModel = field(default_factory=ThreatModel)
     bn_train_mode: bool = True
@@ -158,7 +163,10 @@ class Reconstruction:
     `best` indexes the chosen one. `labels_inferred` is False where labels were given.
     `priors` are the prior weights used and `priors_source` where they came from: given,
     tuned for this model and shape, `untuned: …` (see `attacks.prior_defaults`), or none
-    for an attack without priors.
+    for an attack without priors. `likelihood` describes the likelihood the attack read
+    (name, noise, scale in the units it read, per-sample clip), or is None with the reason
+    in `likelihood_note`; `surrogate` names the stand-in it ran where it could not be
+    itself (records then call it `attack~surrogate`).
     """
 
     inputs: torch.Tensor
@@ -172,3 +180,6 @@ class Reconstruction:
     message: str = ""
     priors: dict[str, float] = field(default_factory=dict)
     priors_source: str = "none"
+    likelihood: dict[str, object] | None = None
+    likelihood_note: str | None = None
+    surrogate: str | None = None

@@ -63,6 +63,18 @@ def stated_mechanism(
         return None, str(refusal)
 
 
+def missing_mechanism(
+    defense: Defense | None, mechanism: Mechanism | None, refusal: str | None = None
+) -> str | None:
+    """Why an update that `defense` perturbs comes without a likelihood (the refusal, or
+    the defense's own note); None where the update is exact or `mechanism` is given."""
+    if mechanism is not None or defense is None or not defense.perturbs_update:
+        return None
+    if refusal:
+        return refusal
+    return f"{defense.spec} perturbs the update but states no likelihood ({defense.mechanism_note})"
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One parameter of a defense: its type, accepted values, default and meaning.
@@ -163,6 +175,8 @@ class Defense:
     stages: ClassVar[frozenset[str]] = frozenset()
     perturbs_update: ClassVar[bool] = False
     """True where the defense changes the gradient or update itself (not just the data)."""
+    adds_loss: ClassVar[bool] = False
+    """True where `extra_loss` adds a term to the training loss (PRECODE's KL term)."""
 
     def __init__(self, **values: Any) -> None:
         self.values = resolve_parameters(self.name, self.parameters, values)
@@ -195,6 +209,11 @@ class Defense:
         likelihood can be stated and stating none would mislead an attack that models it.
         """
         return self.mechanism
+
+    def composition_refusal(self, parts: Sequence[Defense]) -> str | None:
+        """Why this defense, stacked with `parts` (the whole stack, itself included, in
+        order), would silently undo another part; None where it composes honestly."""
+        return None
 
     @property
     def mechanism_note(self) -> str:

@@ -37,6 +37,7 @@ class Precode(Defense):
         ),
     )
     stages = frozenset({"model"})
+    adds_loss = True
     beta: float
 
     @property

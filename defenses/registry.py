@@ -20,6 +20,7 @@ from defenses.dpsgd import DPSGD
 from defenses.errors import DefenseError
 from defenses.identity import NoDefense
 from defenses.noise import GaussianNoise, LaplacianNoise
+from defenses.per_sample_noise import PerSampleGaussianNoise, PerSampleLaplacianNoise
 from defenses.precode import Precode
 from defenses.pruning import (
     Prune,
@@ -39,6 +40,8 @@ DEFENSES: dict[str, type[Defense]] = {
         NoDefense,
         GaussianNoise,
         LaplacianNoise,
+        PerSampleGaussianNoise,
+        PerSampleLaplacianNoise,
         Prune,
         PruneGaussian,
         PruneLaplacian,

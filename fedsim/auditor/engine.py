@@ -223,6 +223,7 @@ class AuditEngine:
         refusal = self.setup.mechanism_refusal
         if case.mechanism_refusal is not None:
             mechanism, refusal = None, case.mechanism_refusal
+        seen = mechanism if threat.mechanism_known else None
         return AttackTarget(
             model=model,
             # in the dtypes of the model the attack runs (FedAdam sends float64 weights)
@@ -234,8 +235,9 @@ class AuditEngine:
             input_shape=self.setup.input_shape,
             num_classes=self.setup.num_classes,
             labels=labels,
-            mechanism=mechanism if threat.mechanism_known else None,
+            mechanism=seen,
             mechanism_refusal=refusal if threat.mechanism_known else None,
+            mechanism_missing=self.setup.missing_mechanism(seen),
             protocol=self.setup.protocol,
             threat=threat,
             bn_train_mode=True,
@@ -254,6 +256,8 @@ class AuditEngine:
             "batch_size": self.setup.batch_size,
             "labels": self.setup.audit.threat.labels,
             "budget": self.setup.budget_for(config).model_dump(),
+            "mechanism": None,
+            "mechanism_reason": "the attack made no reconstruction",
         }
         if node is not None:
             record["node"] = node
@@ -318,6 +322,11 @@ class AuditEngine:
                 ready.append(case)
             except Exception as error:  # noqa: BLE001
                 outcomes.append((case, self._failure(job, case, config, error, 0.0)))
+        surrogate = (
+            attack.surrogate_for(targets[0]) if targets and _has_surrogates(attack) else None
+        )
+        if surrogate is not None:  # it is not the attack its name says: records say so
+            config = config.model_copy(update={"label": f"{config.display_name}~{surrogate}"})
         started = time.perf_counter()
         seed = derived_seed(self.setup.seed, _ATTACK_TAG, job.server_round, index) % 2**31
         # No global RNG here: this may run in a worker thread beside the federation.
@@ -418,6 +427,8 @@ class AuditEngine:
             message=recon.message,
             priors=dict(recon.priors),
             priors_source=recon.priors_source,
+            mechanism=recon.likelihood,
+            mechanism_reason=None if recon.likelihood is not None else recon.likelihood_note,
         )
         self._warn_untuned(config, recon.priors_source)
         if scores is not None and scores.psnr_images is not None:
@@ -478,6 +489,10 @@ def _update_facts(
         }
         for case, target in zip(cases, targets, strict=True)
     }
+
+
+def _has_surrogates(attack: Any) -> bool:
+    return callable(getattr(attack, "surrogate_for", None))
 
 
 def _flag_over_budget(record: dict[str, Any], budget: Budget, elapsed: float) -> None:

@@ -19,7 +19,7 @@ from torch import nn
 
 from attacks.domain import FeatureDomain, ImageDomain, InputDomain
 from attacks.target import Protocol, ThreatModel
-from defenses.base import Defense, stated_mechanism
+from defenses.base import Defense, missing_mechanism, stated_mechanism
 from fedsim.auditor.client_training import OptimizerSpec, declared_protocol
 from fedsim.metrics.guesses import Guess, image_guess, row_guess
 from fedsim.scenario.build import Federation, derived_seed
@@ -201,6 +201,14 @@ class AuditSetup:
             mechanism_known=threat.mechanism_known,
             local_hparams_known=threat.local_hparams_known,
         )
+
+    def missing_mechanism(self, mechanism: object | None) -> str | None:
+        """Why the attacks get no mechanism (`mechanism`, as the threat model lets them
+        see it) though the clients' defense perturbs the update; None otherwise."""
+        perturbed = self.defense is not None and self.defense.perturbs_update
+        if perturbed and not self.audit.threat.mechanism_known:
+            return "the threat model withholds the defense's mechanism (mechanism_known)"
+        return missing_mechanism(self.defense, mechanism, self.mechanism_refusal)
 
     def budget_for(self, attack: AttackConfig) -> BudgetConfig:
         """The audit budget with the attack's own overrides applied."""
