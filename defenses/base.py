@@ -11,7 +11,8 @@ A defense acts at one or more stages of a client's round, in this order:
   (noise, pruning, quantisation).
 
 Every defense declares its parameters (`Parameter`: name, type, range, default,
-meaning), its paper `reference`, what it `protects` against, and its `mechanism`:
+meaning), its paper `reference`, what it does to the update (`effect`: a fact, never a
+claim of protection), and its `mechanism`:
 the likelihood p(observed | clean) it induces, or None where the adversary is told
 no likelihood (heuristic defenses). Randomness comes only from the generator passed
 in: the same seed gives the same update.
@@ -170,7 +171,8 @@ class Defense:
 
     name: ClassVar[str] = "defense"
     reference: ClassVar[str] = ""
-    protects: ClassVar[str] = ""
+    effect: ClassVar[str] = ""
+    """What the defense does to the update, in plain words (`fedsim list defenses`)."""
     parameters: ClassVar[tuple[Parameter, ...]] = ()
     stages: ClassVar[frozenset[str]] = frozenset()
     perturbs_update: ClassVar[bool] = False

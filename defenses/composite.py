@@ -45,7 +45,7 @@ class Composite(Defense):
 
     name = "compose"
     reference = "composition of the parts' references"
-    protects = "what its parts protect"
+    effect = "what its parts do, in order"
 
     def __init__(self, parts: Sequence[Defense]) -> None:
         if not parts:

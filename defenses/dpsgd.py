@@ -61,7 +61,7 @@ class DPSGD(Defense):
 
     name = "dpsgd"
     reference = "Abadi et al., Deep Learning with Differential Privacy, CCS 2016"
-    protects = "every attack, with a formal (ε, δ) guarantee per sample"
+    effect = "clips each sample's gradient to C and adds Gaussian noise σ·C (its (ε, δ) per threat model is in the run's records)"
     parameters = (
         Parameter("clip", float, 1.0, "per-sample gradient norm bound C", low=0.0, low_open=True),
         Parameter("sigma", float, 1.0, "noise multiplier σ (noise std σ·C on the sum)", low=0.0),

@@ -60,7 +60,7 @@ class PerSampleGaussianNoise(_NoisePerSample):
 
     name = "gaussian-per-sample"
     reference = REFERENCE + " (its code's dp_gaussian: noise per sample, then the mean)"
-    protects = "every attack, by masking each sample's gradient with Gaussian noise"
+    effect = "adds Gaussian noise to each sample's gradient, then averages (the paper's convention)"
     parameters = (
         Parameter(
             "sigma",
@@ -98,7 +98,9 @@ class PerSampleLaplacianNoise(_NoisePerSample):
 
     name = "laplacian-per-sample"
     reference = REFERENCE + " (its code's dp_laplacian: noise per sample, then the mean)"
-    protects = "every attack, by masking each sample's gradient with Laplacian noise"
+    effect = (
+        "adds Laplacian noise to each sample's gradient, then averages (the paper's convention)"
+    )
     parameters = (
         Parameter(
             "b",

@@ -118,7 +118,7 @@ class DefenseInfo:
     name: str
     parameters: tuple[Parameter, ...]
     stages: tuple[str, ...]
-    protects: str
+    effect: str
     mechanism: str
     reference: str
 
@@ -128,8 +128,8 @@ class DefenseInfo:
         return "; ".join(f"{p.name}={p.default} ({p.accepted()})" for p in self.parameters) or "—"
 
     def __iter__(self) -> Iterator[str]:
-        """The display row of `fedsim list defenses`: name, parameters, protects, reference."""
-        return iter((self.name, self.parameters_text, self.protects, self.reference))
+        """The display row of `fedsim list defenses`: name, parameters, effect, reference."""
+        return iter((self.name, self.parameters_text, self.effect, self.reference))
 
     @property
     def defaults(self) -> str:
@@ -147,7 +147,7 @@ def list_defenses() -> list[DefenseInfo]:
                 name=name,
                 parameters=cls.parameters,
                 stages=tuple(s for s in STAGES if s in cls.stages),
-                protects=cls.protects,
+                effect=cls.effect,
                 mechanism=default.mechanism_note,
                 reference=cls.reference,
             )
