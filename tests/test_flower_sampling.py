@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fedsim.errors import ConfigError
-from fedsim.flower.client_app import app as client_app
+from fedsim.flower.client_app import simulation_app as client_app
 from fedsim.flower.local_grid import LocalGrid
 from fedsim.flower.sampling import sampled_partitions
 from fedsim.flower.server_app import run_federation
