@@ -1,12 +1,14 @@
 """κ per data set: the share of training images that the best data-only guess makes
 recognisable (SSIM ≥ 0.4), without and with the labels (`fedsim.metrics.guess_baseline`).
 
-Guesses are built from the test split (what an adversary may know about the data) and
-scored against the training split (what the clients hold). Prints one Markdown row per
-data set and the `MeasuredKappa` entry to paste into `MEASURED_KAPPA`.
+Guesses are built from the test split (what an adversary may know about the data; with
+`--reference`, another data set's) and scored against the training split (what the
+clients hold). Prints one Markdown row per data set and the `MeasuredKappa` entry to
+paste into `MEASURED_KAPPA`.
 
     python scripts/kappa_baselines.py mnist-sample
-    python scripts/kappa_baselines.py mnist cifar10 --data-root DATA
+    python scripts/kappa_baselines.py mnist cifar10 --data-root DATA --limit 10000
+    python scripts/kappa_baselines.py mnist-sample --reference mnist --data-root DATA
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+")
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=None, help="score the first N training images")
+    parser.add_argument("--reference", default=None, help="build the guesses from this data set")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(
@@ -35,7 +38,7 @@ def main() -> None:
     entries = []
     for name in args.datasets:
         started = time.perf_counter()
-        reference = load_dataset(name, "test", args.data_root).as_float()
+        reference = load_dataset(args.reference or name, "test", args.data_root).as_float()
         private = load_dataset(name, "train", args.data_root).as_float()
         images, labels = private.images, private.labels
         if args.limit is not None:
