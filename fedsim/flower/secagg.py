@@ -281,13 +281,8 @@ def run_secure_federation(
         on_round_audited=observer.round_audited if observer is not None else None,
         attacks=attacks,
     )
-    round_end = RoundEnd(
-        federation,
-        recorder,
-        observer,
-        resolve_device(scenario.device),
-        noise_from_seed=noise_from_seed,
-    )
+    device = resolve_device(scenario.device)
+    round_end = RoundEnd(federation, recorder, observer, device, noise_from_seed=noise_from_seed)
     offset, state = starting_point(federation, recorder, resume_after)
     initial = OrderedDict(state)
     strategy = SecAggFedAvg(

@@ -151,13 +151,8 @@ def run_federation(
     aggregator = reply_filter.inner if reply_filter is not None else auditor.inner
     stateful = has_state(aggregator)
     offset, initial_state = starting_point(federation, recorder, resume_after)
-    round_end = RoundEnd(
-        federation,
-        recorder,
-        observer,
-        resolve_device(scenario.device),
-        noise_from_seed=noise_from_seed,
-    )
+    device = resolve_device(scenario.device)
+    round_end = RoundEnd(federation, recorder, observer, device, noise_from_seed=noise_from_seed)
 
     def evaluate(loop_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         server_round = loop_round + offset
