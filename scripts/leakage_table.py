@@ -59,11 +59,15 @@ def _bound(record: dict) -> str:
 
 
 def _footnote(run: RunRecords) -> str:
-    why = next(
-        (c.get("why_not") for r in run.rounds for c in r.get("privacy", []) if not c.get("holds")),
-        None,
-    )
-    return f"\n\n† does not hold in this run: {why}." if why else ""
+    """Why each claim marked † does not hold, per reason, naming its threat models."""
+    reasons: dict[str, list[str]] = {}
+    for claim in (c for r in run.rounds[-1:] for c in r.get("privacy", [])):
+        if not claim.get("holds"):
+            reasons.setdefault(claim.get("why_not", ""), []).append(claim["threat_model"])
+    lines = [
+        f"† {', '.join(names)}: does not hold in this run: {why}." for why, names in reasons.items()
+    ]
+    return "\n\n" + "\n".join(lines) if lines else ""
 
 
 def _round_facts(run: RunRecords, rnd: int) -> tuple[str, dict[str, str]]:
