@@ -212,7 +212,7 @@ class Federation:
     @property
     def dpsgd(self) -> DPSGD | None:
         """The DP-SGD part of the defenses, or None."""
-        return next((p for p in _defense_parts(self.defense) if isinstance(p, DPSGD)), None)
+        return _dpsgd_of(self.defense)
 
     def round_schedule(self) -> RoundSchedule:
         """How one round uses a client's records, for the accounting (smallest partition)."""
@@ -251,9 +251,13 @@ def _defense_parts(defense: Any) -> tuple[Any, ...]:
     return tuple(defense.parts) if isinstance(defense, Composite) else (defense,)
 
 
+def _dpsgd_of(defense: Any) -> DPSGD | None:
+    return next((p for p in _defense_parts(defense) if isinstance(p, DPSGD)), None)
+
+
 def _check_delta(defense: Any, partitions: list[np.ndarray]) -> None:
     """ConfigError naming the field unless DP-SGD's δ is below 1/(smallest partition)."""
-    dpsgd = next((p for p in _defense_parts(defense) if isinstance(p, DPSGD)), None)
+    dpsgd = _dpsgd_of(defense)
     if dpsgd is None:
         return
     try:
