@@ -24,10 +24,14 @@ from attacks.objectives import Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
 from attacks.prior_defaults import PriorChoice, choose_priors
 from attacks.priors import build_prior, check_prior_name
+from attacks.seeding import stream_seed
 from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, ThreatModel
 from attacks.updates import Route, build_updates
 
 Capability = Literal["labels", "bn_stats", "mechanism", "local_hparams"]
+
+RESTART_STREAM = "attack-restart"
+"""The stream (`attacks.seeding`) each restart's starting point is drawn from."""
 
 _GRANTS: dict[str, str] = {
     "labels": "labels_known",
@@ -316,7 +320,7 @@ class GradientAttack:
         """Restart `restart`'s start point, drawn by the domain (images: uniform in [0, 1])
         from a generator seeded by (seed, restart) alone, so a candidate starts the same
         however it is batched."""
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + restart)
+        gen = torch.Generator().manual_seed(stream_seed(self.seed, RESTART_STREAM, restart))
         return target.domain.initial((1, target.batch_size, *target.input_shape), gen)
 
 

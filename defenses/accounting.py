@@ -7,17 +7,26 @@ it bounds and whether the run at hand satisfies its assumption. For one client t
 trained in each of R rounds (client sampling is not counted: the server knows who took
 part):
 
-- ``subsampled`` — record-level, with amplification by subsampling: each round the
-  client draws its batch with probability q = b/N per record, and only holds when that
-  sampling is secret from the server (Poisson sampling from client-secret randomness,
-  as Opacus' data loader does). fedsim's own clients, simulated or deployed, draw their
-  batches from a public function of the scenario seed (`fedsim.data.sampling`), which
-  the server recomputes: there this ε does not hold and is marked so.
+- ``subsampled`` — record-level, with amplification by subsampling (add or remove one
+  record: sensitivity C): each round the client draws its batch with probability
+  q = b/N per record, and only holds when that sampling is secret from the server
+  (Poisson sampling from client-secret randomness, as Opacus' data loader does).
+  fedsim's own clients, simulated or deployed, draw their batches from a public
+  function of the scenario seed (`fedsim.data.sampling`), which the server recomputes:
+  there this ε does not hold and is marked so.
 - ``informed`` — record-level against an informed adversary who knows which records
-  each step used (q = 1): the bound that speaks to reconstructing an attacked record.
-  It is the worst case over records, one that was in every round's batch.
-- ``user`` — user-level: all of one client's records, by group privacy over the B
-  records of each step (sensitivity B·C per step, q = 1).
+  each step used (q = 1) and every record but the attacked one, which it tells from
+  any other: replace one record by another, so one step's sum moves by up to 2C and
+  each step is a Gaussian mechanism of multiplier σ/2. It is the worst case over
+  records, one that was in every round's batch, and the bound that speaks to
+  reconstructing an attacked record: its claim carries `reconstruction_bound`
+  (`defenses.reconstruction`).
+- ``user`` — user-level: any change to all of one client's records, by group privacy
+  over the B records of each step (replace-one: sensitivity 2·B·C per step, q = 1).
+
+Both claims with q = 1 hold only where the server cannot regenerate the client's noise;
+a caller whose clients draw it from a seed the server holds says so
+(`noise_known_to_server`), and those claims are then marked as not holding.
 
 What a round does (`RoundSchedule`): the client draws one batch of b records and its k
 local steps cycle through it in chunks of B (`defenses.client.local_chunk`), so a
@@ -25,6 +34,9 @@ record enters m of the k steps (m = 1 for FedSGD). m Gaussian mechanisms of nois
 multiplier σ on the same record compose exactly to one of σ/√m, so a round is one
 subsampled Gaussian mechanism (σ/√m, q), composed over the rounds. The RDP accountant
 assumes Poisson sampling; clients draw fixed-size batches (the usual approximation).
+
+δ must be below 1/N for the N records of the partition: a δ of 1/N is met by a
+mechanism that publishes one record in the clear.
 
 ε comes from Opacus' RDP accountant over the orders `ORDERS`; the tests check it
 against Google's dp-accounting.
@@ -40,6 +52,7 @@ from typing import Any, Literal
 
 from defenses.client import local_chunk
 from defenses.errors import DefenseError
+from defenses.reconstruction import Kappa, ReconstructionBound, gaussian_steps_bound
 
 ORDERS: tuple[float, ...] = (
     *(1 + x / 10.0 for x in range(1, 100)),
@@ -151,9 +164,32 @@ class PrivacyClaim:
     statement: str
     holds: bool | None
     why_not: str = ""
+    reconstruction_bound: ReconstructionBound | None = None
+    """On the informed claim (and a subsampled one that holds): the most an adversary of
+    that threat model can succeed at reconstructing a record (`defenses.reconstruction`)."""
+    caveat: str = ""
+    """Who the claim does not hold against although it holds against the run's server
+    (in simulation: whoever holds the run directory's seed)."""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.reconstruction_bound is None:
+            del out["reconstruction_bound"]
+        if not self.caveat:
+            del out["caveat"]
+        return out
+
+
+def check_delta(delta: float, partition_size: int) -> None:
+    """DefenseError unless 0 < δ < 1/N for the N records of a partition (module note)."""
+    if not 0 < delta < 1:
+        raise DefenseError(f"accounting: parameter 'delta' must be in (0, 1), got {delta}")
+    if delta * partition_size >= 1:
+        raise DefenseError(
+            f"accounting: parameter 'delta' must be below 1/{partition_size} (one over the "
+            f"records of the smallest partition), got {delta}: at that δ a mechanism that "
+            "publishes a record in the clear satisfies the guarantee"
+        )
 
 
 def privacy_claims(
@@ -164,12 +200,21 @@ def privacy_claims(
     *,
     secret_sampling: bool,
     public_sampling_note: str = "",
+    noise_known_to_server: str = "",
+    seeded_noise: str = "",
+    kappa: Kappa | None = None,
 ) -> list[PrivacyClaim]:
     """ε per threat model for one client after `rounds` rounds of `schedule` (module note).
 
     `secret_sampling`: whether the client's batch sampling is secret from the server;
-    `public_sampling_note` says why not, where it is not.
+    `public_sampling_note` says why not, where it is not. `noise_known_to_server`: why
+    the server can regenerate the client's noise ("" where it cannot): the claims with
+    q = 1 then do not hold. `seeded_noise`: in simulation, who else could regenerate it
+    (the run directory's seed, which the simulated server is never given): the claims
+    hold against the server and carry it as their `caveat`. `kappa`: the adversary's best
+    blind success, for the reconstruction bound (None: no bound).
     """
+    check_delta(delta, schedule.partition_size)
     sigma, m, chunk = noise_multiplier, schedule.uses_per_round, schedule.chunk
     q = schedule.sample_rate
 
@@ -178,34 +223,50 @@ def privacy_claims(
             return None
         return dp_epsilon(multiplier, rate, steps, delta)
 
+    def bound(multiplier: float, rate: float, steps: int) -> ReconstructionBound | None:
+        if sigma == 0 or kappa is None:
+            return None
+        return gaussian_steps_bound(kappa, multiplier, steps, rate)
+
     round_note = f"{m} of {schedule.local_steps} local steps per round" if m > 1 else ""
     subsampled = (
         f"record-level, amplified by subsampling at q = {schedule.batch_size}/"
-        f"{schedule.partition_size}; assumes the client samples its batch secretly"
+        f"{schedule.partition_size} (add or remove one record); assumes the client samples "
+        "its batch secretly"
     )
+    regenerable = bool(noise_known_to_server)
     return [
         PrivacyClaim(
             "subsampled",
             spent(sigma / math.sqrt(m), q, rounds),
             delta,
             subsampled + (f" ({round_note})" if round_note else ""),
-            holds=secret_sampling,
-            why_not="" if secret_sampling else public_sampling_note,
+            holds=secret_sampling and not regenerable,
+            why_not=noise_known_to_server if secret_sampling else public_sampling_note,
+            reconstruction_bound=(
+                bound(sigma / math.sqrt(m), q, rounds) if secret_sampling else None
+            ),
         ),
         PrivacyClaim(
             "informed",
-            spent(sigma, 1.0, m * rounds),
+            spent(sigma / 2, 1.0, m * rounds),
             delta,
             "record-level against an informed adversary who knows which records each step "
-            "used (q = 1): bounds what the server learns of an attacked record",
-            holds=True,
+            "used (q = 1) and every record but the attacked one (replace one: sensitivity "
+            "2C): bounds what the server learns of an attacked record",
+            holds=not regenerable,
+            why_not=noise_known_to_server,
+            reconstruction_bound=bound(sigma / 2, 1.0, m * rounds),
+            caveat=seeded_noise,
         ),
         PrivacyClaim(
             "user",
-            spent(sigma / chunk, 1.0, schedule.local_steps * rounds),
+            spent(sigma / (2 * chunk), 1.0, schedule.local_steps * rounds),
             delta,
-            f"user-level: all of one client's records, by group privacy over the {chunk} "
-            "record(s) of each step (q = 1)",
-            holds=True,
+            f"user-level: any change to all of one client's records, by group privacy over "
+            f"the {chunk} record(s) of each step (sensitivity 2·{chunk}·C, q = 1)",
+            holds=not regenerable,
+            why_not=noise_known_to_server,
+            caveat=seeded_noise,
         ),
     ]

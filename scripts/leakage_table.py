@@ -1,6 +1,7 @@
 """Markdown tables of federation runs: per audited round, mean PSNR and images recovered
-per attack beside the accuracy (and under DP-SGD ε per threat model, each column named for it) — the tables of
-EXPERIMENTS.md come from this.
+per attack beside the accuracy (and under DP-SGD ε per threat model, each column named
+for it, and the informed claim's bound on reconstruction) — the tables of EXPERIMENTS.md
+come from this.
 
     python scripts/leakage_table.py RUN [RUN ...]           # one table per run
     python scripts/leakage_table.py --final RUN [RUN ...]   # one row per run: its last audited round
@@ -56,34 +57,37 @@ def _epsilons(record: dict) -> dict[str, str]:
     return out
 
 
+BOUND_COLUMN = "reconstruction bound (informed)"
+"""P[an image made recognisable] ≤ this, from the informed claim's `reconstruction_bound`."""
+
+
+def _bound(record: dict) -> str:
+    """The informed claim's reconstruction bound in one rounds.jsonl line, else '-'."""
+    claim = next((c for c in record.get("privacy", []) if c["threat_model"] == "informed"), {})
+    bound = (claim.get("reconstruction_bound") or {}).get("bound")
+    return "-" if bound is None else f"{bound:.3g} (κ {claim['reconstruction_bound']['kappa']:.3g})"
+
+
 def _footnote(run: RunRecords) -> str:
-    why = next(
-        (
-            c.get("why_not")
-            for r in run.rounds
-            for c in r.get("privacy", [])
-            if c.get("holds") is False
-        ),
-        None,
-    )
-    note = f"\n\n† does not hold in this run: {why}." if why else ""
-    unverified = next(
-        (
-            c.get("why_not")
-            for r in run.rounds
-            for c in r.get("privacy", [])
-            if c.get("holds") is None
-        ),
-        None,
-    )
-    if unverified:
-        note += f"\n\n‡ unverified: {unverified}."
+    """Why each claim marked † does not hold (‡: cannot be checked), per reason, naming its
+    threat models; and what `*` marks."""
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for claim in (c for r in run.rounds[-1:] for c in r.get("privacy", [])):
+        holds = claim.get("holds")
+        if not holds:
+            mark = "‡" if holds is None else "†"
+            reasons.setdefault((mark, claim.get("why_not", "")), []).append(claim["threat_model"])
+    lines = [
+        f"{mark} {', '.join(names)}: "
+        f"{'unverified' if mark == '‡' else 'does not hold in this run'}: {why}."
+        for (mark, why), names in reasons.items()
+    ]
     if any(not r.complete for f in run.facts() for r in f.rounds):
-        note += (
-            "\n\n* the round's audit is incomplete: an update could not be attacked, or an"
+        lines.append(
+            "* the round's audit is incomplete: an update could not be attacked, or an"
             " attack stopped at its time budget (its best candidate is counted)."
         )
-    return note
+    return "\n\n" + "\n\n".join(lines) if lines else ""
 
 
 def _round_facts(run: RunRecords, rnd: int) -> tuple[str, dict[str, str]]:
@@ -102,12 +106,15 @@ def _dp_columns(runs: Sequence[RunRecords]) -> list[str]:
 def run_table(run: RunRecords) -> str:
     names, table = _by_round(run)
     dp = _dp_columns([run])
-    header = ["round", "steps before", "accuracy", *(EPSILON_COLUMNS[c] for c in dp), *names]
+    bounds = [BOUND_COLUMN] if "informed" in dp else []
+    header = ["round", "steps before", "accuracy", *(EPSILON_COLUMNS[c] for c in dp), *bounds]
+    header += names
+    rows = {int(r["round"]): r for r in run.rounds}
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rnd in sorted(table):
         accuracy, epsilons = _round_facts(run, rnd)
         cells = [table[rnd].get(n, "-") for n in names]
-        eps = [epsilons.get(c, "-") for c in dp]
+        eps = [epsilons.get(c, "-") for c in dp] + [_bound(rows.get(rnd, {}))] * len(bounds)
         lines.append("| " + " | ".join([str(rnd), str(rnd - 1), accuracy, *eps, *cells]) + " |")
     return "\n".join(lines) + _footnote(run)
 
@@ -118,6 +125,7 @@ def final_table(runs: Sequence[RunRecords]) -> str:
     dp = _dp_columns(runs)
     header = ["run", "defense", "last audited round", *names, "final accuracy"]
     header += [f"{EPSILON_COLUMNS[c]} at the end" for c in dp]
+    header += [f"{BOUND_COLUMN} at the end"] if "informed" in dp else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         _, table = _by_round(run)
@@ -127,6 +135,7 @@ def final_table(runs: Sequence[RunRecords]) -> str:
         cells = [table[last].get(n, "-") if last is not None else "-" for n in names]
         accuracy = f"{100 * final['accuracy']:.1f} %" if "accuracy" in final else "-"
         eps = [_epsilons(final).get(c, "-") for c in dp]
+        eps += [_bound(final)] if "informed" in dp else []
         lines.append(
             "| " + " | ".join([run.name, defense, str(last), *cells, accuracy, *eps]) + " |"
         )

@@ -19,7 +19,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from attacks.target import AttackTarget, Budget, Reconstruction
 from fedsim.auditor import LeakageAuditor
-from fedsim.flower.client_app import app as client_app
+from fedsim.flower.client_app import simulation_app as client_app
 from fedsim.flower.local_grid import LocalGrid
 from fedsim.flower.protocol import SCENARIO_KEY
 from fedsim.flower.server_app import run_federation

@@ -151,7 +151,7 @@ def test_checkpoint_settings_are_checked_when_loaded(tmp_path: Path) -> None:
 
 
 def test_a_run_from_a_checkpoint_resumes_like_any_run(uninterrupted: Path, tmp_path: Path) -> None:
-    from fedsim.flower.client_app import app as client_app
+    from fedsim.flower.client_app import simulation_app as client_app
     from fedsim.flower.local_grid import LocalGrid
     from fedsim.flower.server_app import run_federation
     from fedsim.records import RunRecorder, run_header

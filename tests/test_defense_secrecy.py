@@ -236,3 +236,144 @@ def test_only_the_client_and_ground_truth_scoring_call_the_defense_generator() -
         if "defense_generator" in path.read_text(encoding="utf-8")
     )
     assert callers == ["fedsim/flower/local_update.py", "fedsim/scenario/build.py"]
+
+
+# ------------------------------------------- fedsim's own ClientApp, on the deployment path
+
+
+def _train_reply(client_app, scenario, state: dict[str, torch.Tensor]) -> dict:  # noqa: ANN001
+    """What `client_app` sends back for partition 0 in round 1, as the server sends it."""
+    from flwr.app import ArrayRecord
+
+    from fedsim.flower.local_grid import LocalGrid
+    from fedsim.flower.protocol import SCENARIO_KEY
+    from fedsim.scenario.loading import scenario_to_toml
+
+    grid = LocalGrid(client_app, num_nodes=2, seed=0)
+    node = next(iter(grid.get_node_ids()))  # partition 0
+    config = ConfigRecord({SCENARIO_KEY: scenario_to_toml(scenario), "server-round": 1})
+    content = RecordDict({"arrays": ArrayRecord(state), "config": config})
+    (reply,) = grid.send_and_receive([grid.create_message(content, MessageType.TRAIN, node, "1")])
+    return reply.content["arrays"].to_torch_state_dict()
+
+
+def _server_replays(
+    federation,  # noqa: ANN001
+    state: dict[str, torch.Tensor],
+) -> Iterator[torch.Tensor]:
+    """Every update of partition 0 in round 1 a server holding the scenario can compute: the
+    client's from the scenario seed (what fedsim's ClientApp once drew), then with each
+    guessed seed for the defense's generator."""
+    from defenses.client import client_update
+    from fedsim.flower.local_update import local_update
+
+    names = [n for n, _ in federation.build_model().named_parameters()]
+    model = federation.build_model()
+    model.load_state_dict(state)
+    yield _flat(local_update(federation, model, 0, 1, seeded=True).state, names)
+    x, y = federation.client_batch(0, 1)
+    lr = federation.scenario.protocol.lr
+    for seed in GUESSED_SEEDS[:4] + GUESSED_SEEDS[-3:]:
+        model.load_state_dict(state)
+        generator = torch.Generator().manual_seed(seed)
+        update = client_update(federation.defense, model, x, y, generator, kind="fedsgd").update
+        yield torch.cat(
+            [(state[n] - lr * u).reshape(-1).double() for n, u in zip(names, update, strict=True)]
+        )
+
+
+def _flat(state: dict, names: list[str]) -> torch.Tensor:
+    return torch.cat([state[n].reshape(-1).double() for n in names])
+
+
+@pytest.mark.parametrize(
+    "spec, twin",
+    [("dpsgd:clip=1,sigma=0.5", "dpsgd:clip=1,sigma=0"), ("gaussian:0.1", "gaussian:1e-12")],
+)
+def test_a_curious_server_cannot_replay_the_noise_of_fedsims_deployable_client_app(
+    spec: str, twin: str
+) -> None:
+    """`app` (what `flwr run` loads) draws from OS entropy; `simulation_app` from the seed."""
+    from fedsim.flower.client_app import app, simulation_app
+    from fedsim.scenario.build import build_federation
+    from fedsim.scenario.loading import load_scenario
+
+    def scenario_with(defense: str):  # noqa: ANN202
+        overrides = [
+            f"defenses=['{defense}']",
+            "federation.clients=2",
+            "audit.clients.sample=2",
+            "model.name='mlp'",
+            "protocol={kind='fedsgd', lr=0.1, batch_size=4}",
+        ]
+        return load_scenario(REPO / "scenarios" / "quickstart.toml", overrides)
+
+    scenario = scenario_with(spec)
+    federation = build_federation(scenario)
+    state = federation.initial_state()
+    names = [n for n, _ in federation.build_model().named_parameters()]
+    sent = _flat(_train_reply(app, scenario, state), names)
+    clean = _flat(_train_reply(simulation_app, scenario_with(twin), state), names)
+    noise = float((sent - clean).norm())
+    assert noise > 0
+    replays = list(_server_replays(federation, state))
+    left = min(float((sent - r).norm()) for r in replays)
+    assert left >= 0.99 * noise  # no replay removes any of the noise
+    # The check can fail: the simulation's client is replayed bit for bit.
+    simulated = _flat(_train_reply(simulation_app, scenario, state), names)
+    assert float((simulated - replays[0]).norm()) == 0.0
+
+
+# ----------------------------------- `fedsim attack`: the attack's streams and the defense's
+
+
+def _rounding_decisions(
+    spec: str,
+    settings,  # noqa: ANN001
+    index: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For batch `index` under `quantize`: whether each coordinate of the first tensor was
+    rounded up, and the probability it had to be (its position inside its cell)."""
+    from fedsim.attack_matrix.cells import defended_batches, image_batches
+
+    info, images, labels = image_batches(settings)
+    cpu = torch.device("cpu")
+    made = defended_batches(settings, spec, info, images, labels, cpu).targets[index]
+    clean = defended_batches(settings, "none", info, images, labels, cpu).targets[index]
+    observed, true = made.update[0].reshape(-1), clean.update[0].reshape(-1)
+    step = (true.max() - true.min()) / (2 ** int(spec.split("=")[1]) - 1)
+    position = (true - true.min()) / step
+    return observed > true.min() + position.floor() * step + step / 2, position - position.floor()
+
+
+def _agreement(up: torch.Tensor, chance: torch.Tensor, uniforms: torch.Tensor) -> float:
+    """The share of rounding decisions that `uniforms` predict (up where u < chance)."""
+    n = min(len(up), len(uniforms))
+    return float(((uniforms[:n] < chance[:n]) == up[:n]).double().mean())
+
+
+def test_no_restart_of_an_attack_can_predict_the_defense_of_fedsim_attack() -> None:
+    """Each target's defense and each restart's starting point draw from streams of one
+    seed derived under different names; their draws are unrelated for every pair."""
+    from attacks.registry import build_attack
+    from attacks.seeding import stream_seed
+    from fedsim.attack_matrix.cells import (
+        DEFENSE_STREAM,
+        MatrixSettings,
+        defended_batches,
+        image_batches,
+    )
+
+    spec = "quantize:bits=2"
+    settings = MatrixSettings(images=2, defenses=(spec,))
+    info, images, labels = image_batches(settings)
+    target = defended_batches(settings, spec, info, images, labels, torch.device("cpu")).targets[0]
+    attack = build_attack("bayes", seed=settings.seed)
+    for index in range(2):
+        up, chance = _rounding_decisions(spec, settings, index)
+        # The measure finds a shared stream: the defense's own generator predicts every decision.
+        own = torch.Generator().manual_seed(stream_seed(settings.seed, DEFENSE_STREAM, 0, index))
+        assert _agreement(up, chance, torch.rand(len(up), generator=own)) == 1.0
+        for restart in range(3):
+            start = attack._initial(target, restart).reshape(-1)
+            assert _agreement(up, chance, start) < 0.9, (index, restart)

@@ -7,6 +7,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 from flwr.cli.build import build_fab_from_disk
 
 from fedsim.flower.server_app import resolve_scenario_path, split_overrides
@@ -44,3 +45,21 @@ def test_run_config_overrides_split_on_semicolons() -> None:
         "federation.rounds=1",
         "defenses=['prune+gaussian:p=0.5,sigma=0.1']",
     ]
+
+
+def test_flwr_runs_record_that_the_clients_noise_is_their_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`flwr run` loads `client_app:app`, whose noise comes from OS entropy: its ServerApp
+    tells the records so (the informed and user claims then hold)."""
+    from flwr.app import Context, RecordDict
+
+    from fedsim.flower import server_app
+    from fedsim.flower.local_grid import LocalGrid
+
+    seen: dict = {}
+    monkeypatch.setattr(server_app, "run_federation", lambda *args, **kwargs: seen.update(kwargs))
+    config = {"scenario": str(REPO / "scenarios" / "quickstart.toml"), "out": str(tmp_path / "r")}
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=config)
+    server_app.main(LocalGrid(lambda m, c: m, num_nodes=1), context)
+    assert seen == {"noise_from_seed": False}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fedsim.errors import ConfigError
-from fedsim.flower.client_app import app as client_app
+from fedsim.flower.client_app import simulation_app as client_app
 from fedsim.flower.local_grid import LocalGrid
 from fedsim.flower.sampling import sampled_partitions
 from fedsim.flower.server_app import run_federation
@@ -59,17 +59,23 @@ def test_two_runs_with_a_sample_of_clients_give_the_same_records(tmp_path: Path)
     assert json.dumps(runs[0]) == json.dumps(runs[1])
 
 
-def test_secure_aggregation_records_attacks_as_impossible(tmp_path: Path) -> None:
+def test_secure_aggregation_records_client_attacks_as_impossible_and_attacks_the_sum(
+    tmp_path: Path,
+) -> None:
     chosen = scenario(secure_aggregation=True, rounds=2)
     grid = LocalGrid(client_app, chosen.federation.clients, seed=0)
     run_federation(grid, chosen, RunRecorder(tmp_path / "run"))
     leakage = read_jsonl(tmp_path / "run" / LEAKAGE_FILE)
-    assert [(r["round"], r["attack"], r["status"]) for r in leakage] == [
+    hidden = [r for r in leakage if "aggregate_of" not in r]
+    assert [(r["round"], r["attack"], r["status"]) for r in hidden] == [
         (1, "l2", "impossible"),
         (2, "l2", "impossible"),
     ]
-    assert all(r["client"] is None and r["psnr"] is None for r in leakage)
-    assert "secure aggregation" in leakage[0]["message"]
+    summed = [r for r in leakage if "aggregate_of" in r]  # the sum the server saw
+    assert [(r["round"], r["attack"]) for r in summed] == [(1, "l2"), (2, "l2")]
+    assert all(r["client"] is None and r["psnr"] is None for r in hidden)
+    assert all(r["client"] is None and r["psnr"] is not None for r in summed)
+    assert "secure aggregation" in hidden[0]["message"]
     assert len(read_jsonl(tmp_path / "run" / ROUNDS_FILE)) == 3
 
 

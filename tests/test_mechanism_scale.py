@@ -18,6 +18,7 @@ from defenses import DEFENSES, parse_defense
 from defenses.base import Defense, stated_mechanism
 from defenses.mechanisms import GaussianMechanism, NoiseKind
 from defenses.mechanisms.clipped import ClippedGaussianMechanism
+from defenses.registry import UPDATE_STAGE
 
 Expected = Callable[[Defense, int], tuple[str | None, float | None]]
 
@@ -211,3 +212,140 @@ def _target(mechanism: object) -> AttackTarget:
         num_classes=2,
         mechanism=mechanism,  # type: ignore[arg-type]
     )
+
+
+# -------------------------------- the stated scale is the scale of what the auditor reads
+
+LR = 0.1
+TWINS = {
+    "gaussian": "gaussian:sigma=0.02",
+    "laplacian": "laplacian:b=0.02",
+    "prune+gaussian": "prune+gaussian:p=0.5,sigma=0.02",
+    "prune+laplacian": "prune+laplacian:p=0.5,b=0.02",
+    "random-prune+gaussian": "random-prune+gaussian:p=0.5,sigma=0.02",
+    "random-prune+laplacian": "random-prune+laplacian:p=0.5,b=0.02",
+}
+"""Noisy update-stage defenses, with a small noise so the update stays near its clean value."""
+
+
+def _noise_free_twin(spec: str) -> str:
+    """The same defense with its noise a 10¹⁰-th: same draws, same mask, noise ≈ 0."""
+    return spec.replace("sigma=0.02", "sigma=2e-12").replace("b=0.02", "b=2e-12")
+
+
+def _scenario(spec: str, kind: str):  # noqa: ANN202
+    from pathlib import Path
+
+    from fedsim.scenario.loading import load_scenario
+
+    steps = "local_batch_size=2, local_epochs=1" if kind == "fedavg" else ""
+    protocol = f"protocol={{kind='{kind}', lr={LR}, batch_size=4{', ' + steps if steps else ''}}}"
+    overrides = [
+        f"defenses=['{spec}']",
+        "federation.clients=2",
+        "audit.clients.sample=2",
+        "model.name='mlp'",
+        protocol,
+    ]
+    return load_scenario(
+        Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.toml", overrides
+    )
+
+
+def _read_by_the_auditor(spec: str, kind: str, way: str) -> tuple[list[torch.Tensor], object]:
+    """What the auditor reads from client 0's round-1 reply under `spec` applied `way`
+    ("scenario": fedsim's client; "mod": `defenses.flower.mod` on a plain Flower client
+    training the same model on the same batch), and the mechanism it was told."""
+    import warnings
+
+    from fedsim.auditor.setup import AuditSetup
+    from fedsim.flower.local_update import local_update
+    from fedsim.scenario.build import build_federation
+
+    federation = build_federation(_scenario(spec if way == "scenario" else "none", kind))
+    model = federation.build_model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    names = [n for n, _ in model.named_parameters()]
+    sent = local_update(federation, model, 0, 1).state
+    if way == "scenario":
+        setup = AuditSetup.from_federation(federation)
+        return setup.recover_update(start, sent, names), setup.mechanism
+    protocol = federation.scenario.protocol
+    setup = AuditSetup.for_model(
+        federation.build_model,
+        input_shape=federation.info.input_shape,
+        num_classes=federation.info.num_classes,
+        batch_size=protocol.batch_size,
+        domain="image",
+        protocol=kind,
+        lr=LR,
+        local_steps=protocol.local_steps if kind == "fedavg" else None,
+        local_batch_size=protocol.local_batch_size,
+        defense=spec,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a fixed seed: the twin must draw the same mask
+        defended = _through_mod(spec, start, sent)
+    return setup.recover_update(start, defended, names), setup.mechanism
+
+
+def _through_mod(spec: str, start: dict, sent: dict) -> dict[str, torch.Tensor]:
+    from flwr.app import ArrayRecord, Context, Message, MessageType, Metadata, RecordDict
+
+    from defenses.flower import mod
+
+    metadata = Metadata(
+        run_id=1, message_id="m", src_node_id=0, dst_node_id=7, reply_to_message_id="",
+        group_id="1", created_at=0.0, ttl=3600.0, message_type=MessageType.TRAIN,
+    )  # fmt: skip
+    message = Message(RecordDict({"arrays": ArrayRecord(start)}), metadata=metadata)
+    context = Context(run_id=1, node_id=7, node_config={}, state=RecordDict(), run_config={})
+
+    def client(msg: Message, ctx: Context) -> Message:
+        return Message(RecordDict({"arrays": ArrayRecord(sent)}), reply_to=msg)
+
+    reply = mod(spec, seed=0)(message, context, client)
+    return reply.content["arrays"].to_torch_state_dict()
+
+
+def _flat(update: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([u.reshape(-1).double() for u in update])
+
+
+UNITS = [
+    (name, kind, way)
+    for name in UPDATE_STAGE
+    for kind in ("fedsgd", "fedavg")
+    for way in ("scenario", "mod")
+]
+
+
+def test_the_units_table_covers_every_update_stage_defense() -> None:
+    assert set(TWINS) <= set(UPDATE_STAGE)
+    assert all(EXPECTED[n](parse_defense(n), 1)[0] is None for n in set(UPDATE_STAGE) - set(TWINS))
+
+
+@pytest.mark.parametrize("name, kind, way", UNITS)
+def test_the_stated_noise_is_the_noise_of_what_the_auditor_reads(
+    name: str, kind: str, way: str
+) -> None:
+    """Scenario and mod, FedSGD (the auditor reads g = (θ − θ_sent)/lr, so a mod's σ on the
+    delta −lr·g reads as σ/lr) and FedAvg (the delta itself)."""
+    spec = TWINS.get(name, NON_DEFAULT.get(name, name))
+    observed, mechanism = _read_by_the_auditor(spec, kind, way)
+    if name in TWINS:
+        twin, _ = _read_by_the_auditor(_noise_free_twin(spec), kind, way)
+        noise = _flat(observed) - _flat(twin)
+        noise = noise[noise != 0]  # pruned coordinates carry no noise
+        std = mechanism.noise_scale * (math.sqrt(2) if mechanism.noise == "laplacian" else 1)
+        assert float(noise.std()) == pytest.approx(std, rel=0.03), (spec, kind, way)
+        return
+    clean, _ = _read_by_the_auditor("none", kind, way)
+    if mechanism is None:
+        assert name == "none" and torch.allclose(_flat(observed), _flat(clean), atol=1e-5)
+        return
+    # No noise to measure: the likelihood must prefer the clean update in the auditor's
+    # units to the same update in the units of a mistaken lr (sign ignores magnitudes).
+    candidates = [[c.unsqueeze(0) * factor for c in clean] for factor in (1.0, LR, 1 / LR)]
+    right, *wrong = [float(mechanism.log_likelihood(observed, c)[0]) for c in candidates]
+    assert math.isfinite(right) and all(right >= w - 1e-6 * abs(w) for w in wrong), spec

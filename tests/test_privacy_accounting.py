@@ -33,17 +33,24 @@ def reference(event: dp_accounting.DpEvent) -> float:
 
 
 def events(sigma: float, schedule: RoundSchedule, rounds: int) -> dict[str, dp_accounting.DpEvent]:
-    """The three threat models as dp-accounting events of what the rounds did."""
+    """The three threat models as dp-accounting events of what the rounds did.
+
+    Subsampled: add or remove one record (sensitivity C, multiplier σ). Informed and user:
+    replace one record (sensitivity 2C) or all of a step's B records (2·B·C); dp-accounting's
+    REPLACE_ONE relation does not double a GaussianDpEvent's sensitivity, so the events
+    carry the multiplier σ/2 (σ/(2B)) themselves.
+    """
     gaussian = dp_accounting.GaussianDpEvent
     uses = schedule.uses_per_round
     one_round = dp_accounting.ComposedDpEvent([gaussian(sigma)] * uses)
+    replace_one = dp_accounting.ComposedDpEvent([gaussian(sigma / 2)] * uses)
     return {
         "subsampled": dp_accounting.SelfComposedDpEvent(
             dp_accounting.PoissonSampledDpEvent(schedule.sample_rate, one_round), rounds
         ),
-        "informed": dp_accounting.SelfComposedDpEvent(one_round, rounds),
+        "informed": dp_accounting.SelfComposedDpEvent(replace_one, rounds),
         "user": dp_accounting.SelfComposedDpEvent(
-            gaussian(sigma / schedule.chunk), schedule.local_steps * rounds
+            gaussian(sigma / (2 * schedule.chunk)), schedule.local_steps * rounds
         ),
     }
 
@@ -90,11 +97,29 @@ def test_fedavg_local_steps_are_accounted_as_one_batch_per_round() -> None:
 
 
 def test_the_informed_adversarys_epsilon_for_the_dpsgd_sweep() -> None:
-    """σ = 1, 51 rounds: ε < 0.7 with amplification, ≈ 58 for the adversary who knows the batch."""
+    """σ = 1: ε < 0.7 with amplification after 51 rounds; for the adversary who knows the
+    batch and tells the attacked record from any other (sensitivity 2C) 10.7 after one
+    round and 168.6 after 51 (with C, as before, 4.73 and 58.2)."""
+    one = privacy_claims(1.0, DELTA, FEDSGD, 1, secret_sampling=False)[1]
     subsampled, informed, user = privacy_claims(1.0, DELTA, FEDSGD, 51, secret_sampling=False)
-    assert subsampled.epsilon < 0.7 < 58 < informed.epsilon < 58.3
+    assert one.epsilon == pytest.approx(10.7, abs=0.05)
+    assert subsampled.epsilon < 0.7 and informed.epsilon == pytest.approx(168.6, abs=0.1)
+    assert dp_epsilon(1.0, 1.0, 1, DELTA) == pytest.approx(4.73, abs=0.01)
     assert user.epsilon == informed.epsilon  # one image per round: the user is that record
     assert not subsampled.holds and informed.holds and user.holds
+
+
+def test_a_server_that_can_regenerate_the_noise_gets_no_claim_that_holds() -> None:
+    note = "the server holds the seed"
+    claims = privacy_claims(1.0, DELTA, FEDSGD, 3, secret_sampling=True, noise_known_to_server=note)
+    assert all(not c.holds and c.why_not == note for c in claims)
+
+
+@pytest.mark.parametrize("delta", [1 / 600, 0.01, 0.0, 1.0, -1e-5])
+def test_a_delta_of_one_over_the_partition_or_more_is_refused(delta: float) -> None:
+    with pytest.raises(DefenseError, match="parameter 'delta' must be"):
+        privacy_claims(1.0, delta, FEDSGD, 1, secret_sampling=False)
+    assert privacy_claims(1.0, 0.99 / 600, FEDSGD, 1, secret_sampling=False)[1].epsilon > 0
 
 
 class _Recorder(Defense):
@@ -137,3 +162,63 @@ def test_no_noise_gives_no_finite_epsilon_and_bad_schedules_are_refused() -> Non
     with pytest.raises(DefenseError, match="batch_size"):
         RoundSchedule(partition_size=3, batch_size=4)
     assert math.isclose(dp_epsilon(1.0, 0.01, 0, DELTA), 0.0)
+
+
+# ------------------------------------------------------------- the claims a run records
+
+QUICKSTART = ["federation.clients=2", "audit.clients.sample=2", "model.name='mlp'"]
+
+
+def _federation(*overrides: str):  # noqa: ANN202
+    from pathlib import Path
+
+    from fedsim.scenario.build import build_federation
+    from fedsim.scenario.loading import load_scenario
+
+    path = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.toml"
+    return build_federation(load_scenario(path, [*QUICKSTART, *overrides]))
+
+
+@pytest.mark.parametrize("seeded", [True, False])
+def test_a_rounds_record_says_whether_the_server_can_regenerate_the_noise(seeded: bool) -> None:
+    """Simulated clients draw their noise from the scenario seed; fedsim's deployable
+    ClientApp from OS entropy. Both claims hold against the server (the simulated one is
+    never given the seed); a simulated run's claims say who else could regenerate it."""
+    from flwr.app import ArrayRecord
+
+    from fedsim.flower.round_end import RoundEnd
+    from fedsim.scenario.build import SEEDED_NOISE
+
+    federation = _federation("defenses=['dpsgd:clip=1,sigma=1,delta=1e-4']")
+    seen: list[dict] = []
+    observer = type("Observer", (), {"round_finished": lambda self, r: seen.append(r)})()
+    end = RoundEnd(federation, None, observer, torch.device("cpu"), noise_from_seed=seeded)
+    end.close(2, ArrayRecord(federation.initial_state()), {"clients": [0, 1]})
+    claims = {c["threat_model"]: c for c in seen[0]["privacy"]}
+    for name in ("informed", "user"):
+        assert claims[name]["holds"]  # against the simulated server, which has no seed
+        assert claims[name].get("caveat", "") == (SEEDED_NOISE if seeded else "")
+    bound = claims["informed"]["reconstruction_bound"]
+    assert bound["kappa"] is not None and "mnist-sample" in bound["kappa_source"]
+    assert bound["mu"] == pytest.approx(2 * math.sqrt(2 * 3) / 1.0)  # 2 rounds × 3 local steps
+    assert 0 < bound["kappa"] < bound["bound"] < 1
+    assert "reconstruction_bound" not in claims["user"]
+
+
+def test_a_stated_kappa_is_used_and_named() -> None:
+    federation = _federation(
+        "defenses=['dpsgd:clip=1,sigma=1,delta=1e-4']", "audit.threat.kappa=0.02"
+    )
+    bound = federation.privacy_spent(1)[1].reconstruction_bound
+    assert bound.kappa == 0.02 and "audit.threat.kappa" in bound.kappa_source
+
+
+def test_a_scenario_delta_at_or_above_one_over_the_partition_is_refused_naming_the_field() -> None:
+    from fedsim.errors import ConfigError
+
+    # 2,000 images over 2 clients: 1,000 per partition
+    with pytest.raises(ConfigError) as caught:
+        _federation("defenses=['dpsgd:clip=1,sigma=1,delta=0.001']")
+    message = str(caught.value)
+    assert message.startswith("defenses: dpsgd parameter 'delta' must be below 1/1000")
+    assert "\n" not in message

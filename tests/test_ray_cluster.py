@@ -27,7 +27,7 @@ import tomli_w
 import torch
 
 from fedsim.cli import main as cli_main
-from fedsim.flower.client_app import app as client_app
+from fedsim.flower.client_app import simulation_app as client_app
 from fedsim.flower.faults import FAULTS_ENV
 from fedsim.flower.local_grid import LocalGrid
 from fedsim.flower.loopback_cluster import LoopbackCluster, free_port

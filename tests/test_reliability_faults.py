@@ -18,7 +18,7 @@ from flwr.app import ConfigRecord
 
 from attacks.target import AttackTarget, Budget, Reconstruction
 from fedsim.errors import ConfigError
-from fedsim.flower.client_app import app as client_app
+from fedsim.flower.client_app import simulation_app as client_app
 from fedsim.flower.faults import FAULTS_ENV, parse_faults
 from fedsim.flower.local_grid import LocalGrid
 from fedsim.flower.protocol import SCENARIO_KEY

@@ -90,4 +90,4 @@ def test_leakage_table_names_the_threat_model_of_each_epsilon_column(tmp_path: P
     header = next(line for line in out.splitlines() if line.startswith("| round"))
     assert "ε informed (q = 1)" in header and "ε user-level" in header
     assert "ε subsampled" in header and "| ε |" not in header
-    assert f"† does not hold in this run: {NOTE}" in out
+    assert f"† subsampled: does not hold in this run: {NOTE}" in out

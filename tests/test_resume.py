@@ -26,7 +26,7 @@ import torch
 from run_helpers import StopAfter
 
 from fedsim.cli import main as cli_main
-from fedsim.flower.client_app import app as client_app
+from fedsim.flower.client_app import simulation_app as client_app
 from fedsim.flower.faults import FAULTS_ENV
 from fedsim.flower.local_grid import LocalGrid
 from fedsim.flower.server_app import run_federation

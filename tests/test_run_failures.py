@@ -22,7 +22,7 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedMedian
 from fedsim.checkpoints import Checkpoints
 from fedsim.cli import main as cli_main
 from fedsim.errors import ConfigError
-from fedsim.flower.client_app import app as client_app
+from fedsim.flower.client_app import simulation_app as client_app
 from fedsim.flower.faults import FAULTS_ENV
 from fedsim.flower.local_grid import LocalGrid
 from fedsim.flower.ray_cluster import ClusterUnreachable, init_args, probe

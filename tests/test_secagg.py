@@ -13,7 +13,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 
 from fedsim.cli import main as cli_main
 from fedsim.errors import ConfigError
-from fedsim.flower.client_app import app as client_app
+from fedsim.flower.client_app import simulation_app as client_app
 from fedsim.flower.faults import FAULTS_ENV
 from fedsim.flower.local_grid import LocalGrid
 from fedsim.flower.secagg import quantisation_step

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from attacks.local_training import client_options
+from attacks.seeding import stream_seed
 from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, ThreatModel
 from defenses.base import Defense, missing_mechanism, stated_mechanism
 from defenses.client import client_update
@@ -32,6 +33,9 @@ from fedsim.metrics.capped import CappedPSNR, summarize_psnr
 from fedsim.metrics.guesses import Guess, image_guess
 from fedsim.metrics.psnr import PSNR_CAP_DB
 from fedsim.models import build_model
+
+DEFENSE_STREAM = "matrix-defense"
+"""The stream (`attacks.seeding`) each target's defense draws its randomness from."""
 
 
 @dataclass(frozen=True)
@@ -204,9 +208,10 @@ def defended_batches(
 ) -> _DefendedBatches:
     """Each batch as the update a client sends through `spec` (FedSGD of the seeded model).
 
-    Batch `index` draws the defense's randomness from seed
-    `settings.seed * 1_000_003 + noise_offset + index`; targets built from other images
-    (held-out tuning images) take another `noise_offset` so their noise differs.
+    Batch `index` draws the defense's randomness from the stream `DEFENSE_STREAM` of
+    `settings.seed` at (`noise_offset`, `index`) (`attacks.seeding`: never the stream an
+    attack's restarts draw from); targets built from other images (held-out tuning
+    images) take another `noise_offset` so their noise differs.
     """
     defense = parse_defense(spec)
     model_name = defense.model_name or settings.model
@@ -218,7 +223,7 @@ def defended_batches(
     targets = []
     for index, (x, y) in enumerate(zip(images, labels, strict=True)):
         generator = torch.Generator(device=device).manual_seed(
-            settings.seed * 1_000_003 + noise_offset + index
+            stream_seed(settings.seed, DEFENSE_STREAM, noise_offset, index)
         )
         protocol = settings.protocol
         made = client_update(

@@ -31,9 +31,9 @@ from fedsim.attack_matrix.tables import markdown_tables
 from fedsim.errors import ConfigError
 
 TUNING_NOISE_OFFSET = 500_000
-"""Added to the batch index in the noise seed of tuning updates (`defended_batches`):
-scored batches use 0, 1, ..., tuning batches 500,000, 500,001, ..., so the two never
-share a noise draw, and the tuning draws do not depend on how many images are scored."""
+"""The noise offset of tuning updates (`defended_batches`): scored batches draw from
+positions (0, i), tuning batches from (500,000, i), so the two never share a noise draw,
+and the tuning draws do not depend on how many images are scored."""
 
 
 def _matrix_settings(scenario: AttackScenario, download: bool) -> MatrixSettings:

@@ -28,7 +28,9 @@ against this server (records: `privacy`, a list of claims):
   client give clipped updates at most 2C apart, so each release is a Gaussian mechanism
   of noise multiplier s/(2C); composed over the rounds that client took part in, with
   no amplification (the server knows who took part). The ε a `LocalDpMod` was built
-  with uses its own `sensitivity` per round; it is not reported.
+  with uses its own `sensitivity` per round; it is not reported. Being μ-GDP with
+  μ = 2C·√R/s, the claim also bounds reconstruction of any of the client's records
+  (`reconstruction_bound`, from `audit.threat.kappa`; `defenses.reconstruction`).
 - the central wrappers: client-level DP of the released aggregates (add or remove one
   client, no amplification, Flower's accounting model), which holds against those who
   see only the aggregates and not against this server, which saw every update before
@@ -49,6 +51,7 @@ from typing import Any
 from attacks.target import Protocol
 from defenses.accounting import PrivacyClaim
 from defenses.mechanisms import ClippedGaussianMechanism, ClippingMechanism
+from defenses.reconstruction import Kappa, gaussian_steps_bound
 from fedsim.errors import ConfigError
 
 logger = logging.getLogger("fedsim.auditor")
@@ -100,11 +103,13 @@ def rdp_epsilon(
 
 @dataclass(frozen=True)
 class LocalDp:
-    """`LocalDpMod` on the clients: each update clipped to C and noised with std s."""
+    """`LocalDpMod` on the clients: each update clipped to C and noised with std s; `kappa`
+    is the baseline of the reconstruction bound its claim carries."""
 
     clip: float
     std: float
     delta: float
+    kappa: Kappa = Kappa(None, "not stated")
 
     server_saw = "the update clipped and noised by the client (LocalDpMod)"
 
@@ -132,6 +137,7 @@ class LocalDp:
             "Flower's RdpAccountant",
             holds=None,
             why_not=NUMPY_NOISE,
+            reconstruction_bound=gaussian_steps_bound(self.kappa, multiplier, rounds_taken_part),
         )
         return {"privacy": [claim.to_json()]}
 
@@ -206,6 +212,17 @@ class CentralDp:
 
 
 FlowerPrivacy = LocalDp | CentralDp
+
+
+def deployment_kappa(stated: float | None) -> Kappa:
+    """κ for a Flower app's auditor: as stated (`audit.threat.kappa`), else unknown."""
+    if stated is not None:
+        return Kappa(stated, "stated by the audit (audit.threat.kappa)")
+    return Kappa(
+        None,
+        "no data set is known to the auditor to measure κ on: state audit.threat.kappa "
+        "(fedsim.metrics.guess_baseline measures it)",
+    )
 
 
 def recognise(inner: Any, defense: Any, delta: float) -> FlowerPrivacy | None:

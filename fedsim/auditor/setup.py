@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from attacks.domain import FeatureDomain, ImageDomain, InputDomain
+from attacks.likelihood import ScaledLikelihood
 from attacks.target import Protocol, ThreatModel
 from defenses.base import Defense, missing_mechanism, stated_mechanism
 from fedsim.auditor.client_training import OptimizerSpec, declared_protocol
@@ -142,7 +143,9 @@ class AuditSetup:
         spec of the defense the clients apply (e.g. the `defenses.flower.mod` they use), so
         that attacks that model it (Bayes) know its mechanism; `mechanism` gives the
         likelihood directly instead (Flower's own DP tools, see
-        `fedsim.auditor.flower_dp`). `audit`: schedule, threat, budget, worker.
+        `fedsim.auditor.flower_dp`). `audit`: schedule, threat, budget, worker. A defense that acts on the update alone is
+        taken as `defenses.flower.mod` applies it: to the weight delta a client sends
+        (under FedSGD −lr·g, which the auditor reads back as g; `in_gradient_units`).
         """
         from fedsim.errors import ConfigError
         from fedsim.scenario.components import build_defense
@@ -173,6 +176,7 @@ class AuditSetup:
             drop_last=drop_last,
         )
         stated, refusal = stated_mechanism(chosen, batch_size, training)
+        stated = in_gradient_units(stated, chosen, training)
         if mechanism is not None:
             stated, refusal = mechanism, None
         return cls(
@@ -248,6 +252,22 @@ def _guess_from(federation: Federation) -> Guess:
         return row_guess(held.images, domain.categorical)
     labels_known = federation.scenario.audit.threat.labels == "given"
     return image_guess(held.images, held.labels if labels_known else None)
+
+
+def in_gradient_units(
+    mechanism: object | None, defense: Defense, protocol: Protocol
+) -> object | None:
+    """`mechanism` in the units the auditor reads, for a defense applied as a Flower mod.
+
+    `defenses.flower.mod` defends the delta Δ = θ_sent − θ. Under FedSGD that is −lr·g
+    and the auditor reads g = −Δ/lr, so the likelihood of g is the defense's evaluated at
+    (−lr·g, −lr·c) (`attacks.likelihood.ScaledLikelihood`: noise σ reads as σ/lr). Under
+    FedAvg the auditor reads Δ itself. Defenses acting at other stages are stated in
+    the units of what a fedsim client sends (`defenses.client`) and are left as they are.
+    """
+    if mechanism is None or protocol.kind != "fedsgd" or not defense.stages <= {"update"}:
+        return mechanism
+    return ScaledLikelihood(mechanism, -protocol.local_lr)
 
 
 def _copies_of(model_fn: Callable[[], nn.Module]) -> Callable[[], nn.Module]:

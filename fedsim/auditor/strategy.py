@@ -50,10 +50,12 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from attacks.domain import ImageDomain
+from defenses.reconstruction import ReconstructionBound
 from fedsim.auditor.aggregate import aggregate_case
+from fedsim.auditor.bound_check import check_round
 from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
 from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
-from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, recognise
+from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, deployment_kappa, recognise
 from fedsim.auditor.preflight import preflight, simulated_update
 from fedsim.auditor.protocol_check import ProtocolCheck, update_norm
 from fedsim.auditor.ray_tasks import AuditAbandoned, RayAttacks
@@ -136,6 +138,9 @@ class LeakageAuditor(PassThroughStrategy):
             if self.ground_truth
             else ProtocolCheck(setup.batch_size, _protocol_text(setup), setup.mechanism)
         )
+        self.reconstruction_bound: Callable[[int], ReconstructionBound | None] | None = None
+        """Round → the reconstruction bound of the run's informed DP claim, where it has one:
+        scored rounds are checked against it (`fedsim.auditor.bound_check`)."""
         self._simulated_norm: float | None = None
         self.privacy: FlowerPrivacy | None = None
         """Flower's DP tool in use, where `for_model` recognised one (`fedsim.auditor.flower_dp`)."""
@@ -172,6 +177,9 @@ class LeakageAuditor(PassThroughStrategy):
         if isinstance(privacy, LocalDp):
             setup["defense"] = None  # a Flower mod, not a fedsim defense spec
         audit_setup = AuditSetup.for_model(model_fn, **setup)
+        if isinstance(privacy, LocalDp):
+            kappa = deployment_kappa(audit_setup.audit.threat.kappa)
+            privacy = dataclasses.replace(privacy, kappa=kappa)
         if privacy is not None:
             audit_setup = dataclasses.replace(
                 audit_setup,
@@ -458,6 +466,9 @@ class LeakageAuditor(PassThroughStrategy):
             logger.exception("round %d: the audit failed", job.server_round)
             outcomes = []
         records = job.rejected + [outcome.record for _, outcome in outcomes]
+        if self.reconstruction_bound is not None:
+            bound = self.reconstruction_bound(job.server_round)
+            check_round(job.server_round, records, bound, self.setup.batch_size)
         self.log.round(job.server_round, records)
         if self.recorder is not None:
             for record in records:

@@ -7,11 +7,20 @@ reply carries it back in a ConfigRecord because node ids are random (with the Ra
 it ran on, when an actor of Flower's Ray engine runs it). Under secure aggregation the
 train messages are Flower's legacy SecAgg+ ones: `secure_aggregation_mod` runs the
 protocol and `legacy_fit` trains (see `fedsim.flower.secagg_client`).
+
+Two apps share every function and differ in one thing, where a client's defense
+randomness comes from. `app` — what `flwr run .` and the deployment engine load — draws
+it from the operating system's entropy: the scenario (seed included) comes from the
+server, so a client that derived its noise from it would hand the server the noise. No
+message can switch it to a seed. `simulation_app` — what `fedsim run` launches — derives
+it from the scenario seed so that runs repeat; its runs record that the seed in the run
+directory regenerates the noise (`fedsim.scenario.build.SEEDED_NOISE`).
 """
 
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +42,6 @@ from fedsim.flower.protocol import (
 from fedsim.flower.secagg_client import secure_aggregation_mod
 from fedsim.scenario.build import Federation, build_federation
 from fedsim.scenario.loading import scenario_from_resolved
-
-app = ClientApp()
 
 
 def _federation(message: Message) -> Federation:
@@ -82,15 +89,16 @@ def _model(federation: Federation, message: Message) -> torch.nn.Module:
     return model
 
 
-@app.train(mods=[inject_faults, secure_aggregation_mod])
-def train(message: Message, context: Context) -> Message:
-    """One round of local training on this partition's seeded batch."""
+def train(message: Message, context: Context, *, seeded: bool) -> Message:
+    """One round of local training on this partition's seeded batch; `seeded`: defense
+    randomness from the scenario seed (simulation) or the OS (deployable)."""
     if LEGACY_FIT_PARAMETERS in message.content.array_records:
-        return legacy_fit(message, context)
+        return legacy_fit(message, context, seeded=seeded)
     federation = _federation(message)
     client = _partition(context, federation)
     server_round = int(message.content.config_records["config"]["server-round"])
-    result = local_update(federation, _model(federation, message), client, server_round)
+    model = _model(federation, message)
+    result = local_update(federation, model, client, server_round, seeded=seeded)
     content = RecordDict(
         {
             "arrays": ArrayRecord(result.state),
@@ -103,7 +111,7 @@ def train(message: Message, context: Context) -> Message:
     return Message(content=content, reply_to=message)
 
 
-def legacy_fit(message: Message, context: Context) -> Message:
+def legacy_fit(message: Message, context: Context, *, seeded: bool) -> Message:
     """The same training for a legacy FitIns (SecAgg+): weights in state-dict order in a FitRes.
 
     The partition id and the training loss travel as FitRes metrics, which SecAgg+
@@ -119,7 +127,8 @@ def legacy_fit(message: Message, context: Context) -> Message:
         raise ValueError(f"got {len(arrays)} arrays for a model of {len(names)}")
     state = {n: torch.from_numpy(a.copy()) for n, a in zip(names, arrays, strict=True)}
     model.load_state_dict(state)
-    result = local_update(federation, model, client, int(fitins.config["server-round"]))
+    server_round = int(fitins.config["server-round"])
+    result = local_update(federation, model, client, server_round, seeded=seeded)
     fitres = FitRes(
         status=Status(Code.OK, ""),
         parameters=ndarrays_to_parameters([result.state[n].numpy() for n in names]),
@@ -129,7 +138,6 @@ def legacy_fit(message: Message, context: Context) -> Message:
     return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=message)
 
 
-@app.evaluate()
 def evaluate(message: Message, context: Context) -> Message:
     """Loss and accuracy of the received model on this partition's training data."""
     federation = _federation(message)
@@ -151,9 +159,24 @@ def evaluate(message: Message, context: Context) -> Message:
     return Message(content=content, reply_to=message)
 
 
-@app.query()
 def query(message: Message, context: Context) -> Message:
     """Which partition this node holds (for seeded client sampling by partition id)."""
     partition = int(context.node_config[PARTITION_KEY])
     content = RecordDict({FEDSIM_RECORD: ConfigRecord({PARTITION_KEY: partition})})
     return Message(content=content, reply_to=message)
+
+
+def _client_app(*, seeded: bool) -> ClientApp:
+    """A ClientApp whose clients draw defense randomness as `seeded` says (module note)."""
+    client_app = ClientApp()
+    client_app.train(mods=[inject_faults, secure_aggregation_mod])(partial(train, seeded=seeded))
+    client_app.evaluate()(evaluate)
+    client_app.query()(query)
+    return client_app
+
+
+app = _client_app(seeded=False)
+"""The deployable ClientApp (`flwr run`, the deployment engine): noise from OS entropy."""
+
+simulation_app = _client_app(seeded=True)
+"""`fedsim run`'s ClientApp: noise derived from the scenario seed, so runs repeat."""

@@ -11,10 +11,16 @@ FedAvg: `local_steps` steps of the scenario's optimiser (plain SGD of lr unless
 `protocol.optimizer` names torch's SGD, Adam or AdamW) on consecutive chunks of
 `local_batch_size` samples of the batch, the delta through the defenses into δ̃; the
 client sends θ + δ̃, and the auditor recovers δ̃ = θ_sent − θ.
+
+Randomness: `seeded` clients (simulation) draw their defenses' randomness and torch's
+global one (stochastic layers, PRECODE's bottleneck) from the scenario seed, so runs
+repeat; the others (fedsim's deployable ClientApp) from the operating system's entropy,
+so a server that holds the scenario cannot regenerate the noise.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import torch
@@ -35,19 +41,31 @@ class LocalResult:
 
 
 def local_update(
-    federation: Federation, model: ImageClassifier, client: int, server_round: int
+    federation: Federation,
+    model: ImageClassifier,
+    client: int,
+    server_round: int,
+    *,
+    seeded: bool = True,
 ) -> LocalResult:
-    """Train `model` (holding the start parameters) on the client's batch; it is changed in place."""
+    """Train `model` (holding the start parameters) on the client's batch; it is changed in
+    place. `seeded`: randomness from the scenario seed (simulation), else from the OS."""
     protocol = federation.scenario.protocol
     x, y = federation.client_batch(client, server_round)
+    if seeded:
+        generator = federation.defense_generator(client, server_round)
+        train_seed = federation.train_seed(client, server_round)
+    else:
+        generator = torch.Generator().manual_seed(secrets.randbits(63))
+        train_seed = secrets.randbits(63)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(federation.train_seed(client, server_round))
+        torch.manual_seed(train_seed)
         result = client_update(
             federation.defense,
             model,
             x,
             y,
-            federation.defense_generator(client, server_round),
+            generator,
             **client_options(federation.attack_protocol()),
         )
     with torch.no_grad():

@@ -58,8 +58,13 @@ class RoundEnd:
         recorder: RunRecorder | None,
         observer: RunObserver | None,
         device: torch.device,
+        *,
+        noise_from_seed: bool = True,
     ) -> None:
         self.federation = federation
+        self.noise_from_seed = noise_from_seed
+        """The clients derive their defense noise from the scenario seed (simulation): then
+        no privacy claim holds against whoever holds the seed, and the records say so."""
         self.recorder = recorder
         self.observer = observer
         self.device = device
@@ -87,7 +92,11 @@ class RoundEnd:
         }
         # From a checkpoint, what the rounds before it spent is unknown: no ε is recorded.
         started_from_checkpoint = self.federation.scenario.model.checkpoint is not None
-        claims = None if started_from_checkpoint else self.federation.privacy_spent(server_round)
+        claims = (
+            None
+            if started_from_checkpoint
+            else self.federation.privacy_spent(server_round, noise_from_seed=self.noise_from_seed)
+        )
         if claims is not None:
             # One (ε, δ) per threat model, each saying whether it holds in this run.
             record["privacy"] = [claim.to_json() for claim in claims]

@@ -284,8 +284,10 @@ def run_secure_federation(
     torch_threads: int = 1,
     resume_after: int = -1,
     attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
+    noise_from_seed: bool = True,
 ) -> None:
-    """All rounds of `scenario` under SecAgg+ (see the module doc); records as they happen."""
+    """All rounds of `scenario` under SecAgg+ (see the module doc); records as they happen.
+    `noise_from_seed`: the clients derive their defense noise from the scenario seed."""
     federation = build_federation(scenario)
     auditor = LeakageAuditor(
         FedAvg(),  # not called on this path: only record_secure_round and close are
@@ -294,7 +296,8 @@ def run_secure_federation(
         on_round_audited=observer.round_audited if observer is not None else None,
         attacks=attacks,
     )
-    round_end = RoundEnd(federation, recorder, observer, resolve_device(scenario.device))
+    device = resolve_device(scenario.device)
+    round_end = RoundEnd(federation, recorder, observer, device, noise_from_seed=noise_from_seed)
     offset, state = starting_point(federation, recorder, resume_after)
     initial = OrderedDict(state)
     strategy = SecAggFedAvg(

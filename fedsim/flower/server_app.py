@@ -10,6 +10,8 @@ instead (`fedsim.flower.secagg`).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from logging import INFO
@@ -21,6 +23,8 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
+from defenses.reconstruction import ReconstructionBound
+from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.strategy import LeakageAuditor
 from fedsim.device import resolve_device
 from fedsim.flower.ordering import PartitionOrder
@@ -58,10 +62,15 @@ def build_strategy(
     recorder: RunRecorder | None,
     observer: RunObserver | None,
     attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
+    noise_from_seed: bool = True,
 ) -> tuple[PartitionOrder, LeakageAuditor]:
     """The scenario's strategy (`federation.strategy`, FedAvg by default) behind a reply
     filter (unusable replies dropped, not averaged), inside the auditor, inside seeded
-    client sampling (when not every client trains each round), inside the reply ordering."""
+    client sampling (when not every client trains each round), inside the reply ordering.
+
+    Clients whose defense randomness is not `noise_from_seed` transform their batch (ATS)
+    with draws the server cannot replay: the auditor then scores against the originals only.
+    """
     federation_config = federation.scenario.federation
     per_round = federation_config.per_round()
     sampled = per_round < federation_config.clients
@@ -74,19 +83,30 @@ def build_strategy(
         min_evaluate_nodes=0,
         min_available_nodes=per_round if sampled else federation_config.clients,
     )
+    setup = AuditSetup.from_federation(federation)
+    if not noise_from_seed:
+        setup = dataclasses.replace(setup, trained_batch=None)
     auditor = LeakageAuditor(
         ReplyFilter(inner),
-        federation,
+        setup,
         recorder=recorder,
         on_round_audited=observer.round_audited if observer is not None else None,
         attacks=attacks,
     )
+    if federation.dpsgd is not None and federation.scenario.model.checkpoint is None:
+        auditor.reconstruction_bound = functools.partial(informed_bound, federation)
     strategy: Strategy = auditor
     if sampled:
         strategy = SeededSampling(
             auditor, federation_config.clients, per_round, federation.scenario.seed
         )
     return PartitionOrder(strategy), auditor
+
+
+def informed_bound(federation: Federation, server_round: int) -> ReconstructionBound | None:
+    """The reconstruction bound of the informed claim after `server_round` rounds."""
+    claims = federation.privacy_spent(server_round) or []
+    return next((c.reconstruction_bound for c in claims if c.threat_model == "informed"), None)
 
 
 def run_federation(
@@ -97,8 +117,13 @@ def run_federation(
     torch_threads: int = 1,
     attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
     resume_after: int = -1,
+    noise_from_seed: bool = True,
 ) -> None:
     """All rounds of `scenario`; records are written as they happen, attacks drained at the end.
+
+    `noise_from_seed`: the clients derive their defense randomness from the scenario seed
+    (fedsim's `simulation_app`); False for its deployable `app` (noise from OS entropy),
+    which `flwr run` loads. The records' privacy claims and ground truth follow it.
 
     `attacks` replaces the scenario's attacks by (config, attack object) pairs.
     `resume_after` = R ≥ 0 continues a run whose records are complete through round R,
@@ -110,16 +135,24 @@ def run_federation(
     """
     if scenario.federation.secure_aggregation:
         run_secure_federation(
-            grid, scenario, recorder, observer, torch_threads, resume_after, attacks
+            grid,
+            scenario,
+            recorder,
+            observer,
+            torch_threads,
+            resume_after,
+            attacks,
+            noise_from_seed,
         )
         return
     federation = build_federation(scenario)
-    strategy, auditor = build_strategy(federation, recorder, observer, attacks)
+    strategy, auditor = build_strategy(federation, recorder, observer, attacks, noise_from_seed)
     reply_filter = auditor.inner if isinstance(auditor.inner, ReplyFilter) else None
     aggregator = reply_filter.inner if reply_filter is not None else auditor.inner
     stateful = has_state(aggregator)
     offset, initial_state = starting_point(federation, recorder, resume_after)
-    round_end = RoundEnd(federation, recorder, observer, resolve_device(scenario.device))
+    device = resolve_device(scenario.device)
+    round_end = RoundEnd(federation, recorder, observer, device, noise_from_seed=noise_from_seed)
 
     def evaluate(loop_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         server_round = loop_round + offset
@@ -236,4 +269,5 @@ def main(grid: Grid, context: Context) -> None:
     recorder = RunRecorder(out)
     recorder.write_scenario(scenario_to_toml(scenario, run_header(scenario.seed)))
     log(INFO, "fedsim: scenario %s, records in %s", path, Path(out).resolve())
-    run_federation(grid, scenario, recorder)
+    # The clients are `fedsim.flower.client_app.app` (pyproject.toml): noise from OS entropy.
+    run_federation(grid, scenario, recorder, noise_from_seed=False)

@@ -126,7 +126,7 @@ def _simulate_on_ray(
 ) -> SimulationTiming:
     from flwr.simulation import run_simulation
 
-    from fedsim.flower.client_app import app as client_app
+    from fedsim.flower.client_app import simulation_app as client_app
 
     guard = RuntimeGuard()
     threads = max(1, int(scenario.simulation.cpus_per_client))
@@ -157,7 +157,7 @@ def _simulate_on_ray(
 def _simulate_in_process(
     scenario: Scenario, recorder: RunRecorder | None, clock: _StartupClock, resume_after: int
 ) -> SimulationTiming:
-    from fedsim.flower.client_app import app as client_app
+    from fedsim.flower.client_app import simulation_app as client_app
     from fedsim.flower.local_grid import LocalGrid
     from fedsim.flower.server_app import run_federation
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from fedsim.metrics.psnr import PSNR_CAP_DB, psnr_per_image
@@ -65,17 +66,18 @@ class Guess:
 def image_guess(images: torch.Tensor, labels: torch.Tensor | None = None) -> Guess:
     """From images (N, C, H, W) in [0, 1]: the per-channel mean, or with `labels` the mean
     image of each class (a class with no image gets the per-channel mean)."""
-    images = images.detach().float().cpu()
-    flat = images.mean(dim=(0, 2, 3), keepdim=True).expand(1, *images.shape[1:]).clone()
+    # numpy's float64 sums are the same on any number of threads: records repeat.
+    pixels = images.detach().cpu().double().numpy()
+    channel = pixels.mean(axis=(0, 2, 3), keepdims=True)
+    flat = torch.from_numpy(np.broadcast_to(channel, (1, *pixels.shape[1:])).copy()).float()
     if labels is None:
         return Guess("flat image at the data's mean per channel", flat)
-    labels = labels.long().cpu()
-    classes = int(labels.max()) + 1 if len(labels) else 0
-    means = flat.expand(classes, *images.shape[1:]).clone()
+    codes = labels.long().cpu().numpy()
+    classes = int(codes.max()) + 1 if len(codes) else 0
+    means = flat.expand(classes, *pixels.shape[1:]).clone()
     for c in range(classes):
-        chosen = images[labels == c]
-        if len(chosen):
-            means[c] = chosen.mean(0)
+        if (codes == c).any():
+            means[c] = torch.from_numpy(pixels[codes == c].mean(axis=0)).float()
     return Guess("mean image of the private image's class", means, per_class=True)
 
 
@@ -83,7 +85,7 @@ def row_guess(rows: torch.Tensor, categorical: Sequence[tuple[int, int]] = ()) -
     """From feature rows (N, F): each continuous column's mean, each categorical column's
     most common category."""
     rows = rows.detach().double().cpu()
-    guess = rows.mean(0, keepdim=True)
+    guess = torch.from_numpy(rows.numpy().mean(axis=0, keepdims=True))
     for start, stop in categorical:
         common = int(rows[:, start:stop].sum(0).argmax())
         guess[0, start:stop] = 0.0

@@ -13,7 +13,10 @@ scored against the image the gradient was computed on). No attack is ever handed
 a Federation, or anything that holds one: an attack gets an `AttackTarget` (model,
 update, mechanism, protocol, threat model) and a budget, nothing more. In a
 deployment the defenses' randomness comes from the operating system's entropy
-(`defenses.flower`). tests/test_defense_secrecy.py checks both.
+(`defenses.flower`, and fedsim's own deployable ClientApp, `fedsim.flower.client_app.app`).
+tests/test_defense_secrecy.py checks both. Whoever holds the scenario seed (the run
+directory's scenario.toml) can regenerate a simulated client's noise, so the privacy
+claims of a seeded run say they do not hold against such a holder (`privacy_spent`).
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ import torch
 
 from attacks.domain import FeatureDomain, InputDomain
 from attacks.target import Protocol
-from defenses.accounting import PrivacyClaim, RoundSchedule, privacy_claims
+from defenses.accounting import PrivacyClaim, RoundSchedule, check_delta, privacy_claims
 from defenses.base import stated_mechanism
 from defenses.composite import Composite
 from defenses.dpsgd import DPSGD
+from defenses.errors import DefenseError
 from defenses.mechanisms import Mechanism
 from fedsim.checkpoints import state_for_model
 from fedsim.data.images import LabeledImages
@@ -41,6 +45,7 @@ from fedsim.data.partition import partition_dataset
 from fedsim.data.registry import get_dataset, load_dataset
 from fedsim.data.sampling import batch_indices
 from fedsim.errors import ConfigError
+from fedsim.metrics.guess_baseline import kappa_for
 from fedsim.models import ImageClassifier, build_model
 from fedsim.scenario.components import build_defense
 from fedsim.scenario.config import Scenario
@@ -48,6 +53,13 @@ from fedsim.scenario.config import Scenario
 PUBLIC_SAMPLER = (
     "fedsim's clients draw their batches from a public function of the scenario seed "
     "(fedsim.data.sampling): the server recomputes every batch, so nothing is amplified"
+)
+SEEDED_NOISE = (
+    "simulation: each client's defense noise is drawn from the scenario seed, which the "
+    "run directory records (scenario.toml), so whoever holds it regenerates the noise and "
+    "the claim does not hold against them; it holds against the simulated server, "
+    "fedsim's auditor, which is never given the seed (fedsim's deployable ClientApp draws "
+    "its noise from OS entropy)"
 )
 
 # Tags that keep the seeded streams derived from one scenario seed apart.
@@ -168,7 +180,9 @@ class Federation:
         batch = self.scenario.protocol.batch_size
         return stated_mechanism(self.defense, batch, self.attack_protocol())
 
-    def privacy_spent(self, server_round: int) -> list[PrivacyClaim] | None:
+    def privacy_spent(
+        self, server_round: int, *, noise_from_seed: bool = True
+    ) -> list[PrivacyClaim] | None:
         """DP-SGD's (ε, δ) after `server_round` rounds, one claim per threat model, for a
         client that trained in every round; None when no defense is DP-SGD.
 
@@ -176,26 +190,41 @@ class Federation:
         a round is one batch of `batch_size` drawn and cycled by the local steps
         (`defenses.accounting.RoundSchedule`). fedsim's batches come from a public
         function of the scenario seed, so the ε amplified by subsampling is marked as not
-        holding here.
+        holding here. `noise_from_seed`: the clients draw their noise from the scenario
+        seed (simulation), so no claim holds against whoever holds it (`SEEDED_NOISE`).
+        The informed claim carries the reconstruction bound, from the scenario's κ
+        (`fedsim.metrics.guess_baseline.kappa_for`).
         """
-        dpsgd = next((p for p in _defense_parts(self.defense) if isinstance(p, DPSGD)), None)
+        dpsgd = self.dpsgd
         if dpsgd is None:
             return None
+        scenario = self.scenario
+        threat = scenario.audit.threat
+        return privacy_claims(
+            dpsgd.sigma,
+            dpsgd.delta,
+            self.round_schedule(),
+            server_round,
+            secret_sampling=False,
+            public_sampling_note=PUBLIC_SAMPLER,
+            seeded_noise=SEEDED_NOISE if noise_from_seed else "",
+            kappa=kappa_for(scenario.data.dataset, threat.labels == "given", threat.kappa),
+        )
+
+    @property
+    def dpsgd(self) -> DPSGD | None:
+        """The DP-SGD part of the defenses, or None."""
+        return _dpsgd_of(self.defense)
+
+    def round_schedule(self) -> RoundSchedule:
+        """How one round uses a client's records, for the accounting (smallest partition)."""
         protocol = self.scenario.protocol
         fedavg = protocol.kind == "fedavg"
-        schedule = RoundSchedule(
+        return RoundSchedule(
             partition_size=min(len(p) for p in self.partitions),
             batch_size=protocol.batch_size,
             local_steps=protocol.local_steps if fedavg else 1,
             step_batch=protocol.local_batch_size if fedavg else None,
-        )
-        return privacy_claims(
-            dpsgd.sigma,
-            dpsgd.delta,
-            schedule,
-            server_round,
-            secret_sampling=False,
-            public_sampling_note=PUBLIC_SAMPLER,
         )
 
     def domain(self) -> InputDomain:
@@ -224,6 +253,21 @@ def _defense_parts(defense: Any) -> tuple[Any, ...]:
     return tuple(defense.parts) if isinstance(defense, Composite) else (defense,)
 
 
+def _dpsgd_of(defense: Any) -> DPSGD | None:
+    return next((p for p in _defense_parts(defense) if isinstance(p, DPSGD)), None)
+
+
+def _check_delta(defense: Any, partitions: list[np.ndarray]) -> None:
+    """ConfigError naming the field unless DP-SGD's δ is below 1/(smallest partition)."""
+    dpsgd = _dpsgd_of(defense)
+    if dpsgd is None:
+        return
+    try:
+        check_delta(dpsgd.delta, min(len(p) for p in partitions))
+    except DefenseError as error:
+        raise ConfigError(f"defenses: dpsgd {str(error).removeprefix('accounting: ')}") from None
+
+
 def build_federation(scenario: Scenario) -> Federation:
     """Load the data, partition it and parse the defenses of `scenario`."""
     return _build_cached(scenario.model_dump_json())
@@ -248,6 +292,7 @@ def _build_cached(scenario_json: str) -> Federation:
     except ConfigError as error:
         raise ConfigError(f"data.partition: {error}") from None
     defense = build_defense(scenario.defenses)
+    _check_delta(defense, partitions)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derived_seed(scenario.seed, _MODEL_INIT_TAG))
         template = build_model(defense.model_name or scenario.model.name, entry.info)

@@ -502,6 +502,10 @@ class ThreatConfig(_Strict):
     feature_stats_known: bool = False
     """Tabular data: the server knows each feature's mean and std over the training split
     (the attacks then use them as a Gaussian prior, `attacks.priors.FeatureStatistics`)."""
+    kappa: Annotated[float, Field(gt=0, lt=1)] | None = None
+    """κ: how often the server's best guess made without any update is recognisable, the
+    baseline of the reconstruction bound under DP-SGD (`defenses.reconstruction`); None:
+    fedsim's measured one for the data set (`fedsim.metrics.guess_baseline`)."""
 
 
 class AuditConfig(_Strict):
