@@ -91,3 +91,29 @@ def test_leakage_table_names_the_threat_model_of_each_epsilon_column(tmp_path: P
     assert "ε informed (q = 1)" in header and "ε user-level" in header
     assert "ε subsampled" in header and "| ε |" not in header
     assert f"† subsampled: does not hold in this run: {NOTE}" in out
+
+
+def test_the_page_draws_the_bound_on_reconstruction_beside_what_the_attacks_made_recognisable(
+    tmp_path: Path,
+) -> None:
+    from fedsim.cli import main
+    from fedsim.report import load_run
+    from fedsim.report.bound_figure import bound_by_round
+
+    run = _run_dir(tmp_path / "b", _rounds(3))
+    bound = {"kappa": 0.1, "kappa_source": "s", "bound": 0.5, "mu": 1.0, "method": "gdp",
+             "success": "recognisable"}  # fmt: skip
+    lines = [json.loads(x) for x in (run / "rounds.jsonl").read_text().splitlines()]
+    with open(run / "rounds.jsonl", "w") as file:
+        for line in lines:
+            for claim in line.get("privacy", []):
+                if claim["threat_model"] == "informed":
+                    claim["reconstruction_bound"] = bound
+            file.write(json.dumps(line) + "\n")
+    record = {"round": 1, "client": 0, "attack": "bayes", "defense": "dpsgd", "status": "ok",
+              "ssim_images": [0.9, 0.1], "psnr_images": [30.0, 10.0]}  # fmt: skip
+    (run / "leakage.jsonl").write_text(json.dumps(record) + "\n")
+    assert set(bound_by_round(load_run(run)).values()) == {0.5}  # batch size 1: the claim's own
+    assert main(["report", str(run)]) == 0
+    assert (run / "report" / "reconstruction-bound.png").stat().st_size > 1000
+    assert "Reconstruction against its bound" in (run / "report" / "index.html").read_text()

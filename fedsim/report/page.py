@@ -53,6 +53,15 @@ EPSILON_NOTE = (
 )
 
 
+BOUND_NOTE = (
+    "The line: the most any attack can make an image recognisable (SSIM ≥ 0.4), by the"
+    " informed claim after each round (reconstruction robustness; κ, the best guess"
+    " without the update, is in the records; with B images per update, at min(B·κ, 1))."
+    " The points: the share each attack made recognisable. A point above the line is a"
+    " bug in the bound, the accounting or the scoring, and the run warns about it."
+)
+
+
 def _data_uri(path: Path) -> str:
     kind = "image/svg+xml" if path.suffix == ".svg" else "image/png"
     return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
@@ -195,7 +204,8 @@ def write_page(runs: Sequence[RunRecords], figures: Sequence[tuple[str, Path]], 
     body = [f"<h1>{escape(title)}</h1>", _verdict_section(runs)]
     for heading, figure in figures:
         body.append(f"<h2>{escape(heading)}</h2>")
-        caption = f"<figcaption>{escape(EPSILON_NOTE)}</figcaption>" if "ε" in heading else ""
+        note = EPSILON_NOTE if "ε" in heading else BOUND_NOTE if "bound" in heading else ""
+        caption = f"<figcaption>{escape(note)}</figcaption>" if note else ""
         body.append(
             f'<figure><img alt="{escape(heading)}" src="{_data_uri(figure)}">{caption}</figure>'
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fedsim.judgement import Verdict, write_verdicts
 from fedsim.private_files import make_private, output_dir
+from fedsim.report.bound_figure import plot_bound
 from fedsim.report.curves import plot_epsilon, plot_leakage, plot_privacy_utility
 from fedsim.report.page import LABELS, write_page
 from fedsim.report.runs import RunRecords
@@ -15,7 +16,15 @@ from fedsim.report.runs import RunRecords
 PAGE = "index.html"
 VERDICTS = "verdicts.json"
 REPORT_FILES = frozenset(
-    {PAGE, VERDICTS, "leakage.png", "leakage.svg", "privacy-utility.png", "epsilon.png"}
+    {
+        PAGE,
+        VERDICTS,
+        "leakage.png",
+        "leakage.svg",
+        "privacy-utility.png",
+        "epsilon.png",
+        "reconstruction-bound.png",
+    }
 )
 """What a report writes: a folder holding only these may be written again."""
 
@@ -27,20 +36,24 @@ def verdict_line(verdict: Verdict) -> str:
 
 def write_report(runs: Sequence[RunRecords], out: Path) -> list[Path]:
     """`out`/leakage.png and .svg, privacy-utility.png, epsilon.png (when a run records ε),
-    verdicts.json and index.html (last); owner-only, since the page embeds
+    reconstruction-bound.png (when a run records a bound), verdicts.json and index.html
+    (last); owner-only, since the page embeds
     reconstructions of private data."""
     output_dir(out, rewritable=REPORT_FILES)
     leakage = plot_leakage(runs, out / "leakage")
     utility = plot_privacy_utility(runs, out / "privacy-utility")
     epsilon = plot_epsilon(runs, out / "epsilon")
+    bound = plot_bound(runs, out / "reconstruction-bound")
     figures = [("Leakage per round", leakage[0]), ("Leakage against accuracy", utility[0])]
     if epsilon:
         figures.append(("ε per round", epsilon[0]))
+    if bound:
+        figures.append(("Reconstruction against its bound", bound[0]))
     several = len(runs) > 1
     entries = [v.as_json(run.name if several else None) for run in runs for v in run.verdicts()]
     verdicts = write_verdicts(entries, out / VERDICTS)
     page = write_page(runs, figures, out / PAGE)
-    written = [*leakage, *utility, *epsilon, verdicts, page]
+    written = [*leakage, *utility, *epsilon, *bound, verdicts, page]
     for path in written:
         make_private(path)
     return written
