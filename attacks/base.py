@@ -157,11 +157,28 @@ class GradientAttack:
                 f"attack {self.name!r} needs {', '.join(missing)} but the threat model does not grant "
                 f"{'it' if len(missing) == 1 else 'them'} ({', '.join(_GRANTS[m] for m in missing)})"
             )
-        models_mechanism = "mechanism" in self.needs or self.objective == "likelihood"
-        if models_mechanism and target.mechanism is None and target.mechanism_refusal:
+        if self.models_mechanism and target.mechanism is None and target.mechanism_refusal:
             raise AttackError(f"attack {self.name!r} refused: {target.mechanism_refusal}")
         if target.threat.labels_known and target.labels is None:
             raise AttackError("threat model grants labels (labels_known) but the target has none")
+
+    @property
+    def models_mechanism(self) -> bool:
+        """Whether the data term is the defense's likelihood (it then needs the mechanism)."""
+        return "mechanism" in self.needs or self.objective == "likelihood"
+
+    def reads(self) -> frozenset[str]:
+        """What this attack's result depends on: `ThreatModel` flags, `Budget` fields,
+        `feature_statistics` (a feature domain's mean and std: start points and prior) and
+        `bn_statistics` (a prior on the model's batch-norm statistics, where
+        `bn_stats_known`; nothing for a model without batch norm). A setting that none of
+        a run's attacks reads does nothing, and is refused (`fedsim.scenario.acts`)."""
+        read = {"labels_known", "local_hparams_known", "feature_statistics"}
+        read |= {"iterations", "restarts", "seconds"}
+        read |= {_GRANTS[need] for need in self.needs}
+        if self.models_mechanism:
+            read.add("mechanism_known")
+        return frozenset(read)
 
     def optimizer_config(self, target: AttackTarget) -> OptimizerConfig:
         """The engine settings for `target` (subclasses may derive some from the mechanism)."""

@@ -66,6 +66,11 @@ class BayesAttack(GradientAttack):
             start = min(0.1 * noise_scale(target.mechanism) ** 2, 1.0)
         return OptimizerConfig(**{**config.__dict__, "weight_start": start})
 
+    def reads(self) -> frozenset[str]:
+        """Also `bn_statistics`: with `bn_stats_known`, the batch-norm prior."""
+        extra = {"bn_statistics"} if self.bn_weight else set()
+        return super().reads() | extra
+
     def prior_choice(self, target: AttackTarget) -> PriorChoice:
         # An update without a mechanism is exact: the posterior is the likelihood's point
         # mass and a prior only biases it, so `exact_priors` (none by default) apply.

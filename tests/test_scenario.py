@@ -44,7 +44,7 @@ MALFORMED = [
     ({"audit": {"rounds": {"rounds": [0, 2]}}}, "audit.rounds.rounds.0"),
     ({"audit": {"rounds": {"log": 0}}}, "audit.rounds.log"),
     ({"audit": {"rounds": {"log": 3, "every": 2}}}, "audit.rounds"),
-    ({"protocol": {"kind": "fedsgd", "local_epochs": 2}}, "protocol.local_steps"),
+    ({"protocol": {"kind": "fedsgd", "local_epochs": 2}}, "protocol.local_epochs"),
     (
         {"protocol": {"kind": "fedavg", "local_epochs": 2, "local_steps": 3}},
         "protocol.local_steps",

@@ -372,14 +372,20 @@ class ProtocolConfig(_Strict):
 
     @model_validator(mode="after")
     def _fedavg_only(self) -> ProtocolConfig:
-        if self.kind == "fedsgd" and (
-            self.local_steps != 1
-            or self.local_batch_size is not None
-            or self.local_epochs is not None
-        ):
-            raise ValueError(
-                "local_steps: fedsgd takes one step on the whole batch; use kind = 'fedavg'"
-            )
+        if self.kind == "fedsgd":
+            given = [
+                name
+                for name, value in (
+                    ("local_epochs", self.local_epochs),
+                    ("local_batch_size", self.local_batch_size),
+                    ("local_steps", None if self.local_steps == 1 else self.local_steps),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"{given[0]}: fedsgd takes one step on the whole batch; use kind = 'fedavg'"
+                )
         if self.local_batch_size is not None and self.local_batch_size > self.batch_size:
             raise ValueError(
                 f"local_batch_size: {self.local_batch_size} exceeds batch_size ({self.batch_size})"
@@ -471,7 +477,7 @@ class AuditConfig(_Strict):
             if getattr(self, option) is not None and self.worker != "ray":
                 raise ValueError(
                     f"{option}: per-task resources apply to worker = 'ray' only"
-                    f" (worker is {self.worker!r})"
+                    f" (worker is {self.worker!r}); set worker = 'ray'"
                 )
         return self
 
@@ -542,7 +548,7 @@ class Scenario(_Strict):
             )
         if self.federation.secure_aggregation and self.audit.clients.sample is not None:
             raise ValueError(
-                "audit: clients.sample selects individual updates, which secure aggregation"
+                "audit.clients.sample: selects individual updates, which secure aggregation"
                 " hides; remove it or set federation.secure_aggregation = false"
             )
         labels = [a.display_name for a in self.attacks]

@@ -17,6 +17,7 @@ import tomli_w
 from pydantic import ValidationError
 
 from fedsim.errors import ConfigError
+from fedsim.scenario.acts import acts_in, refuse_ignored
 from fedsim.scenario.config import Scenario
 from fedsim.scenario.names import ATTACK_CHECK
 
@@ -153,9 +154,29 @@ def read_with_overrides(path: str | Path, overrides: Iterable[str] = ()) -> dict
     return raw
 
 
-def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
-    """Read, override (`key=value` strings, applied in order) and validate a scenario."""
-    return validate_scenario(read_with_overrides(path, overrides), registered_attacks=True)
+def load_scenario(
+    path: str | Path, overrides: Iterable[str] = (), soft: Iterable[str] = ()
+) -> Scenario:
+    """Read, override (`key=value` strings, applied in order) and validate a scenario; a
+    setting given where it would do nothing is refused (`fedsim.scenario.acts`).
+
+    `soft` overrides (the command line's `--data-root`, `--download`, which every command
+    takes) are applied only where they act: a data set packaged with fedsim reads no files.
+    """
+    raw = read_with_overrides(path, overrides)
+    scenario = refuse_ignored(validate_scenario(raw, registered_attacks=True))
+    return apply_soft(raw, scenario, soft)
+
+
+def apply_soft(raw: dict[str, Any], scenario: Scenario, soft: Iterable[str]) -> Scenario:
+    """`scenario` (validated from `raw`) with the `soft` overrides that act in it applied."""
+    applied = False
+    for text in soft:
+        keys, value = parse_override(text)
+        if acts_in(scenario, ".".join(keys)):
+            apply_override(raw, keys, value)
+            applied = True
+    return validate_scenario(raw, registered_attacks=True) if applied else scenario
 
 
 def scenario_to_toml(scenario: Scenario, header: Mapping[str, Any] | None = None) -> str:

@@ -1,0 +1,289 @@
+"""The modes a setting may act in, and the conditions (`Need`) it acts under.
+
+A run's modes: which engine runs the clients (`simulation.engine`), whether Ray is
+joined or started and where (`simulation.address`), where the attacks run
+(`audit.worker`), the protocol, the data's domain (images or feature rows), secure
+aggregation, and the attacks with what each of them reads (`GradientAttack.reads`).
+`Modes` is read off a scenario (`of_scenario`) or off the arguments of
+`LeakageAuditor.for_model` (`fedsim.auditor.arguments`).
+
+A `Need` is one condition for a setting to act. When it fails it says which setting
+ignores the field and what would make it act, in the words of the context: a scenario
+key (`protocol.kind`) or a `for_model` argument (`protocol`). `fedsim.scenario.acts`
+pairs every field of the schema with its needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fedsim.scenario.config import AttackConfig, Scenario
+
+
+@dataclass(frozen=True)
+class AttackReads:
+    """One configured attack: its name, what it reads (None: known only once the run has
+    chosen it, as for `adapted`), and the budget fields it sets itself."""
+
+    name: str
+    reads: frozenset[str] | None
+    own_budget: frozenset[str] = frozenset()
+
+    def takes(self, what: str) -> bool:
+        return self.reads is None or what in self.reads
+
+
+SCENARIO_NAMES: Mapping[str, str] = MappingProxyType(
+    {"protocol.kind": "protocol.kind", "data.dataset": "data.dataset", "attacks": "[[attacks]]"}
+)
+"""How a scenario names the settings a mode is chosen by."""
+
+
+@dataclass(frozen=True)
+class Modes:
+    """What runs: the settings every `Need` is decided on."""
+
+    engine: str | None
+    """`simulation.engine`; None in a Flower app of the user's own (`for_model`)."""
+    worker: str
+    protocol: str
+    domain: str
+    """`images` or `rows`."""
+    dataset: str
+    """How the domain was chosen: a data set's name, or `for_model`'s `domain`."""
+    attacks: tuple[AttackReads, ...]
+    secure_aggregation: bool = False
+    address: str | None = None
+    packaged_data: bool = False
+    model: str = ""
+    batch_norm: bool = False
+    records: bool = True
+    """A run directory is written (for_model: `out_dir` given)."""
+    partition: str = "iid"
+    checkpoint: bool = False
+    strategy: str = "fedavg"
+    names: Mapping[str, str] = field(default_factory=lambda: SCENARIO_NAMES)
+
+    @property
+    def deployment(self) -> bool:
+        """A Flower app of the user's own: no scenario data, no simulation engine."""
+        return self.engine is None
+
+    def name(self, setting: str) -> str:
+        return self.names.get(setting, setting)
+
+    def attack_names(self) -> str:
+        return ", ".join(a.name for a in self.attacks)
+
+
+@dataclass(frozen=True)
+class Need:
+    """A condition for a setting to act: `holds(modes, index)` (`index`: the attack a
+    field of `attacks.N` belongs to); else `ignored` names the setting that ignores the
+    field and `fix` what would make it act."""
+
+    holds: Callable[[Modes, int | None], bool]
+    ignored: Callable[[Modes], str]
+    fix: Callable[[Modes], str]
+
+
+def _quoted(value: object) -> str:
+    return f'"{value}"'
+
+
+RAY_ENGINE = Need(
+    lambda m, _: m.engine == "ray",
+    lambda m: f"simulation.engine is {_quoted(m.engine)}",
+    lambda m: 'set simulation.engine = "ray"',
+)
+RAY_USED = Need(
+    lambda m, _: "ray" in (m.engine, m.worker),
+    lambda m: f"simulation.engine is {_quoted(m.engine)} and audit.worker is {_quoted(m.worker)}",
+    lambda m: 'set simulation.engine = "ray" (or audit.worker = "ray")',
+)
+LOCAL_RAY = Need(
+    lambda m, _: m.address is None,
+    lambda m: "simulation.address joins a cluster, whose nodes declare their own CPUs",
+    lambda m: "remove it (pass `ray start --num-cpus N` on each node)",
+)
+CLUSTER = Need(
+    lambda m, _: m.address is not None,
+    lambda m: "simulation.address is not set (a local Ray starts)",
+    lambda m: "set simulation.address, or remove it",
+)
+HAS_ATTACKS = Need(
+    lambda m, _: bool(m.attacks),
+    lambda m: f"no attack is configured ({m.name('attacks')} is empty)",
+    lambda m: f"add one under {m.name('attacks')}, or remove it",
+)
+ATTACKS_RUN = Need(
+    lambda m, _: not m.secure_aggregation,
+    lambda m: (
+        "federation.secure_aggregation is true (nothing is attacked: the server sees only the sum)"
+    ),
+    lambda m: "set federation.secure_aggregation = false, or remove it",
+)
+FEDAVG = Need(
+    lambda m, _: m.protocol == "fedavg",
+    lambda m: f"{m.name('protocol.kind')} is {_quoted(m.protocol)}",
+    lambda m: f'set {m.name("protocol.kind")} = "fedavg"',
+)
+IMAGES = Need(
+    lambda m, _: m.domain == "images",
+    lambda m: f"{m.name('data.dataset')} is {_quoted(m.dataset)} (feature rows)",
+    lambda m: f"set {m.name('data.dataset')} to images, or remove it",
+)
+ROWS = Need(
+    lambda m, _: m.domain == "rows",
+    lambda m: f"{m.name('data.dataset')} is {_quoted(m.dataset)} (images)",
+    lambda m: 'set data.dataset to feature rows ("adult-sample"), or remove it',
+)
+SCENARIO_DATA = Need(
+    lambda m, _: not m.deployment,
+    lambda m: "this auditor holds no training data (a Flower app of your own)",
+    lambda m: "pass the statistics in domain=FeatureDomain(..., mean=..., std=...) instead",
+)
+RECORDS = Need(
+    lambda m, _: m.records,
+    lambda m: "out_dir is not given (nothing is written)",
+    lambda m: "pass out_dir",
+)
+DATA_FILES = Need(
+    lambda m, _: not m.packaged_data,
+    lambda m: f"data.dataset {_quoted(m.dataset)} is packaged with fedsim (no files are read)",
+    lambda m: "remove it, or set data.dataset to one read from files",
+)
+DIRICHLET = Need(
+    lambda m, _: m.partition == "dirichlet",
+    lambda m: f"data.partition is {_quoted(m.partition)}",
+    lambda m: 'set data.partition = "dirichlet"',
+)
+CHECKPOINT = Need(
+    lambda m, _: m.checkpoint,
+    lambda m: "model.checkpoint is not set",
+    lambda m: "set model.checkpoint",
+)
+SECURE_AGGREGATION = Need(
+    lambda m, _: m.secure_aggregation,
+    lambda m: "federation.secure_aggregation is false",
+    lambda m: "set federation.secure_aggregation = true",
+)
+QUEUED_WORKER = Need(
+    lambda m, _: m.worker in ("thread", "ray"),
+    lambda m: f"audit.worker is {_quoted(m.worker)} (attacks run in the round)",
+    lambda m: 'set audit.worker = "thread" or "ray"',
+)
+RAY_WORKER = Need(
+    lambda m, _: m.worker == "ray",
+    lambda m: f"audit.worker is {_quoted(m.worker)}",
+    lambda m: 'set audit.worker = "ray"',
+)
+
+
+def strategy_takes(option: str) -> Need:
+    """`option` of the server strategy: acts for the strategies that take it."""
+    from fedsim.scenario.config import STRATEGY_OPTIONS
+
+    takers = [name for name, options in STRATEGY_OPTIONS.items() if option in options]
+    return Need(
+        lambda m, _: m.strategy in takers,
+        lambda m: f"federation.strategy.name is {_quoted(m.strategy)}",
+        lambda m: f"set federation.strategy.name to one of {', '.join(takers)}",
+    )
+
+
+def read_by_an_attack(*what: str) -> Need:
+    """Some attack reads one of `what`; the audit budget counts only where an attack does
+    not set that field in its own budget."""
+
+    def holds(m: Modes, _: int | None) -> bool:
+        return any(a.takes(w) and w not in a.own_budget for a in m.attacks for w in what)
+
+    def own(m: Modes) -> list[str]:
+        return [a.name for a in m.attacks if any(a.takes(w) and w in a.own_budget for w in what)]
+
+    def ignored(m: Modes) -> str:
+        if own(m):
+            return f"the attacks that read it set their own ({', '.join(own(m))})"
+        return f"none of the attacks ({m.attack_names()}) reads it"
+
+    def fix(m: Modes) -> str:
+        return (
+            "remove it"
+            if own(m)
+            else f"remove it, or add an attack that reads it ({readers(what)})"
+        )
+
+    return Need(holds, ignored, fix)
+
+
+def read_by_this_attack(what: str) -> Need:
+    """The attack the field belongs to (`attacks.N`) reads `what`."""
+
+    def holds(m: Modes, index: int | None) -> bool:
+        return index is None or m.attacks[index].takes(what)
+
+    return Need(
+        holds,
+        lambda m: "its attack does not read it",
+        lambda m: f"remove it (attacks that read it: {readers((what,))})",
+    )
+
+
+BATCH_NORM = Need(
+    lambda m, _: m.batch_norm or any(a.takes("bn_stats_known") for a in m.attacks),
+    lambda m: f"model.name {_quoted(m.model)} has no batch norm, and no attack needs the flag",
+    lambda m: "remove it, or use a model with batch norm (convnet64, resnet18)",
+)
+"""`bn_stats_known` gates an attack that needs it (GradInversion) whatever the model; as a
+prior (Bayes) it adds nothing to a model without batch norm."""
+
+
+def readers(what: tuple[str, ...]) -> str:
+    """The registered attacks that read any of `what`, with their defaults."""
+    from attacks.registry import ATTACKS, build_attack
+
+    names = [n for n in sorted(ATTACKS) if any(w in build_attack(n).reads() for w in what)]
+    return ", ".join(names) or "none"
+
+
+def attack_reads(config: AttackConfig) -> AttackReads:
+    """What a configured attack reads: its registry class built with its overrides."""
+    from attacks.registry import ATTACKS, build_attack
+
+    own = frozenset(config.budget.model_dump(exclude_none=True))
+    if config.name not in ATTACKS:
+        return AttackReads(config.display_name, None, own)  # `adapted`, or an object of code
+    try:
+        reads = build_attack(config.name, **config.overrides).reads()
+    except Exception:  # noqa: BLE001 - bad options are refused by validation, with their name
+        reads = None
+    return AttackReads(config.display_name, reads, own)
+
+
+def of_scenario(scenario: Scenario) -> Modes:
+    """The modes a scenario runs in."""
+    from fedsim.data.registry import DATASETS
+    from fedsim.scenario.names import has_batch_norm
+
+    entry = DATASETS[scenario.data.dataset]
+    return Modes(
+        engine=scenario.simulation.engine,
+        worker=scenario.audit.worker,
+        protocol=scenario.protocol.kind,
+        domain="images" if entry.info.is_image else "rows",
+        dataset=scenario.data.dataset,
+        attacks=tuple(attack_reads(a) for a in scenario.attacks),
+        secure_aggregation=scenario.federation.secure_aggregation,
+        address=scenario.simulation.address,
+        packaged_data=not entry.needs_root,
+        model=scenario.model.name,
+        batch_norm=has_batch_norm(scenario.model.name, scenario.data.dataset),
+        partition=scenario.data.partition,
+        checkpoint=scenario.model.checkpoint is not None,
+        strategy=scenario.federation.strategy.name,
+    )
