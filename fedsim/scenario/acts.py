@@ -193,12 +193,13 @@ def given_fields(model: BaseModel, prefix: str = "", explicit: bool = True) -> I
                 yield from given_fields(item, f"{path}.{index}.", explicit)
 
 
-def ignored_because(path: str, modes: Modes) -> str | None:
-    """Why the field at `path` does nothing in `modes` (one line), or None where it acts."""
+def ignored_because(path: str, modes: Modes, table: Mapping[str, Acts] | None = None) -> str | None:
+    """Why the field at `path` does nothing in `modes` (one line), or None where it acts.
+    `table`: the classification (`ACTS`, or `for_model`'s arguments)."""
     key = pattern(path)
-    acts = ACTS.get(key)
+    acts = (ACTS if table is None else table).get(key)
     if acts is None:
-        raise KeyError(f"{key}: a scenario field that fedsim.scenario.acts does not classify")
+        raise KeyError(f"{key}: a setting nobody classified (see fedsim.scenario.acts)")
     index = _attack_index(path)
     for need in acts.needs:
         if not need.holds(modes, index):
