@@ -166,7 +166,9 @@ def main(args: argparse.Namespace) -> int:
     header["data"] = {"train_size": len(federation.train), "test_size": len(federation.test)}
     console = Console()
     console.print(
-        f"fedsim run: {scenario.name} → {run_dir}; {runs_line(header['runs'])}", highlight=False
+        f"fedsim run: {scenario.name} → {run_dir}; {runs_line(header['runs'])}",
+        highlight=False,
+        soft_wrap=True,
     )
     if scenario.model.checkpoint is not None:
         header["checkpoint_sha256"] = file_sha256(Path(scenario.model.checkpoint))
@@ -229,6 +231,12 @@ def _resume(run_dir: Path, overrides: list[str], debug: bool = False, soft: list
     recorder = RunRecorder(run_dir, resume=True)
     done = recorder.checkpoints.complete_through(audited_round_of(scenario))
     console = Console()
+    for reason in dropped:
+        console.print(
+            f"fedsim run: dropped from the stored scenario: {reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if done >= scenario.federation.rounds:
         console.print(f"fedsim run: {run_dir} is complete; nothing to resume", highlight=False)
         return 0
@@ -243,9 +251,8 @@ def _resume(run_dir: Path, overrides: list[str], debug: bool = False, soft: list
         f"fedsim run: resuming {scenario.name} in {run_dir} after round {max(done, 0)};"
         f" {runs_line(runs)}",
         highlight=False,
+        soft_wrap=True,
     )
-    for reason in dropped:
-        console.print(f"fedsim run: dropped from the stored scenario: {reason}", highlight=False)
     return _simulate(scenario, recorder, run_dir, resume_after=done, console=console, debug=debug)
 
 

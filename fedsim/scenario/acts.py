@@ -16,6 +16,7 @@ schema and fails on one that is not).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ ACTS: Mapping[str, Acts] = {
     "protocol.local_epochs": Acts("counts a client's local passes", (m.FEDAVG,)),
     "attacks.*.name": ALWAYS,
     "attacks.*.label": ALWAYS,
-    "attacks.*.overrides": Acts("sets the attack's options", (m.ATTACKS_RUN,)),
+    "attacks.*.overrides": Acts("sets the attack's options", (m.ATTACKS_RUN, m.OWN_OPTIONS)),
     "attacks.*.budget.iterations": Acts(
         "caps the attack's steps", (m.ATTACKS_RUN, m.read_by_this_attack("iterations"))
     ),
@@ -176,15 +177,23 @@ def _model_in(annotation: Any) -> tuple[type[BaseModel], bool] | None:
     return None
 
 
+@functools.cache
+def _fields_of(model: type[BaseModel]) -> tuple[tuple[str, bool, Any], ...]:
+    """(name, holds models, default) of each field of `model`."""
+    return tuple(
+        (name, _model_in(info.annotation) is not None, info.get_default(call_default_factory=True))
+        for name, info in model.model_fields.items()
+    )
+
+
 def given_fields(model: BaseModel, prefix: str = "", explicit: bool = True) -> Iterator[str]:
     """The leaf fields of a validated model that differ from their default or (`explicit`)
     were given, as dotted paths with list indices (`attacks.0.budget.iterations`)."""
-    for name, info in type(model).model_fields.items():
+    for name, nested, default in _fields_of(type(model)):
         value = getattr(model, name)
         path = f"{prefix}{name}"
-        if _model_in(info.annotation) is None:
-            given = explicit and name in model.model_fields_set
-            if given or value != info.get_default(call_default_factory=True):
+        if not nested:
+            if (explicit and name in model.model_fields_set) or value != default:
                 yield path
         elif isinstance(value, BaseModel):
             yield from given_fields(value, f"{path}.", explicit)
@@ -203,7 +212,8 @@ def ignored_because(path: str, modes: Modes, table: Mapping[str, Acts] | None = 
     index = _attack_index(path)
     for need in acts.needs:
         if not need.holds(modes, index):
-            return f"{path} {acts.what}, but {need.ignored(modes)}: {need.fix(modes)}"
+            why, fix = need.ignored(modes, index), need.fix(modes, index)
+            return f"{path} {acts.what}, but {why}: {fix}"
     return None
 
 

@@ -51,9 +51,9 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _alpha_for_dirichlet(self) -> DataConfig:
         if self.partition == "dirichlet" and self.alpha is None:
-            raise ValueError("alpha: the dirichlet partition needs alpha > 0")
+            raise ValueError("alpha: data.partition = 'dirichlet' needs alpha > 0")
         if self.partition == "iid" and self.alpha is not None:
-            raise ValueError("alpha: only the dirichlet partition takes alpha")
+            raise ValueError("alpha: only data.partition = 'dirichlet' takes alpha")
         return self
 
 
@@ -302,15 +302,15 @@ class FederationConfig(_Strict):
             raise ValueError(f"clients_per_round: a fraction must lie in (0, 1], got {value}")
         if self.secure_aggregation and self.per_round() < 2:
             raise ValueError(
-                "secure_aggregation: needs at least 2 clients per round"
-                " (the sum of one update is that update)"
+                "secure_aggregation: needs at least 2 clients per round (federation.clients"
+                " × federation.clients_per_round; the sum of one update is that update)"
             )
         if self.secure_aggregation:
             self.secagg.check_fits(self.per_round())
         if self.secure_aggregation and self.strategy.name != "fedavg":
             raise ValueError(
-                f"strategy: secure aggregation runs Flower's SecAgg+ with FedAvg only,"
-                f" not {self.strategy.name}"
+                f"strategy.name: federation.secure_aggregation runs Flower's SecAgg+ with"
+                f" FedAvg only, not {self.strategy.name}"
             )
         return self
 

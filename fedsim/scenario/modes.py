@@ -27,11 +27,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class AttackReads:
     """One configured attack: its name, what it reads (None: known only once the run has
-    chosen it, as for `adapted`), and the budget fields it sets itself."""
+    chosen it, as for `adapted`), the budget fields it sets itself, and the options
+    (`overrides`) it is given."""
 
     name: str
     reads: frozenset[str] | None
     own_budget: frozenset[str] = frozenset()
+    options: frozenset[str] = frozenset()
 
     def takes(self, what: str) -> bool:
         return self.reads is None or what in self.reads
@@ -87,8 +89,8 @@ class Need:
     field and `fix` what would make it act."""
 
     holds: Callable[[Modes, int | None], bool]
-    ignored: Callable[[Modes], str]
-    fix: Callable[[Modes], str]
+    ignored: Callable[[Modes, int | None], str]
+    fix: Callable[[Modes, int | None], str]
 
 
 def _quoted(value: object) -> str:
@@ -97,90 +99,92 @@ def _quoted(value: object) -> str:
 
 RAY_ENGINE = Need(
     lambda m, _: m.engine == "ray",
-    lambda m: f"simulation.engine is {_quoted(m.engine)}",
-    lambda m: 'set simulation.engine = "ray"',
+    lambda m, _: f"simulation.engine is {_quoted(m.engine)}",
+    lambda m, _: 'set simulation.engine = "ray"',
 )
 RAY_USED = Need(
     lambda m, _: "ray" in (m.engine, m.worker),
-    lambda m: f"simulation.engine is {_quoted(m.engine)} and audit.worker is {_quoted(m.worker)}",
-    lambda m: 'set simulation.engine = "ray" (or audit.worker = "ray")',
+    lambda m, _: (
+        f"simulation.engine is {_quoted(m.engine)} and audit.worker is {_quoted(m.worker)}"
+    ),
+    lambda m, _: 'set simulation.engine = "ray" (or audit.worker = "ray")',
 )
 LOCAL_RAY = Need(
     lambda m, _: m.address is None,
-    lambda m: "simulation.address joins a cluster, whose nodes declare their own CPUs",
-    lambda m: "remove it (pass `ray start --num-cpus N` on each node)",
+    lambda m, _: "simulation.address joins a cluster, whose nodes declare their own CPUs",
+    lambda m, _: "remove it (pass `ray start --num-cpus N` on each node)",
 )
 CLUSTER = Need(
     lambda m, _: m.address is not None,
-    lambda m: "simulation.address is not set (a local Ray starts)",
-    lambda m: "set simulation.address, or remove it",
+    lambda m, _: "simulation.address is not set (a local Ray starts)",
+    lambda m, _: "set simulation.address, or remove it",
 )
 HAS_ATTACKS = Need(
     lambda m, _: bool(m.attacks),
-    lambda m: f"no attack is configured ({m.name('attacks')} is empty)",
-    lambda m: f"add one under {m.name('attacks')}, or remove it",
+    lambda m, _: f"no attack is configured ({m.name('attacks')} is empty)",
+    lambda m, _: f"add one under {m.name('attacks')}, or remove it",
 )
 ATTACKS_RUN = Need(
     lambda m, _: not m.secure_aggregation,
-    lambda m: (
+    lambda m, _: (
         "federation.secure_aggregation is true (nothing is attacked: the server sees only the sum)"
     ),
-    lambda m: "set federation.secure_aggregation = false, or remove it",
+    lambda m, _: "set federation.secure_aggregation = false, or remove it",
 )
 FEDAVG = Need(
     lambda m, _: m.protocol == "fedavg",
-    lambda m: f"{m.name('protocol.kind')} is {_quoted(m.protocol)}",
-    lambda m: f'set {m.name("protocol.kind")} = "fedavg"',
+    lambda m, _: f"{m.name('protocol.kind')} is {_quoted(m.protocol)}",
+    lambda m, _: f'set {m.name("protocol.kind")} = "fedavg"',
 )
 IMAGES = Need(
     lambda m, _: m.domain == "images",
-    lambda m: f"{m.name('data.dataset')} is {_quoted(m.dataset)} (feature rows)",
-    lambda m: f"set {m.name('data.dataset')} to images, or remove it",
+    lambda m, _: f"{m.name('data.dataset')} is {_quoted(m.dataset)} (feature rows)",
+    lambda m, _: f"set {m.name('data.dataset')} to images, or remove it",
 )
 ROWS = Need(
     lambda m, _: m.domain == "rows",
-    lambda m: f"{m.name('data.dataset')} is {_quoted(m.dataset)} (images)",
-    lambda m: 'set data.dataset to feature rows ("adult-sample"), or remove it',
+    lambda m, _: f"{m.name('data.dataset')} is {_quoted(m.dataset)} (images)",
+    lambda m, _: 'set data.dataset to feature rows ("adult-sample"), or remove it',
 )
 SCENARIO_DATA = Need(
     lambda m, _: not m.deployment,
-    lambda m: "this auditor holds no training data (a Flower app of your own)",
-    lambda m: "pass the statistics in domain=FeatureDomain(..., mean=..., std=...) instead",
+    lambda m, _: "this auditor holds no training data (a Flower app of your own)",
+    lambda m, _: "pass the statistics in domain=FeatureDomain(..., mean=..., std=...) instead",
 )
 RECORDS = Need(
     lambda m, _: m.records,
-    lambda m: "out_dir is not given (nothing is written)",
-    lambda m: "pass out_dir",
+    lambda m, _: "out_dir is not given (nothing is written)",
+    lambda m, _: "pass out_dir",
 )
 DATA_FILES = Need(
     lambda m, _: not m.packaged_data,
-    lambda m: f"data.dataset {_quoted(m.dataset)} is packaged with fedsim (no files are read)",
-    lambda m: "remove it, or set data.dataset to one read from files",
+    lambda m, _: f"data.dataset {_quoted(m.dataset)} is packaged with fedsim (no files are read)",
+    lambda m, _: "remove it, or set data.dataset to one read from files",
 )
 DIRICHLET = Need(
     lambda m, _: m.partition == "dirichlet",
-    lambda m: f"data.partition is {_quoted(m.partition)}",
-    lambda m: 'set data.partition = "dirichlet"',
+    lambda m, _: f"data.partition is {_quoted(m.partition)}",
+    lambda m, _: 'set data.partition = "dirichlet"',
 )
 CHECKPOINT = Need(
     lambda m, _: m.checkpoint,
-    lambda m: "model.checkpoint is not set",
-    lambda m: "set model.checkpoint",
+    lambda m, _: "model.checkpoint is not set",
+    lambda m, _: "set model.checkpoint",
 )
 SECURE_AGGREGATION = Need(
     lambda m, _: m.secure_aggregation,
-    lambda m: "federation.secure_aggregation is false",
-    lambda m: "set federation.secure_aggregation = true",
+    lambda m, _: "federation.secure_aggregation is false",
+    lambda m, _: "set federation.secure_aggregation = true",
 )
 QUEUED_WORKER = Need(
     lambda m, _: m.worker in ("thread", "ray"),
-    lambda m: f"audit.worker is {_quoted(m.worker)} (attacks run in the round)",
-    lambda m: 'set audit.worker = "thread" or "ray"',
+    lambda m, _: f"audit.worker is {_quoted(m.worker)} (attacks run in the round)",
+    lambda m, _: 'set audit.worker = "thread" or "ray"',
 )
 RAY_WORKER = Need(
     lambda m, _: m.worker == "ray",
-    lambda m: f"audit.worker is {_quoted(m.worker)}",
-    lambda m: 'set audit.worker = "ray"',
+    lambda m, _: f"audit.worker is {_quoted(m.worker)}",
+    lambda m, _: 'set audit.worker = "ray"',
 )
 
 
@@ -191,8 +195,8 @@ def strategy_takes(option: str) -> Need:
     takers = [name for name, options in STRATEGY_OPTIONS.items() if option in options]
     return Need(
         lambda m, _: m.strategy in takers,
-        lambda m: f"federation.strategy.name is {_quoted(m.strategy)}",
-        lambda m: f"set federation.strategy.name to one of {', '.join(takers)}",
+        lambda m, _: f"federation.strategy.name is {_quoted(m.strategy)}",
+        lambda m, _: f"set federation.strategy.name to one of {', '.join(takers)}",
     )
 
 
@@ -206,12 +210,12 @@ def read_by_an_attack(*what: str) -> Need:
     def own(m: Modes) -> list[str]:
         return [a.name for a in m.attacks if any(a.takes(w) and w in a.own_budget for w in what)]
 
-    def ignored(m: Modes) -> str:
+    def ignored(m: Modes, _: int | None) -> str:
         if own(m):
             return f"the attacks that read it set their own ({', '.join(own(m))})"
         return f"none of the attacks ({m.attack_names()}) reads it"
 
-    def fix(m: Modes) -> str:
+    def fix(m: Modes, _: int | None) -> str:
         return (
             "remove it"
             if own(m)
@@ -229,15 +233,38 @@ def read_by_this_attack(what: str) -> Need:
 
     return Need(
         holds,
-        lambda m: "its attack does not read it",
-        lambda m: f"remove it (attacks that read it: {readers((what,))})",
+        lambda m, _: "its attack does not read it",
+        lambda m, _: f"remove it (attacks that read it: {readers((what,))})",
     )
+
+
+REPLACED_OPTIONS = {
+    "seed": "set the scenario's seed",
+    "iterations": "set attacks.{index}.budget.iterations",
+    "restarts": "set attacks.{index}.budget.restarts",
+}
+"""Attack options the auditor sets itself (each attack's seed, derived from the run's seed
+and the round; the budget), and what to set instead."""
+
+
+def _replaced(m: Modes, index: int | None) -> list[str]:
+    options = m.attacks[index].options if index is not None else frozenset()
+    return [option for option in REPLACED_OPTIONS if option in options]
+
+
+OWN_OPTIONS = Need(
+    lambda m, index: not _replaced(m, index),
+    lambda m, index: f"the auditor sets {' and '.join(_replaced(m, index))} itself",
+    lambda m, index: (
+        "; ".join(REPLACED_OPTIONS[o].format(index=index) for o in _replaced(m, index)) + " instead"
+    ),
+)
 
 
 BATCH_NORM = Need(
     lambda m, _: m.batch_norm or any(a.takes("bn_stats_known") for a in m.attacks),
-    lambda m: f"model.name {_quoted(m.model)} has no batch norm, and no attack needs the flag",
-    lambda m: "remove it, or use a model with batch norm (convnet64, resnet18)",
+    lambda m, _: f"model.name {_quoted(m.model)} has no batch norm, and no attack needs the flag",
+    lambda m, _: "remove it, or use a model with batch norm (convnet64, resnet18)",
 )
 """`bn_stats_known` gates an attack that needs it (GradInversion) whatever the model; as a
 prior (Bayes) it adds nothing to a model without batch norm."""
@@ -256,13 +283,14 @@ def attack_reads(config: AttackConfig) -> AttackReads:
     from attacks.registry import ATTACKS, build_attack
 
     own = frozenset(config.budget.model_dump(exclude_none=True))
-    if config.name not in ATTACKS:
-        return AttackReads(config.display_name, None, own)  # `adapted`, or an object of code
+    options = frozenset(config.overrides)
+    if config.name not in ATTACKS:  # `adapted`, or an attack object given by code
+        return AttackReads(config.display_name, None, own, options)
     try:
         reads = build_attack(config.name, **config.overrides).reads()
     except Exception:  # noqa: BLE001 - bad options are refused by validation, with their name
         reads = None
-    return AttackReads(config.display_name, reads, own)
+    return AttackReads(config.display_name, reads, own, options)
 
 
 def of_scenario(scenario: Scenario) -> Modes:
