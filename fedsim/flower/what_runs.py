@@ -16,7 +16,9 @@ WORKERS = {"thread": "in a thread", "inline": "in the round", "ray": "as Ray tas
 
 def what_runs(scenario: Scenario, launcher: str = "fedsim run") -> dict[str, str]:
     """{engine, ray, audit_worker, device} of `scenario`: `ray` is the address joined,
-    "local Ray" or "not used"; `audit_worker` "none" where nothing is attacked. Under
+    "local Ray" or "not used"; `audit_worker` "none" where nothing is attacked; `device`
+    this machine's (the server's evaluation, and attacks outside Ray), and where Ray's
+    attack tasks choose their own (`device = "auto"`), `attack_device` says so. Under
     `launcher = "flwr run"` Flower's runtime runs the clients (`[simulation]` is unused)."""
     from fedsim.device import resolve_device
     from fedsim.flower.ray_cluster import cluster_address
@@ -34,10 +36,15 @@ def what_runs(scenario: Scenario, launcher: str = "fedsim run") -> dict[str, str
             ray = "local Ray"
         else:
             ray = cluster_address(simulation.address)
-    device = str(resolve_device(scenario.device))
+    runs = {
+        "engine": engine,
+        "ray": ray,
+        "audit_worker": worker,
+        "device": str(resolve_device(scenario.device)),
+    }
     if worker == "ray" and scenario.device == "auto":
-        device = f"{device} here; attack tasks: CUDA where their node has it"
-    return {"engine": engine, "ray": ray, "audit_worker": worker, "device": device}
+        runs["attack_device"] = "each node's own: CUDA where it has one, else its CPU"
+    return runs
 
 
 def runs_line(runs: dict[str, str]) -> str:
@@ -53,4 +60,7 @@ def runs_line(runs: dict[str, str]) -> str:
     attacks = "no attacks" if worker == "none" else f"attacks {WORKERS[worker]}"
     if worker == "ray" and runs["engine"] != "ray":
         attacks += f" on {ray}"
-    return f"{clients}, {attacks}, device {runs['device']}"
+    device = f"device {runs['device']}"
+    if "attack_device" in runs:
+        device += f" (attack tasks: {runs['attack_device']})"
+    return f"{clients}, {attacks}, {device}"
