@@ -340,7 +340,11 @@ def test_the_first_line_and_the_resolved_scenario_say_what_runs(
     assert first == (
         f"fedsim run: tiny → {out}; clients in process, attacks in a thread, device cpu"
     )
-    runs = tomllib.loads((out / "scenario.toml").read_text())["run"]["runs"]
+    stored = tomllib.loads((out / "scenario.toml").read_text())
+    runs = stored.pop("run")["runs"]
+    # only what acts is stored, so the stored scenario is one a user may give
+    assert "cpus_per_client" not in stored["simulation"] and "secagg" not in stored["federation"]
+    assert refuse_ignored(validate_scenario(stored)) == checked(TINY)
     assert runs == {
         "engine": "inprocess",
         "ray": "not used",

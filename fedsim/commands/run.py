@@ -36,7 +36,6 @@ from fedsim.flower.progress import RunProgress
 from fedsim.flower.runtime_guard import RuntimeCrashed
 from fedsim.flower.what_runs import runs_line, what_runs
 from fedsim.records import SCENARIO_FILE, RunRecorder, run_header
-from fedsim.scenario.acts import given_fields, ignored_settings, one_line, remove_fields
 from fedsim.scenario.config import Scenario
 from fedsim.scenario.loading import (
     apply_override,
@@ -44,7 +43,7 @@ from fedsim.scenario.loading import (
     load_scenario,
     parse_override,
     scenario_to_toml,
-    validate_scenario,
+    settle_stored,
 )
 
 if TYPE_CHECKING:
@@ -113,28 +112,9 @@ def _resumed_scenario(
             )
         apply_override(raw, keys, value)
         changed.append(dotted)
-    scenario = validate_scenario(raw, registered_attacks=True)
-    # The stored file gives every field; what counts is what differs from its default.
-    changed_values = set(given_fields(scenario, explicit=False))
-    given = [
-        p
-        for p in given_fields(scenario)
-        if p in changed_values or any(_under(p, c) for c in changed)
-    ]
-    ignored = ignored_settings(scenario, given)
-    refused = [(p, why) for p, why in ignored if any(_under(p, c) for c in changed)]
-    if refused:
-        raise ConfigError(f"scenario: {one_line(refused)}")
-    if ignored:
-        remove_fields(raw, [p for p, _ in ignored])
-        scenario = validate_scenario(raw, registered_attacks=True)
+    scenario, dropped = settle_stored(raw, changed)
     scenario = apply_soft(raw, scenario, soft)
-    return scenario, header if isinstance(header, dict) else {}, [why for _, why in ignored]
-
-
-def _under(path: str, changed: str) -> bool:
-    """Whether `path` is the setting `changed` or lies inside that table."""
-    return path == changed or path.startswith(f"{changed}.")
+    return scenario, header if isinstance(header, dict) else {}, dropped
 
 
 def data_options(args: argparse.Namespace) -> list[str]:
@@ -178,7 +158,7 @@ def main(args: argparse.Namespace) -> int:
                 " training before it spent is not known to this run",
                 highlight=False,
             )
-    recorder.write_scenario(scenario_to_toml(scenario, header))
+    recorder.write_scenario(scenario_to_toml(scenario, header, acting=True))
 
     return _simulate(scenario, recorder, run_dir, resume_after=-1, console=console, debug=debug)
 
@@ -245,7 +225,7 @@ def _resume(run_dir: Path, overrides: list[str], debug: bool = False, soft: list
     resumed = [*header.get("resumed", []), dt.datetime.now(dt.UTC).isoformat(timespec="seconds")]
     runs = what_runs(scenario)
     recorder.write_scenario(
-        scenario_to_toml(scenario, {**header, "resumed": resumed, "runs": runs})
+        scenario_to_toml(scenario, {**header, "resumed": resumed, "runs": runs}, acting=True)
     )
     console.print(
         f"fedsim run: resuming {scenario.name} in {run_dir} after round {max(done, 0)};"

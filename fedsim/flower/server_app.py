@@ -237,6 +237,6 @@ def main(grid: Grid, context: Context) -> None:
     recorder = RunRecorder(out)
     # Flower's runtime runs the clients: the scenario's [simulation] is not used here.
     header = {**run_header(scenario.seed), "runs": what_runs(scenario, launcher="flwr run")}
-    recorder.write_scenario(scenario_to_toml(scenario, header))
+    recorder.write_scenario(scenario_to_toml(scenario, header, acting=True))
     log(INFO, "fedsim: scenario %s, records in %s", path, Path(out).resolve())
     run_federation(grid, scenario, recorder)

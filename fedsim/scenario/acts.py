@@ -186,20 +186,29 @@ def _fields_of(model: type[BaseModel]) -> tuple[tuple[str, bool, Any], ...]:
     )
 
 
-def given_fields(model: BaseModel, prefix: str = "", explicit: bool = True) -> Iterator[str]:
+def given_fields(
+    model: BaseModel, prefix: str = "", explicit: bool = True, every: bool = False
+) -> Iterator[str]:
     """The leaf fields of a validated model that differ from their default or (`explicit`)
-    were given, as dotted paths with list indices (`attacks.0.budget.iterations`)."""
+    were given (`every`: all of them), as dotted paths with list indices
+    (`attacks.0.budget.iterations`)."""
     for name, nested, default in _fields_of(type(model)):
         value = getattr(model, name)
         path = f"{prefix}{name}"
         if not nested:
-            if (explicit and name in model.model_fields_set) or value != default:
+            given = explicit and name in model.model_fields_set
+            if every or given or value != default:
                 yield path
         elif isinstance(value, BaseModel):
-            yield from given_fields(value, f"{path}.", explicit)
+            yield from given_fields(value, f"{path}.", explicit, every)
         elif isinstance(value, list):
             for index, item in enumerate(value):
-                yield from given_fields(item, f"{path}.{index}.", explicit)
+                yield from given_fields(item, f"{path}.{index}.", explicit, every)
+
+
+def inert_fields(scenario: Scenario) -> list[str]:
+    """Every field that does nothing in the scenario's modes, given or not."""
+    return [p for p, _ in ignored_settings(scenario, given_fields(scenario, every=True))]
 
 
 def ignored_because(path: str, modes: Modes, table: Mapping[str, Acts] | None = None) -> str | None:
