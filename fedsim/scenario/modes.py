@@ -94,14 +94,20 @@ class Need:
 
 
 def _quoted(value: object) -> str:
-    return f'"{value}"'
+    """A value as TOML writes it: strings quoted, booleans lower-case."""
+    return str(value).lower() if isinstance(value, bool) else f'"{value}"'
 
 
-RAY_ENGINE = Need(
-    lambda m, _: m.engine == "ray",
-    lambda m, _: f"simulation.engine is {_quoted(m.engine)}",
-    lambda m, _: 'set simulation.engine = "ray"',
-)
+def setting_is(setting: str, mode: str, wanted: object) -> Need:
+    """The setting `setting` (the mode `mode` of `Modes`) has the value `wanted`."""
+    return Need(
+        lambda m, _: getattr(m, mode) == wanted,
+        lambda m, _: f"{m.name(setting)} is {_quoted(getattr(m, mode))}",
+        lambda m, _: f"set {m.name(setting)} = {_quoted(wanted)}",
+    )
+
+
+RAY_ENGINE = setting_is("simulation.engine", "engine", "ray")
 RAY_USED = Need(
     lambda m, _: "ray" in (m.engine, m.worker),
     lambda m, _: (
@@ -131,11 +137,7 @@ ATTACKS_RUN = Need(
     ),
     lambda m, _: "set federation.secure_aggregation = false, or remove it",
 )
-FEDAVG = Need(
-    lambda m, _: m.protocol == "fedavg",
-    lambda m, _: f"{m.name('protocol.kind')} is {_quoted(m.protocol)}",
-    lambda m, _: f'set {m.name("protocol.kind")} = "fedavg"',
-)
+FEDAVG = setting_is("protocol.kind", "protocol", "fedavg")
 IMAGES = Need(
     lambda m, _: m.domain == "images",
     lambda m, _: f"{m.name('data.dataset')} is {_quoted(m.dataset)} (feature rows)",
@@ -161,31 +163,19 @@ DATA_FILES = Need(
     lambda m, _: f"data.dataset {_quoted(m.dataset)} is packaged with fedsim (no files are read)",
     lambda m, _: "remove it, or set data.dataset to one read from files",
 )
-DIRICHLET = Need(
-    lambda m, _: m.partition == "dirichlet",
-    lambda m, _: f"data.partition is {_quoted(m.partition)}",
-    lambda m, _: 'set data.partition = "dirichlet"',
-)
+DIRICHLET = setting_is("data.partition", "partition", "dirichlet")
 CHECKPOINT = Need(
     lambda m, _: m.checkpoint,
     lambda m, _: "model.checkpoint is not set",
     lambda m, _: "set model.checkpoint",
 )
-SECURE_AGGREGATION = Need(
-    lambda m, _: m.secure_aggregation,
-    lambda m, _: "federation.secure_aggregation is false",
-    lambda m, _: "set federation.secure_aggregation = true",
-)
+SECURE_AGGREGATION = setting_is("federation.secure_aggregation", "secure_aggregation", True)
 QUEUED_WORKER = Need(
     lambda m, _: m.worker in ("thread", "ray"),
     lambda m, _: f"audit.worker is {_quoted(m.worker)} (attacks run in the round)",
     lambda m, _: 'set audit.worker = "thread" or "ray"',
 )
-RAY_WORKER = Need(
-    lambda m, _: m.worker == "ray",
-    lambda m, _: f"audit.worker is {_quoted(m.worker)}",
-    lambda m, _: 'set audit.worker = "ray"',
-)
+RAY_WORKER = setting_is("audit.worker", "worker", "ray")
 
 
 def strategy_takes(option: str) -> Need:
