@@ -18,7 +18,7 @@ import torch
 
 from attacks.domain import ImageDomain
 from attacks.engine import OptimizerConfig, Problem, optimise
-from attacks.errors import AttackError
+from attacks.errors import AttackError, AttackRefused
 from attacks.likelihood import ScaledLikelihood
 from attacks.objectives import Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
@@ -158,7 +158,7 @@ class GradientAttack:
                 f"{'it' if len(missing) == 1 else 'them'} ({', '.join(_GRANTS[m] for m in missing)})"
             )
         if self.models_mechanism and target.mechanism is None and target.mechanism_refusal:
-            raise AttackError(f"attack {self.name!r} refused: {target.mechanism_refusal}")
+            raise AttackRefused(f"attack {self.name!r} refused: {target.mechanism_refusal}")
         if target.threat.labels_known and target.labels is None:
             raise AttackError("threat model grants labels (labels_known) but the target has none")
 

@@ -141,13 +141,15 @@ class PrivacyClaim:
 
     `holds` says whether the run it was computed for satisfies the claim's assumption;
     where it does not, `why_not` says why and the number must not be read as a guarantee.
+    None: the assumption cannot be checked from where the claim is made (`why_not` says
+    what it depends on), so the number is a guarantee only if that holds.
     """
 
     threat_model: ThreatModelName
     epsilon: float | None
     delta: float
     statement: str
-    holds: bool
+    holds: bool | None
     why_not: str = ""
 
     def to_json(self) -> dict[str, Any]:

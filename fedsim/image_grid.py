@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fedsim.private_files import make_private
+
 
 def load_figures() -> None:
     """Load matplotlib and its default font (about a quarter second the first time), so
@@ -62,6 +64,7 @@ def save_image_grid(
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
+    make_private(path)
 
 
 @dataclass(frozen=True)
@@ -171,3 +174,4 @@ def save_round_strip(
         figure.suptitle(title, fontsize=9, y=1.0 - 0.05 / figure.get_figheight(), va="top")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi)
+    make_private(path)

@@ -1,14 +1,20 @@
 """Files only their owner may read: run directories hold reconstructions of private data.
 
-Directories are made 0o700 and files 0o600 whatever the umask, and writes that must
-survive a crash are fsynced (`fsync_file`, `write_atomic`).
+Directories fedsim creates are made 0o700 and files 0o600 whatever the umask, and writes
+that must survive a crash are fsynced (`fsync_file`, `write_atomic`). A directory the
+user names for output (`--out`) is never chmod-ed: a new one is created owner-only, an
+existing empty one is used as it is (every file written into it is owner-only), and an
+existing one that holds files is refused (`output_dir`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Collection
 from pathlib import Path
+
+from fedsim.errors import ConfigError
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -20,6 +26,38 @@ def private_dir(path: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     os.chmod(folder, DIR_MODE)
     return folder
+
+
+def output_dir(path: str | Path, flag: str = "--out", rewritable: Collection[str] = ()) -> Path:
+    """A directory to write a new run or report into, refused with one line where it
+    holds anything but the names in `rewritable` (a report may replace its own files)."""
+    folder = Path(path)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise ConfigError(f"{flag}: {folder} exists and is not a directory")
+    if folder.exists():
+        others = sorted(entry.name for entry in folder.iterdir() if entry.name not in rewritable)
+        if others:
+            raise ConfigError(
+                f"{flag}: {folder} already holds files ({', '.join(others[:3])}"
+                f"{', …' if len(others) > 3 else ''}); choose a new or empty directory"
+            )
+        return folder
+    try:
+        return private_dir(folder)
+    except OSError as error:
+        raise ConfigError(f"{flag}: cannot create {folder} ({error.strerror})") from None
+
+
+def write_private(path: str | Path, data: bytes) -> None:
+    """Write a whole file owner-only (created 0o600, or made so if it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def make_private(path: str | Path) -> None:

@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from fedsim.checkpoints import Checkpoints
 from fedsim.errors import ConfigError
-from fedsim.private_files import append_line, fsync_file, make_private, private_dir, write_atomic
+from fedsim.private_files import (
+    append_line,
+    fsync_file,
+    make_private,
+    output_dir,
+    private_dir,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     from fedsim.image_grid import ClientImages
@@ -77,7 +84,10 @@ class RunRecorder:
                 f"--out: {self.run_dir} already holds a run; choose another directory"
             )
         try:
-            private_dir(self.run_dir)
+            if resume:
+                private_dir(self.run_dir)
+            else:
+                output_dir(self.run_dir)
             private_dir(self.run_dir / RECONSTRUCTIONS_DIR)
         except OSError as error:
             raise ConfigError(f"--out: cannot create {self.run_dir} ({error.strerror})") from None

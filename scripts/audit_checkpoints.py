@@ -111,23 +111,23 @@ def audit_state(
 
 
 def table(rows: list[tuple[int, Path, float | None]], batch_size: int) -> str:
-    """Markdown: per state, its accuracy and per attack mean PSNR and recognisable images."""
+    """Markdown: per state, its accuracy and per attack mean PSNR and images recovered."""
     runs = [(state, load_run(path), seconds) for state, path, seconds in rows]
-    attacks = sorted({key for _, run, _ in runs for key in run.audited_rounds()})
+    attacks = sorted({f.series.label for _, run, _ in runs for f in run.facts()})
     header = ["state (rounds trained)", "test accuracy"]
-    header += [f"{a} PSNR / recognisable" for a, _ in attacks] + ["seconds"]
+    header += [f"{a} PSNR / recovered" for a in attacks] + ["seconds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for state, run, seconds in runs:
         accuracy = run.accuracy_after().get(state)
         cells = [str(state), "–" if accuracy is None else f"{100 * accuracy:.1f} %"]
-        audited = run.audited_rounds()
+        audited = {f.series.label: f.rounds for f in run.facts()}
         for key in attacks:
-            found = [r for r in audited.get(key, []) if r.images]
+            found = [r for r in audited.get(key, []) if r.items]
             if not found:
                 cells.append("–")
                 continue
             r = found[0]
-            cells.append(f"{statistics.fmean(r.psnr):.1f} dB / {r.recognisable} of {r.images}")
+            cells.append(f"{statistics.fmean(r.psnr):.1f} dB / {r.recovered} of {r.items}")
         cells.append("–" if seconds is None else f"{seconds:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     defense = runs[0][1].scenario.get("defenses") or ["none"]

@@ -1,5 +1,5 @@
-"""Markdown tables of federation runs: per audited round, mean PSNR per attack beside the
-accuracy (and under DP-SGD ε per threat model, each column named for it) — the tables of
+"""Markdown tables of federation runs: per audited round, mean PSNR and images recovered
+per attack beside the accuracy (and under DP-SGD ε per threat model, each column named for it) — the tables of
 EXPERIMENTS.md come from this.
 
     python scripts/leakage_table.py RUN [RUN ...]           # one table per run
@@ -19,13 +19,21 @@ from fedsim.report.runs import RunRecords
 
 def _by_round(run: RunRecords) -> tuple[list[str], dict[int, dict[str, str]]]:
     """Series names, and round → series → mean PSNR (with median and how many records
-    are exact, where any reached the cap)."""
-    series = run.series()
-    names = sorted({attack for attack, _ in series})
+    are exact, where any reached the cap) and images recovered (`fedsim.judgement`: every
+    record that carries scores, timed-out attacks included; `*`: the round's audit had
+    holes or attacks stopped by their time budget)."""
+    facts = [f for f in run.facts() if any(r.psnr for r in f.rounds)]
+    names = sorted({f.series.label for f in facts})
     table: dict[int, dict[str, str]] = {}
-    for (attack, _), rounds in series.items():
-        for rnd, values in rounds.items():
-            table.setdefault(rnd, {})[attack] = summarize_psnr(values).text()
+    for f in facts:
+        for r in f.rounds:
+            if not r.psnr:
+                continue
+            recovered = f" · {r.recovered}/{r.items}" if r.items else ""
+            mark = "" if r.complete else "*"
+            table.setdefault(r.round, {})[f.series.label] = (
+                summarize_psnr(r.psnr).text() + recovered + mark
+            )
     return names, table
 
 
@@ -43,16 +51,39 @@ def _epsilons(record: dict) -> dict[str, str]:
     for claim in record.get("privacy", []):
         value = claim.get("epsilon")
         text = "∞" if value is None else f"{value:.3g}"
-        out[claim["threat_model"]] = text + ("" if claim.get("holds") else " †")
+        holds = claim.get("holds", False)
+        out[claim["threat_model"]] = text + ("" if holds else " ‡" if holds is None else " †")
     return out
 
 
 def _footnote(run: RunRecords) -> str:
     why = next(
-        (c.get("why_not") for r in run.rounds for c in r.get("privacy", []) if not c.get("holds")),
+        (
+            c.get("why_not")
+            for r in run.rounds
+            for c in r.get("privacy", [])
+            if c.get("holds") is False
+        ),
         None,
     )
-    return f"\n\n† does not hold in this run: {why}." if why else ""
+    note = f"\n\n† does not hold in this run: {why}." if why else ""
+    unverified = next(
+        (
+            c.get("why_not")
+            for r in run.rounds
+            for c in r.get("privacy", [])
+            if c.get("holds") is None
+        ),
+        None,
+    )
+    if unverified:
+        note += f"\n\n‡ unverified: {unverified}."
+    if any(not r.complete for f in run.facts() for r in f.rounds):
+        note += (
+            "\n\n* the round's audit is incomplete: an update could not be attacked, or an"
+            " attack stopped at its time budget (its best candidate is counted)."
+        )
+    return note
 
 
 def _round_facts(run: RunRecords, rnd: int) -> tuple[str, dict[str, str]]:

@@ -3,7 +3,8 @@
 Takes folders written by `scripts/audit_checkpoints.py` (one per defense, client batch
 size and attack set) and prints, per defense, the test accuracy of each audited state
 and, per batch size and attack, the mean PSNR and how many images were recovered
-recognisably at that state; where several attacks ran at one batch size, a row
+at that state (`fedsim.judgement`; a `*` marks a state whose audit had holes or attacks
+stopped by their time budget); where several attacks ran at one batch size, a row
 `strongest` names the attack that recovered most images (then the highest PSNR) at
 each state. Rows `… vs trained-on` (ATS) score against the transformed images the
 update was computed on, not the private ones, and are never the strongest. Columns are
@@ -23,8 +24,9 @@ import tomllib
 from collections import defaultdict
 from pathlib import Path
 
+from fedsim.judgement import RoundFacts
 from fedsim.records import SCENARIO_FILE
-from fedsim.report import AuditedRound, load_run
+from fedsim.report import load_run
 
 
 def trained_under(folder: Path) -> list[str] | None:
@@ -52,8 +54,10 @@ def seconds_of(folder: Path) -> float | None:
     return sum(values) if values else None
 
 
-def cell(r: AuditedRound) -> str:
-    return f"{statistics.fmean(r.psnr):.1f} · {r.recognisable}/{r.images}"
+def cell(r: RoundFacts) -> str:
+    """`18.2 · 3/4`: mean PSNR and images recovered (`fedsim.judgement`; `*`: incomplete)."""
+    mark = "" if r.complete else "*"
+    return f"{statistics.fmean(r.psnr):.1f} · {r.recovered}/{r.items}{mark}"
 
 
 def main() -> None:
@@ -61,7 +65,7 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path)
     args = parser.parse_args()
     accuracy: dict[str, dict[int, float]] = defaultdict(dict)
-    found: dict[tuple[str, int], dict[str, dict[int, AuditedRound]]] = defaultdict(
+    found: dict[tuple[str, int], dict[str, dict[int, RoundFacts]]] = defaultdict(
         lambda: defaultdict(dict)
     )
     seconds: dict[tuple[str, int, str], float] = defaultdict(float)
@@ -71,10 +75,10 @@ def main() -> None:
         training = trained_under(folder)
         wall = seconds_of(folder)
         batch = int(run.scenario.get("protocol", {}).get("batch_size", 0))
-        for (attack, defense), rounds in run.audited_rounds().items():
-            label = defense_label(defense, training)
-            for r in rounds:
-                if not r.images:
+        for facts in run.facts():
+            attack, label = facts.series.label, defense_label(facts.series.defense, training)
+            for r in facts.rounds:
+                if not r.items:
                     continue
                 state = r.round - 1
                 states.add(state)
@@ -109,7 +113,7 @@ def main() -> None:
     print("\n".join(lines))
 
 
-def _strongest(by_attack: dict[str, dict[int, AuditedRound]], state: int) -> str:
+def _strongest(by_attack: dict[str, dict[int, RoundFacts]], state: int) -> str:
     rounds = [
         (a, rounds[state])
         for a, rounds in by_attack.items()
@@ -117,7 +121,7 @@ def _strongest(by_attack: dict[str, dict[int, AuditedRound]], state: int) -> str
     ]
     if not rounds:
         return "–"
-    attack, best = max(rounds, key=lambda ar: (ar[1].recognisable, statistics.fmean(ar[1].psnr)))
+    attack, best = max(rounds, key=lambda ar: (ar[1].recovered, statistics.fmean(ar[1].psnr)))
     return f"{attack}: {cell(best)}"
 
 

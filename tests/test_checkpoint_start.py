@@ -196,9 +196,9 @@ def test_progress_of_a_run_from_a_checkpoint_starts_at_its_round(tmp_path: Path)
     assert "round   2" in printed and "round   3" in printed
     line = round_line(
         {"round": 3, "loss": 1.0, "accuracy": 0.5},
-        [{"attack": "l2", "psnr": 20.0, "ssim_images": [0.9, 0.1]}],
+        [{"round": 3, "attack": "l2", "status": "ok", "psnr": 20.0, "ssim_images": [0.9, 0.1]}],
     )
-    assert line.endswith("l2 20.0 dB 1/2 recognisable")
+    assert line.endswith("l2 20.0 dB 1/2 recovered")
 
 
 def test_a_dpsgd_run_from_a_checkpoint_records_no_epsilon(

@@ -71,6 +71,8 @@ def test_attack_writes_the_documented_json(
         assert entry["label_accuracy"] == 1.0  # labels are granted by default
     assert grid.stat().st_size > 0
     assert "PSNR" in out
+    for private in (out_json, grid):  # images of private data, as run directories are
+        assert private.stat().st_mode & 0o077 == 0, private
 
 
 def test_attack_reads_real_data_from_data_root(

@@ -123,7 +123,7 @@ def test_dpsgd_under_fedavg_local_steps_refuses_bayes_and_says_why(tmp_path: Pat
     )
     leakage = read_jsonl(out / LEAKAGE_FILE)
     bayes = [r for r in leakage if r["attack"] == "bayes"]
-    assert bayes and all(r["status"] == "failed" for r in bayes)
+    assert bayes and all(r["status"] == "refused" for r in bayes)
     assert all("refused: dpsgd under fedavg with 2 local steps" in r["message"] for r in bayes)
     assert all(r["status"] == "ok" for r in leakage if r["attack"] == "l2")
 

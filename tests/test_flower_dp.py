@@ -91,7 +91,9 @@ def test_localdpmod_app_is_audited_with_its_mechanism_and_flowers_epsilon(tmp_pa
         assert record["defense"].startswith("LocalDpMod(clipping_norm=0.05")
         assert "noised by the client" in record["server_saw"]
         (claim,) = record["privacy"]
-        assert claim["threat_model"] == "user" and claim["holds"] and claim["delta"] == DELTA
+        assert claim["threat_model"] == "user" and claim["delta"] == DELTA
+        # Flower's numpy noise may be seeded by the app: unverified, and said why.
+        assert claim["holds"] is None and "numpy's global generator" in claim["why_not"]
         assert "local DP against this server" in claim["statement"]
         assert claim["epsilon"] == rdp_epsilon(std / (2 * CLIP), record["round"], DELTA)
         saved = torch.load(

@@ -47,12 +47,17 @@ def test_report_writes_curves_and_a_page(
     assert "complete" in capsys.readouterr().out
 
 
-def test_series_averages_successful_reconstructions_only(tmp_path: Path) -> None:
+def test_every_record_with_scores_counts_whatever_its_status(tmp_path: Path) -> None:
     records = load_run(_write_run(tmp_path / "one", rounds=2, planned=2))
-    series = records.series()[("bayes", "gaussian:sigma=0.1")]
-    assert series == {1: [27.0, 28.0], 2: [24.0, 25.0]}
-    rows = records.summary_rows()
-    assert rows[0] == ("bayes", "gaussian:sigma=0.1", 1, 27.5, 28.0, 2, "timeout 1")
+    (facts,) = records.facts()
+    assert [r.psnr for r in facts.rounds] == [[27.0, 28.0], [24.0, 25.0]]
+    timed_out = {"round": 1, "client": 3, "attack": "bayes", "defense": "gaussian:sigma=0.1",
+                 "psnr": 31.0, "ssim": 0.9, "status": "timeout"}  # fmt: skip
+    records.leakage.append(timed_out)
+    (facts,) = records.facts()
+    first = facts.rounds[0]
+    assert first.psnr == [27.0, 28.0, 31.0] and first.recovered == 1
+    assert first.statuses == {"ok": 2, "timeout": 2} and first.unscored == 1
 
 
 def test_scores_against_the_trained_on_batch_are_a_series_of_their_own(tmp_path: Path) -> None:
@@ -61,9 +66,8 @@ def test_scores_against_the_trained_on_batch_are_a_series_of_their_own(tmp_path:
         record = {"round": 1, "client": 0, "attack": "adapted", "defense": "ats:policy=hybrid",
                   "psnr": 11.0, "psnr_trained_on": 19.0, "status": "ok"}  # fmt: skip
         file.write(json.dumps(record) + "\n")
-    series = load_run(run).series()
-    assert series[("adapted", "ats:policy=hybrid")] == {1: [11.0]}
-    assert series[("adapted vs trained-on", "ats:policy=hybrid")] == {1: [19.0]}
+    found = {f.series.label: [r.psnr for r in f.rounds] for f in load_run(run).facts()}
+    assert found == {"adapted": [[11.0]], "adapted vs trained-on": [[19.0]]}
 
 
 def test_partial_run_is_reported_as_partial(
@@ -119,55 +123,48 @@ def _audited_run(
 
 
 def test_verdict_counts_updates_and_images_and_says_when_leakage_stopped(tmp_path: Path) -> None:
-    from fedsim.report import verdicts
-
     run = _audited_run(
         tmp_path / "v",
         {1: [[0.9, 0.2], [0.7, 0.6]], 2: [[0.55, 0.1], [0.3, 0.2]], 5: [[0.1, 0.2], [0.35, 0.3]]},
         accuracy=[0.1, 0.3, 0.5, 0.6, 0.7, 0.9],
     )
     records = load_run(run)
-    rounds = records.audited_rounds()[("bayes", "gaussian:sigma=0.01")]
-    assert [(r.round, r.accuracy, r.leaking_updates, r.recognisable) for r in rounds] == [
+    (facts,) = records.facts()
+    assert [(r.round, r.accuracy, r.leaking, r.recovered) for r in facts.rounds] == [
         (1, 0.1, 2, 3),
         (2, 0.3, 1, 1),
         (5, 0.7, 0, 0),
     ]
-    (verdict,) = verdicts(records)
-    assert verdict.leaks is True
+    (verdict,) = records.verdicts()
+    assert verdict.leaked is True
     assert verdict.text.startswith(
-        "In 3 of 6 audited updates the private images were recovered recognisably"
-        f" (4 of 12 images with SSIM ≥ {RECOGNISABLE_SSIM}). gaussian:sigma=0.01 does not"
-        " protect against bayes."
+        "bayes recovered the private images through gaussian:sigma=0.01: in 3 of 6 scored"
+        f" updates, 4 of 12 images (SSIM ≥ {RECOGNISABLE_SSIM} and above the guess"
     )
-    assert "Nothing was recognisable after round 2 (test accuracy 30 %)" in verdict.text
+    assert "Nothing was recovered after round 2 (test accuracy 30 %)" in verdict.text
 
 
 def test_a_verdict_without_leakage_names_the_budget_and_claims_no_protection(
     tmp_path: Path,
 ) -> None:
-    from fedsim.report import verdicts
-
     run = _audited_run(tmp_path / "n", {1: [[0.1], [0.35]]}, accuracy=[0.1, 0.2])
-    (verdict,) = verdicts(load_run(run))
-    assert verdict.leaks is False
-    assert "None of the private images was recovered recognisably in the 2 audited updates" in (
-        verdict.text
-    )
+    (verdict,) = load_run(run).verdicts()
+    assert verdict.leaked is False
+    assert "bayes recovered none of the private images in the 2 audited updates" in verdict.text
     assert "within 200 iterations" in verdict.text
     assert "does not show that gaussian:sigma=0.01 protects" in verdict.text
 
 
 def test_secure_aggregation_is_reported_as_nothing_to_attack(tmp_path: Path) -> None:
-    from fedsim.report import verdicts
-
     run = _write_run(tmp_path / "s", rounds=0, planned=2)
     with open(run / "leakage.jsonl", "w") as file:
         for r in (1, 2):
             record = {"round": r, "client": None, "attack": "bayes", "defense": "none", "status": "impossible"}  # fmt: skip
             file.write(json.dumps(record) + "\n")
-    (verdict,) = verdicts(load_run(run))
-    assert verdict.leaks is None and "Secure aggregation hid every client's update" in verdict.text
+    (verdict,) = load_run(run).verdicts()
+    assert verdict.leaked is None
+    assert "Secure aggregation kept every client's update from the server" in verdict.text
+    assert "The sum the server saw is still there to attack" in verdict.text
 
 
 def test_report_draws_privacy_utility_and_epsilon_when_recorded(tmp_path: Path) -> None:
@@ -183,7 +180,7 @@ def test_report_draws_privacy_utility_and_epsilon_when_recorded(tmp_path: Path) 
     for name in ("leakage.png", "privacy-utility.png", "epsilon.png"):
         assert (report / name).stat().st_size > 1000, name
     html = (report / "index.html").read_text()
-    assert "ε per round" in html and "not a guarantee" in html
+    assert "ε per round" in html and "threat model it holds under" in html
 
 
 def test_a_folder_of_audited_states_reads_as_one_run_over_training(tmp_path: Path) -> None:
@@ -202,12 +199,10 @@ def test_a_folder_of_audited_states_reads_as_one_run_over_training(tmp_path: Pat
     merged = load_run(folder)
     assert merged.name == "audits" and not merged.partial
     assert merged.accuracy_after() == {0: 0.1, 4: 0.6}
-    rounds = merged.audited_rounds()[("bayes", "none")]
-    assert [(r.round, r.accuracy, r.recognisable) for r in rounds] == [(1, 0.1, 1), (5, 0.6, 0)]
+    (facts,) = merged.facts()
+    assert [(r.round, r.accuracy, r.recovered) for r in facts.rounds] == [(1, 0.1, 1), (5, 0.6, 0)]
     assert main(["report", str(folder)]) == 0
-    assert (
-        "Nothing was recognisable after round 1" in (folder / "report" / "index.html").read_text()
-    )
+    assert "Nothing was recovered after round 1" in (folder / "report" / "index.html").read_text()
 
 
 def test_epsilon_curves_name_their_threat_model_and_say_where_they_do_not_hold(

@@ -128,11 +128,10 @@ def interrupted_after(scenario_file: Path, out: Path, last: int) -> None:
 
 
 def variant(tmp_path: Path, name: str, **changes: dict) -> tuple[Path, Path]:
-    """A scenario file of SCENARIO with `changes` merged into its tables (None: emptied),
-    and its full run."""
+    """A scenario file of SCENARIO with `changes` merged into its tables, and its full run."""
     raw = {**SCENARIO, "name": name}
     for table, values in changes.items():
-        raw[table] = {**SCENARIO.get(table, {}), **values} if values is not None else {}
+        raw[table] = {**SCENARIO.get(table, {}), **values}
     path = tmp_path / f"{name}.toml"
     path.write_text(tomli_w.dumps(raw))
     out = tmp_path / f"{name}-reference"
@@ -169,9 +168,7 @@ def test_fedadam_resumes_from_its_checkpointed_moments(
 def test_secure_aggregation_resumes_with_the_records_of_an_uninterrupted_run(
     tmp_path: Path,
 ) -> None:
-    # secure aggregation leaves the attacks' worker, budget and grids without effect
-    secure = {"secure_aggregation": True}
-    scenario_file, full = variant(tmp_path, "secagg", federation=secure, audit=None)
+    scenario_file, full = variant(tmp_path, "secagg", federation={"secure_aggregation": True})
     leakage = read_jsonl(full / LEAKAGE_FILE)
     assert {r["status"] for r in leakage} == {"impossible"} and len(leakage) == ROUNDS
 

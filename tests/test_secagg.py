@@ -67,7 +67,7 @@ def final_weights(chosen: Scenario, out: Path, grid_seed: int = 0) -> dict[str, 
     return recorder.checkpoints.load(chosen.federation.rounds)
 
 
-def test_secagg_rounds_complete_and_the_auditor_records_only_impossible(tmp_path: Path) -> None:
+def test_secagg_rounds_complete_and_only_the_aggregate_is_attacked(tmp_path: Path) -> None:
     chosen = scenario(rounds=3)
     grid = WatchedGrid(client_app, 4, seed=1)
     run_federation(grid, chosen, RunRecorder(tmp_path / "run"))
@@ -77,11 +77,23 @@ def test_secagg_rounds_complete_and_the_auditor_records_only_impossible(tmp_path
     assert all(r["clients"] == [0, 1, 2, 3] and r["failures"] == 0 for r in rounds[1:])
     assert rounds[3]["loss"] < rounds[0]["loss"]  # it trains
     leakage = read_jsonl(tmp_path / "run" / LEAKAGE_FILE)
-    assert sorted((r["round"], r["attack"]) for r in leakage) == [
+    hidden = [r for r in leakage if "aggregate_of" not in r]
+    assert sorted((r["round"], r["attack"]) for r in hidden) == [
         (n, a) for n in (1, 2, 3) for a in ("bayes", "l2")
     ]
-    assert {r["status"] for r in leakage} == {"impossible"}
-    assert all(r["client"] is None and r["psnr"] is None for r in leakage)
+    assert {r["status"] for r in hidden} == {"impossible"}
+    assert all(r["client"] is None and r["psnr"] is None for r in hidden)
+    # The sum the server saw, attacked as one batch of every client's images: l2 runs and
+    # is scored; Bayes is refused, since the summed noise's likelihood is not stated.
+    summed = {(r["round"], r["attack"]): r for r in leakage if "aggregate_of" in r}
+    assert sorted(summed) == [(n, a) for n in (1, 2, 3) for a in ("bayes", "l2")]
+    for (_, attack), record in summed.items():
+        assert record["aggregate_of"] == [0, 1, 2, 3] and record["batch_size"] == 4 * 2
+        assert record["client"] is None
+        if attack == "l2":
+            assert record["status"] == "ok" and len(record["ssim_images"]) == 8
+        else:
+            assert record["status"] == "refused" and "not stated" in record["message"]
 
     # What reached the server: no weights in the clear, 4 masked vectors per round.
     train = [m for m in grid.replies if RECORD_KEY_CONFIGS in m.content.config_records]
@@ -201,9 +213,7 @@ def test_fedsim_run_quickstart_with_secure_aggregation(tmp_path: Path) -> None:
             "--set",
             "federation.clients=4",
             "--set",
-            # secure aggregation hides individual updates: no client sample, no attack
-            # budget or worker (they would do nothing); the audited rounds stay
-            "audit={rounds={log=3}}",
+            "audit.clients={}",  # secure aggregation hides individual updates: no sample
             "--set",
             "simulation.engine='ray'",
             "--set",
@@ -220,5 +230,5 @@ def test_fedsim_run_quickstart_with_secure_aggregation(tmp_path: Path) -> None:
     assert all(r["clients"] == [0, 1, 2, 3] for r in rounds[1:])
     leakage = read_jsonl(out / LEAKAGE_FILE)
     assert sorted((r["round"], r["attack"], r["status"]) for r in leakage) == [
-        (n, "bayes", "impossible") for n in (1, 2)
+        (n, "bayes", status) for n in (1, 2) for status in ("impossible", "refused")
     ]

@@ -178,7 +178,7 @@ def mode_tree(
 ) -> dict | None:
     """The raw scenario of one mode; None where the combination is not one (a worker
     without attacks, an address without Ray)."""
-    attacked = bool(names) and not secure
+    attacked = bool(names)
     if (worker != "thread" and not attacked) or (address and "ray" not in (engine, worker)):
         return None
     tree: dict[str, Any] = {
@@ -447,7 +447,7 @@ RUNNABLE = [
     },
     {"data": {"partition": "dirichlet", "alpha": 1.0}},
     {"federation": {"strategy": {"name": "fedadam"}}},
-    {"federation": {"secure_aggregation": True}, "audit": None},
+    {"federation": {"secure_aggregation": True}},
 ]
 """Modes a tiny federation runs in, in process, in about a second each."""
 

@@ -8,6 +8,7 @@ optimal matching.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Sequence
@@ -24,10 +25,11 @@ from defenses.registry import parse_defense
 from fedsim.attack_matrix.specs import AttackSpec
 from fedsim.data import load_dataset
 from fedsim.errors import ConfigError
+from fedsim.judgement.criteria import image_recovered
 from fedsim.metrics import label_accuracy, match_by_psnr, ssim
 from fedsim.metrics.capped import CappedPSNR, summarize_psnr
+from fedsim.metrics.guesses import Guess, image_guess
 from fedsim.metrics.psnr import PSNR_CAP_DB
-from fedsim.metrics.recognisable import recognisable
 from fedsim.models import build_model
 
 
@@ -69,6 +71,9 @@ class CellResult:
     statuses: list[str]
     priors: dict[str, float] = field(default_factory=dict)
     priors_source: str = "none"
+    ssim_guess: list[float] = field(default_factory=list)
+    """Per image: the SSIM of the guess that ignores the update (`fedsim.metrics.guesses`)."""
+    guess: str = ""
 
     @property
     def psnr_mean(self) -> float:
@@ -88,9 +93,19 @@ class CellResult:
         return statistics.fmean(self.ssim)
 
     @property
+    def recovered(self) -> list[bool]:
+        """Per image: recovered as `fedsim.judgement` counts it (recognisable and above
+        the guess that ignores the update, where one was scored)."""
+        guesses = (
+            self.ssim_guess if len(self.ssim_guess) == len(self.ssim) else [None] * len(self.ssim)
+        )
+        return [image_recovered(s, g) for s, g in zip(self.ssim, guesses, strict=True)]
+
+    @property
     def recognisable(self) -> float:
-        """The fraction of attacked images recovered recognisably (`fedsim.metrics.recognisable`)."""
-        return float(recognisable(torch.tensor(self.ssim)).float().mean())
+        """The fraction of attacked images recovered (`recovered`)."""
+        flags = self.recovered
+        return sum(flags) / len(flags) if flags else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +120,8 @@ class CellResult:
             "psnr_exact_fraction": self.psnr_summary.exact_fraction,
             "ssim": self.ssim,
             "ssim_mean": self.ssim_mean,
+            "ssim_guess": self.ssim_guess,
+            "guess": self.guess,
             "recognisable": self.recognisable,
             "label_accuracy": self.label_accuracy,
             "seconds": self.seconds,
@@ -121,6 +138,26 @@ class _DefendedBatches:
     targets: list[AttackTarget]
     originals: list[torch.Tensor]
     labels: list[torch.Tensor]
+    guess: Guess | None = None
+
+
+@functools.lru_cache(maxsize=4)
+def _guess_for(dataset: str, root: str | None, labels_known: bool) -> Guess | None:
+    """The guess that ignores the update, from the data set's training split: its mean
+    per channel, or each class's mean image where the labels are granted."""
+    try:
+        train = load_dataset(dataset, "train", root).as_float()
+    except Exception:  # noqa: BLE001 - no training split here: scored by the threshold alone
+        return None
+    if train.images.ndim != 4:
+        return None
+    return image_guess(train.images, train.labels if labels_known else None)
+
+
+def matrix_guess(settings: MatrixSettings) -> Guess | None:
+    """The guess of `settings`' data set and threat model (None where none can be made)."""
+    root = None if settings.data_root is None else str(settings.data_root)
+    return _guess_for(settings.dataset, root, settings.labels_known)
 
 
 def select_batches(
@@ -201,7 +238,8 @@ def defended_batches(
                 threat=threat,
             )
         )
-    return _DefendedBatches(defense, model_name, targets, list(images), list(labels))
+    guess = matrix_guess(settings)
+    return _DefendedBatches(defense, model_name, targets, list(images), list(labels), guess)
 
 
 def _matched(rec: Reconstruction, original: torch.Tensor) -> tuple[torch.Tensor, Any]:
@@ -230,14 +268,17 @@ def _score(
 ) -> CellResult:
     psnrs: list[float] = []
     ssims: list[float] = []
+    guessed: list[float] = []
     correct = 0.0
     for original, label, rec in zip(
         batches.originals, batches.labels, reconstructions, strict=True
     ):
-        guess, matching = _matched(rec, original)
+        found, matching = _matched(rec, original)
         psnrs.extend(min(float(v), PSNR_CAP_DB) for v in matching.psnr)
-        ssims.extend(float(v) for v in ssim(matching.apply(guess), original, reduction="none"))
+        ssims.extend(float(v) for v in ssim(matching.apply(found), original, reduction="none"))
         correct += float(label_accuracy(rec.labels.cpu(), label)) * len(label)
+        if batches.guess is not None:
+            guessed.extend(batches.guess.scores(original, label)["ssim_guess_images"])
     return CellResult(
         attack=attack.label,
         defense=batches.defense.spec,
@@ -251,6 +292,8 @@ def _score(
         statuses=[rec.status for rec in reconstructions],
         priors=dict(reconstructions[0].priors) if reconstructions else {},
         priors_source=reconstructions[0].priors_source if reconstructions else "none",
+        ssim_guess=guessed,
+        guess="" if batches.guess is None else batches.guess.kind,
     )
 
 

@@ -20,7 +20,7 @@ def print_results(results: Sequence[CellResult], console: Console | None = None)
     table = Table(title="gradient leakage")
     for column in ("attack", "defense"):
         table.add_column(column, no_wrap=True, overflow="fold")
-    for column in ("n", "PSNR", "median", "exact", "SSIM", "recognisable", "labels", "s"):
+    for column in ("n", "PSNR", "median", "exact", "SSIM", "recovered", "labels", "s"):
         table.add_column(column, justify="right", no_wrap=True)
     for r in results:
         table.add_row(

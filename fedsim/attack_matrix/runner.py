@@ -77,13 +77,14 @@ def _load_splits(scenario: AttackScenario, download: bool) -> dict[str, Any]:
 
 
 def run_directory(scenario: AttackScenario, out: str | Path | None, started: dt.datetime) -> Path:
-    """`--out` exactly (refused if it holds a run), else a new `<output>/<name>-<time>`."""
-    from fedsim.private_files import private_dir
+    """`--out` exactly (refused if it holds anything), else a new `<output>/<name>-<time>`."""
+    from fedsim.private_files import output_dir, private_dir
 
     if out is not None:
         folder = Path(out)
         if (folder / "results.json").exists() or (folder / "scenario.toml").exists():
             raise ConfigError(f"--out: {folder} already holds a run; choose another directory")
+        return output_dir(folder)
     else:
         stem = Path(scenario.output) / f"{scenario.name}-{started.strftime('%Y%m%d-%H%M%S')}"
         folder, suffix = stem, 1

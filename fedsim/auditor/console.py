@@ -23,10 +23,10 @@ from typing import Any
 
 logger = logging.getLogger("fedsim.auditor")
 
-NOT_ATTACKED = ("failed", "rejected", "oom", "impossible")
+NOT_ATTACKED = ("failed", "rejected", "oom", "refused", "impossible")
 """Statuses of records that hold no reconstruction."""
 
-BROKEN = ("failed", "rejected", "oom")
+BROKEN = ("failed", "rejected", "oom", "refused")
 """Statuses of records that should have held one (`impossible` is secure aggregation's)."""
 
 

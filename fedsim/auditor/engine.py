@@ -5,7 +5,8 @@ ground truth), so it can run in a worker thread while the federation moves on. E
 attack failure becomes a record with a status and the error's message: `oom` when it
 ran out of memory (torch.OutOfMemoryError, a RuntimeError "out of memory", MemoryError;
 a batched attack is then retried one target at a time), `failed` for any other
-exception, `timeout` when the attack says so or returns well past its time budget
+exception (`refused` when the attack refuses a target it cannot honestly model,
+`attacks.errors.AttackRefused`), `timeout` when the attack says so or returns well past its time budget
 (`Budget.seconds`). The optimisation attacks stop themselves there: their loop checks the
 deadline every step, building the problem included, and returns the best candidate so
 far; the over-budget check catches attacks that cannot be stopped half-way.
@@ -27,10 +28,12 @@ from typing import Any
 
 import torch
 
+from attacks.errors import AttackRefused
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
 from fedsim.attack_matrix.specs import ADAPTED, AttackSpec
 from fedsim.auditor.scoring import score_reconstruction
 from fedsim.auditor.setup import AuditSetup
+from fedsim.judgement import read_record
 from fedsim.scenario.build import derived_seed
 from fedsim.scenario.components import build_attack, build_defense
 from fedsim.scenario.config import AttackConfig
@@ -56,6 +59,12 @@ class ClientCase:
     true_labels: torch.Tensor | None = None
     trained_on: torch.Tensor | None = None
     """The originals after the defenses' batch stage (ATS), where one transforms them."""
+    batch_size: int | None = None
+    """How many inputs the update was computed from, where not the setup's (the aggregate
+    of a secure-aggregation round: every client's batch together)."""
+    mechanism_refusal: str | None = None
+    """Why no likelihood is stated for this case though the setup states one (the
+    aggregate of several clients' defended updates)."""
 
 
 @dataclass
@@ -94,6 +103,13 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, MemoryError | torch.OutOfMemoryError):
         return True
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _failure_status(error: BaseException) -> str:
+    """`oom`, `refused` (the attack cannot honestly run on the target) or `failed`."""
+    if is_out_of_memory(error):
+        return "oom"
+    return "refused" if isinstance(error, AttackRefused) else "failed"
 
 
 def _release_memory() -> None:
@@ -202,6 +218,9 @@ class AuditEngine:
             labels = case.true_labels.to(self.device)
         if mechanism is None:
             mechanism = self.setup.mechanism
+        refusal = self.setup.mechanism_refusal
+        if case.mechanism_refusal is not None:
+            mechanism, refusal = None, case.mechanism_refusal
         return AttackTarget(
             model=model,
             # in the dtypes of the model the attack runs (FedAdam sends float64 weights)
@@ -209,12 +228,12 @@ class AuditEngine:
                 u.to(self.device, p.dtype)
                 for u, p in zip(case.update, model.parameters(), strict=True)
             ],
-            batch_size=self.setup.batch_size,
+            batch_size=case.batch_size or self.setup.batch_size,
             input_shape=self.setup.input_shape,
             num_classes=self.setup.num_classes,
             labels=labels,
             mechanism=mechanism if threat.mechanism_known else None,
-            mechanism_refusal=self.setup.mechanism_refusal if threat.mechanism_known else None,
+            mechanism_refusal=refusal if threat.mechanism_known else None,
             protocol=self.setup.protocol,
             threat=threat,
             bn_train_mode=True,
@@ -232,6 +251,7 @@ class AuditEngine:
             "defense": self.setup.defense_label,
             "batch_size": self.setup.batch_size,
             "labels": self.setup.audit.threat.labels,
+            "budget": self.setup.budget_for(config).model_dump(),
         }
         if node is not None:
             record["node"] = node
@@ -346,7 +366,7 @@ class AuditEngine:
                 job.server_round,
                 case.client,
                 config,
-                status="oom" if is_out_of_memory(error) else "failed",
+                status=_failure_status(error),
                 message=(f"{type(error).__name__}: {error}".splitlines() or [""])[0],
                 seconds=seconds,
                 node=case.node,
@@ -384,6 +404,8 @@ class AuditEngine:
                 categorical_accuracy=scores.categorical_accuracy,
                 label_accuracy=scores.label_accuracy,
             )
+            if scores.mse_rows is not None:
+                record.update(mse_rows=scores.mse_rows, categorical_rows=scores.categorical_rows)
         record.update(
             objective=float(objective[recon.best]) if objective.numel() else None,
             iterations=int(recon.iterations),
@@ -397,6 +419,8 @@ class AuditEngine:
         self._warn_untuned(config, recon.priors_source)
         if scores is not None and scores.psnr_images is not None:
             record.update(psnr_images=scores.psnr_images, ssim_images=scores.ssim_images)
+        if scores is not None:
+            record.update(self._guessed(case.originals, case.true_labels, ""))
         if case.trained_on is not None and case.true_labels is not None:
             seen = score_reconstruction(
                 inputs, recon.labels, case.trained_on, case.true_labels, domain
@@ -405,10 +429,38 @@ class AuditEngine:
                 psnr_trained_on=seen.psnr,
                 ssim_trained_on=seen.ssim,
                 recognisable_trained_on=seen.recognisable,
+                psnr_trained_on_images=seen.psnr_images,
+                ssim_trained_on_images=seen.ssim_images,
             )
+            record.update(self._guessed(case.trained_on, case.true_labels, "_trained_on"))
+        _judged_shares(record)
         if scores is not None:
             inputs = inputs[scores.order]
         return AttackResult(record, inputs)
+
+    def _guessed(
+        self, originals: torch.Tensor | None, labels: torch.Tensor | None, suffix: str
+    ) -> dict[str, Any]:
+        """The guess that ignores the update, scored against the same originals (record
+        fields `ssim_guess<suffix>_images`…, and `guess`: what it was); {} without one."""
+        guess = self.setup.guess
+        if guess is None or originals is None or labels is None:
+            return {}
+        scores = guess.scores(originals, labels)
+        named = {
+            name.replace("_guess_", f"_guess{suffix}_") if suffix else name: values
+            for name, values in scores.items()
+        }
+        return {"guess": guess.kind, **named}
+
+
+def _judged_shares(record: dict[str, Any]) -> None:
+    """`recognisable` (and `recognisable_trained_on`): the share of images recovered as
+    `fedsim.judgement` counts them, so the record and every report agree."""
+    for reading in read_record(record):
+        if reading.domain == "images" and reading.recovered:
+            name = "recognisable_trained_on" if reading.series.trained_on else "recognisable"
+            record[name] = sum(reading.recovered) / len(reading.recovered)
 
 
 def _flag_over_budget(record: dict[str, Any], budget: Budget, elapsed: float) -> None:

@@ -15,7 +15,8 @@ and so in what this server sees of each client:
 
 Under FedSGD (the auditor reads g = (θ − θ_sent)/lr) clip and noise scale by 1/lr.
 Flower draws these noises from numpy's global generator: secret from the server only
-while the app does not seed numpy (the tests do, and say so).
+while the app does not seed numpy (the tests do, and say so), so the LocalDpMod claim is
+recorded with `holds` null (unverified) and says what it depends on.
 The clip covers every array Flower sends, buffers included; the mechanisms clip the
 candidate's parameters, so they are exact for models without buffers.
 
@@ -51,6 +52,14 @@ from defenses.mechanisms import ClippedGaussianMechanism, ClippingMechanism
 from fedsim.errors import ConfigError
 
 logger = logging.getLogger("fedsim.auditor")
+
+NUMPY_NOISE = (
+    "Flower's LocalDpMod draws its noise from numpy's global generator, so the claim holds"
+    " only if the client app never seeds it with anything the server can know (many apps"
+    " call np.random.seed); the server cannot check this. fedsim's defenses.flower.mod"
+    " draws from the operating system's entropy instead"
+)
+"""Why the LocalDpMod claim is unverified rather than holding."""
 
 CLIPPING_NORM_KEY = "clipping_norm"
 """The train-config entry in which Flower's client-side wrappers send the clipping norm."""
@@ -121,7 +130,8 @@ class LocalDp:
             f"client's data), composed over the {rounds_taken_part} rounds this client "
             "took part in, no amplification (the server knows who took part); "
             "Flower's RdpAccountant",
-            holds=True,
+            holds=None,
+            why_not=NUMPY_NOISE,
         )
         return {"privacy": [claim.to_json()]}
 

@@ -5,7 +5,9 @@ originals by a Hungarian matching: images by the largest total PSNR (SSIM is the
 on the matched pairs, and each image is *recognisable* or not,
 `fedsim.metrics.recognisable`), feature rows by the smallest total error
 (`fedsim.metrics.rows`: mean squared error of the continuous columns, share of
-categorical columns right). Labels are compared as multisets.
+categorical columns right). Labels are compared as multisets. `recognisable` here is the
+SSIM threshold alone; whether an image counts as recovered also depends on the guess
+that ignores the update (`fedsim.judgement`), which the auditor records beside it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Scores:
     ssim_images: list[float] | None = None
     mse: float | None = None
     categorical_accuracy: float | None = None
+    mse_rows: list[float] | None = None
+    categorical_rows: list[float] | None = None
 
 
 def _labels(labels: torch.Tensor, true_labels: torch.Tensor) -> float:
@@ -65,6 +69,10 @@ def score_reconstruction(
             categorical_accuracy=None
             if rows.categorical is None
             else float(rows.categorical.mean()),
+            mse_rows=[float(v) for v in rows.mse],
+            categorical_rows=None
+            if rows.categorical is None
+            else [float(v) for v in rows.categorical],
         )
     inputs = inputs.detach().float().cpu().clamp(0, 1)
     originals = originals.detach().float().cpu()

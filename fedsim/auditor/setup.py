@@ -19,6 +19,7 @@ from torch import nn
 from attacks.domain import FeatureDomain, ImageDomain, InputDomain
 from attacks.target import Protocol, ThreatModel
 from defenses.base import Defense, stated_mechanism
+from fedsim.metrics.guesses import Guess, image_guess, row_guess
 from fedsim.scenario.build import Federation, derived_seed
 from fedsim.scenario.config import AttackConfig, AuditConfig, BudgetConfig
 
@@ -61,6 +62,9 @@ class AuditSetup:
     model the mechanism are then refused with this reason)."""
     domain: InputDomain = field(default_factory=ImageDomain)
     """Where the clients' inputs live (images in [0, 1] by default; see `attacks.domain`)."""
+    guess: Guess | None = None
+    """The guess that ignores the update, which a reconstruction must beat to count as
+    recovered (`fedsim.metrics.guesses`); None where the server holds no data to make it."""
     clients_hold_cpus: bool = False
     """The clients run on Flower's Ray simulation engine, whose actors reserve every CPU
     (Ray attack tasks then reserve none by default: `AuditConfig.task_resources`)."""
@@ -90,6 +94,7 @@ class AuditSetup:
             defense=federation.defense,
             mechanism_refusal=federation.mechanism_refusal,
             domain=federation.domain(),
+            guess=_guess_from(federation),
             clients_hold_cpus=scenario.simulation.engine == "ray",
         )
 
@@ -207,6 +212,18 @@ class AuditSetup:
         else:
             update = [sent[n] - start[n] for n in parameter_names]
         return [u.to(start[n].dtype) for u, n in zip(update, parameter_names, strict=True)]
+
+
+def _guess_from(federation: Federation) -> Guess:
+    """The guess from the split the server evaluates on: per-class mean images where the
+    threat model grants the labels, else the flat mean; for rows, column means and most
+    common categories."""
+    held = federation.eval_set()
+    domain = federation.domain()
+    if isinstance(domain, FeatureDomain):
+        return row_guess(held.images, domain.categorical)
+    labels_known = federation.scenario.audit.threat.labels == "given"
+    return image_guess(held.images, held.labels if labels_known else None)
 
 
 def _copies_of(model_fn: Callable[[], nn.Module]) -> Callable[[], nn.Module]:

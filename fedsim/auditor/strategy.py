@@ -50,6 +50,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from attacks.domain import ImageDomain
+from fedsim.auditor.aggregate import aggregate_case
 from fedsim.auditor.arguments import refuse_ignored_arguments
 from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
 from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
@@ -65,7 +66,7 @@ from fedsim.flower.protocol import reply_partition
 from fedsim.flower.reply_check import ArraySpec, array_specs, reply_problem
 from fedsim.flower.wrapping import PassThroughStrategy
 from fedsim.image_grid import ClientImages, load_figures, save_image_grid
-from fedsim.metrics.recognisable import is_recognisable
+from fedsim.judgement import read_record
 from fedsim.private_files import make_private
 from fedsim.records import RECONSTRUCTIONS_DIR, RunRecorder
 from fedsim.scenario.build import Federation
@@ -76,10 +77,12 @@ logger = logging.getLogger(__name__)
 RoundCallback = Callable[[int, list[dict[str, Any]]], None]
 
 
-def _recognisable_flags(record: dict[str, Any]) -> list[bool] | None:
-    """Per image of a scored record: recognisable or not (None when unscored)."""
-    values = record.get("ssim_images")
-    return None if values is None else [is_recognisable(v) for v in values]
+def _recovered_flags(record: dict[str, Any]) -> list[bool] | None:
+    """Per image of a scored record: recovered or not (`fedsim.judgement`; None unscored)."""
+    if record.get("ssim_images") is None:
+        return None
+    reading = next((r for r in read_record(record) if r.domain == "images"), None)
+    return None if reading is None else list(reading.recovered)
 
 
 def reply_state(message: Message) -> dict[str, torch.Tensor]:
@@ -392,6 +395,32 @@ class LeakageAuditor(PassThroughStrategy):
         if audited_round(self.setup.audit, server_round) and self.engine.attacks:
             self._record_impossible(server_round)
 
+    def attack_aggregate(
+        self,
+        server_round: int,
+        start: dict[str, torch.Tensor],
+        aggregate: dict[str, torch.Tensor],
+        clients: Sequence[int],
+    ) -> None:
+        """SecAgg+ round: attack the aggregate the server saw as one update computed from
+        every client's batch together (`fedsim.auditor.aggregate`); simulation only."""
+        if not (audited_round(self.setup.audit, server_round) and self.engine.attacks):
+            return
+        if not self.ground_truth or not clients:
+            return
+        try:
+            case = aggregate_case(self.setup, server_round, start, aggregate, clients)
+        except Exception:  # noqa: BLE001 - the audit never fails the round
+            logger.exception("round %d: preparing the aggregate's audit failed", server_round)
+            return
+        job = RoundJob(server_round, start, cases=[case])
+        if self.remote is None:
+            self.worker.submit(lambda: self._run(job, lambda: self.engine.run(job)))
+            return
+        self.worker.wait_for_room()
+        results = self.remote.submit(job)
+        self.worker.submit(lambda: self._run(job, results))
+
     def _record_impossible(self, server_round: int) -> None:
         """Under secure aggregation: one record per attack, no attack on the sum."""
         hidden = (
@@ -483,7 +512,7 @@ class LeakageAuditor(PassThroughStrategy):
         cases = []
         for case in job.cases:
             rows = [
-                (o.record["attack"], o.inputs, _recognisable_flags(o.record))
+                (o.record["attack"], o.inputs, _recovered_flags(o.record))
                 for c, o in outcomes
                 if c is case and o.inputs is not None
             ]

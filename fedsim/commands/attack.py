@@ -28,6 +28,7 @@ from fedsim.attack_matrix.cells import MatrixSettings
 from fedsim.attack_matrix.flags import run_matrix
 from fedsim.commands import add_scenario_options
 from fedsim.errors import ConfigError
+from fedsim.private_files import write_private
 
 NAME = "attack"
 HELP = "attack updates computed from real images, without a federation"
@@ -192,7 +193,8 @@ def main(args: argparse.Namespace) -> int:
     if options["json"] is not None:
         path: Path = options["json"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"results": [r.to_json() for r in results]}, indent=2))
+        text = json.dumps({"results": [r.to_json() for r in results]}, indent=2)
+        write_private(path, text.encode("utf-8"))
     return 0
 
 

@@ -278,7 +278,7 @@ def _simulate(
 
 def _report(run_dir: Path, console: Console) -> None:
     """Write RUN/report/ (verdict, curves, page); if that fails, say which command does."""
-    from fedsim.report import load_run, verdicts, write_report
+    from fedsim.report import load_run, verdict_line, write_report
 
     try:
         run = load_run(run_dir)
@@ -290,6 +290,6 @@ def _report(run_dir: Path, console: Console) -> None:
             highlight=False,
         )
         return
-    for verdict in verdicts(run):
-        console.print(f"{verdict.heading}: {verdict.text}", highlight=False)
+    for verdict in run.verdicts():
+        console.print(verdict_line(verdict), highlight=False, markup=False)
     console.print(f"report: {written[-1]}", highlight=False)

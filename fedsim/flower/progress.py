@@ -1,10 +1,12 @@
 """Live progress of a run: bars for rounds and attacks, one line per finished round.
 
 A round's line is printed once its evaluation and (if audited) its attacks are done,
-in round order: `round 3  acc 71.2%  loss 0.931  bayes 18.3 dB 3/4 recognisable  l2
-12.1 dB 0/4 recognisable`: per attack the best PSNR over the round's audited clients and
-how many of their images were recovered recognisably (on feature rows the lowest MSE,
-`bayes MSE 0.021`), under the defense named in the header line (one defense per run).
+in round order: `round 3  acc 71.2%  loss 0.931  bayes 18.3 dB 3/4 recovered  l2
+12.1 dB 0/4 recovered`: per attack the best PSNR over the round's audited clients and
+how many of their images were recovered (on feature rows the lowest MSE and the rows
+recovered, `bayes MSE 0.021 2/4 recovered`), under the defense named in the header line
+(one defense per run). The counts are `fedsim.judgement`'s, as the report's are: a
+timed-out attack's best candidate counts, and the line says `(3 timeout)` beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fedsim.auditor.console import best_leakage
-from fedsim.metrics.recognisable import is_recognisable
+from fedsim.judgement import round_counts
 from fedsim.scenario.config import Scenario
 
 
@@ -38,24 +40,32 @@ def round_line(record: dict[str, Any], leakage: list[dict[str, Any]]) -> str:
         f"acc {100 * record['accuracy']:5.1f}%",
         f"loss {record['loss']:.3f}",
     ]
+    counts = round_counts(leakage)
     for attack in dict.fromkeys(item["attack"] for item in leakage):
         records = [item for item in leakage if item["attack"] == attack]
         best = best_leakage(records)
         if best is None:
-            parts.append(f"{attack} failed")
-        elif best.get("psnr") is not None:
-            parts.append(f"{attack} {best['psnr']:.1f} dB{_recognisable(records)}")
-        else:
-            parts.append(f"{attack} MSE {best['mse']:.3g}")
+            parts.append(f"{attack} {_unscored(records)}")
+            continue
+        score = (
+            f"{best['psnr']:.1f} dB" if best.get("psnr") is not None else f"MSE {best['mse']:.3g}"
+        )
+        hits, items = counts.get(attack, (0, 0))
+        recovered = f" {hits}/{items} recovered" if items else ""
+        timeouts = sum(item.get("status") == "timeout" for item in records)
+        parts.append(
+            f"{attack} {score}{recovered}" + (f" ({timeouts} timeout)" if timeouts else "")
+        )
     return "  ".join(parts)
 
 
-def _recognisable(records: list[dict[str, Any]]) -> str:
-    """' 3/4 recognisable' over the images of `records` that were scored one by one."""
-    images = [v for item in records for v in item.get("ssim_images") or []]
-    if not images:
-        return ""
-    return f" {sum(is_recognisable(v) for v in images)}/{len(images)} recognisable"
+def _unscored(records: list[dict[str, Any]]) -> str:
+    """What became of an attack with no scored record in the round: `failed`, `2 ok, no
+    ground truth`, `impossible`."""
+    statuses = sorted({str(item.get("status")) for item in records})
+    if set(statuses) <= {"ok", "timeout"}:
+        return f"{len(records)} attacked, no ground truth"
+    return "/".join(statuses)
 
 
 class RunProgress:

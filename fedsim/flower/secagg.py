@@ -8,8 +8,9 @@ sums the masked vectors, removes the masks with the key shares of at least
 `reconstruction_threshold` neighbours, and only then hands the result to the
 strategy: every FitRes that `aggregate_fit` receives holds the same unmasked
 aggregate. So the auditor has nothing per client to attack: `SecAggFedAvg` asks it
-to record `impossible` for each audited round and attack, and it attacks nothing —
-not even the aggregate, whose "batch" is the union of every client's batch.
+to record `impossible` for each audited round and attack. What it has is the aggregate,
+whose "batch" is the union of every client's batch: `SecAggFedAvg` hands it to the
+auditor, which attacks it as one update (`fedsim.auditor.aggregate`).
 
 What fedsim keeps from its Message-API path: seeded client sampling by partition id,
 central evaluation, rounds.jsonl, checkpoints and `--resume` (a round offset). What
@@ -177,6 +178,7 @@ class SecAggFedAvg(LegacyFedAvg):
         """partition id → node id (learnt only when a sample of clients trains)."""
         self.notes: dict[int, dict[str, Any]] = {}
         self._sent: dict[int, int] = {}
+        self._start: dict[int, NDArrays] = {}
 
     def __repr__(self) -> str:
         return "SecAggFedAvg"
@@ -197,6 +199,7 @@ class SecAggFedAvg(LegacyFedAvg):
         else:
             selected = list(proxies.values())
         self._sent = {server_round: len(selected)}
+        self._start = {server_round: parameters_to_ndarrays(parameters)}
         fitins = FitIns(parameters, {**self.fit_config, "server-round": server_round})
         return [(proxy, fitins) for proxy in selected]
 
@@ -234,8 +237,23 @@ class SecAggFedAvg(LegacyFedAvg):
                 server_round,
                 clip,
             )
+        restored = restore_dtypes(aggregate, self.dtypes)
+        start = self._start.pop(server_round, None)
+        if start is not None:
+            self.auditor.attack_aggregate(
+                server_round,
+                self._state(restore_dtypes(start, self.dtypes)),
+                self._state(restored),
+                self.notes[server_round]["clients"],
+            )
         metrics: dict[str, Scalar] = {} if train_loss is None else {"train-loss": train_loss}
-        return ndarrays_to_parameters(restore_dtypes(aggregate, self.dtypes)), metrics
+        return ndarrays_to_parameters(restored), metrics
+
+    def _state(self, arrays: NDArrays) -> OrderedDict[str, torch.Tensor]:
+        return OrderedDict(
+            (name, torch.from_numpy(np.array(a, dtype=dtype)))
+            for name, a, dtype in zip(self.names, arrays, self.dtypes, strict=True)
+        )
 
     def _evaluate(
         self, loop_round: int, arrays: NDArrays, config: dict[str, Scalar]
@@ -243,10 +261,7 @@ class SecAggFedAvg(LegacyFedAvg):
         server_round = loop_round + self.offset
         if server_round <= self.resume_after:
             return None  # recorded before the interruption
-        state = OrderedDict(
-            (name, torch.from_numpy(np.array(a, dtype=dtype)))
-            for name, a, dtype in zip(self.names, arrays, self.dtypes, strict=True)
-        )
+        state = self._state(arrays)
         notes = self.notes.pop(server_round, None)
         if notes is None:
             notes = dict(_NO_NOTES)

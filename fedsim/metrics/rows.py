@@ -68,3 +68,16 @@ def match_rows(
         mse=squared[order, columns],
         categorical=None if wrong is None else 1.0 - wrong[order, columns],
     )
+
+
+def row_scores(
+    preds: torch.Tensor, target: torch.Tensor, categorical: Sequence[tuple[int, int]] = ()
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Row by row, unmatched: the MSE of `preds`' continuous columns against `target`'s
+    and the share of categorical columns right (None without one-hot groups)."""
+    p_values, p_codes = _parts(preds.detach().cpu(), categorical)
+    t_values, t_codes = _parts(target.detach().cpu(), categorical)
+    mse = (p_values - t_values).square().sum(-1) / max(p_values.shape[1], 1)
+    if p_codes is None or t_codes is None:
+        return mse, None
+    return mse, (p_codes == t_codes).double().mean(-1)

@@ -2,9 +2,11 @@
 (overlaid runs of several defenses give the privacy–utility picture over training),
 and ε per round where a run records one.
 
-Leakage is shown two ways: the mean PSNR of the reconstructions (min–max band over the
-audited clients) and the share of images recovered recognisably
-(`fedsim.metrics.recognisable`). Rounds go on a log axis when the audited rounds span
+Leakage is shown two ways: the mean score of the reconstructions (images: PSNR; feature
+rows: the MSE of their continuous columns and the share of categorical columns right;
+min–max band over the audited clients) and the share of images or rows recovered
+(`fedsim.judgement.criteria`). Every record that carries scores is drawn, timed-out
+attacks included (`fedsim.judgement`). Rounds go on a log axis when the audited rounds span
 more than a decade and a half, as a log-spaced schedule does.
 """
 
@@ -15,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fedsim.metrics.recognisable import RECOGNISABLE_SSIM
-from fedsim.report.runs import AuditedRound, RunRecords
+from fedsim.judgement import RoundFacts
+from fedsim.report.runs import RunRecords
 
 _DASHES = ["--", ":", "-.", (0, (5, 1, 1, 1))]
 """Line styles that tell overlaid runs' accuracy lines apart."""
@@ -33,17 +35,32 @@ def _pyplot() -> Any:
 
 def _series(
     runs: Sequence[RunRecords],
-) -> list[tuple[str, RunRecords, list[AuditedRound]]]:
-    """(legend label, run, audited rounds) per run × attack × defense with scored images."""
+) -> list[tuple[str, RunRecords, list[RoundFacts]]]:
+    """(legend label, run, audited rounds) per run and series with judged items."""
     several = len(runs) > 1
     lines = []
     for run in runs:
         prefix = f"{run.name}: " if several else ""
-        for (attack, defense), rounds in sorted(run.audited_rounds().items()):
-            scored = [r for r in rounds if r.images]
+        for facts in run.facts():
+            scored = [r for r in facts.rounds if r.items]
             if scored:
-                lines.append((f"{prefix}{attack} | {defense}", run, scored))
+                label = f"{prefix}{facts.series.label} | {facts.series.defense}"
+                lines.append((label, run, scored))
     return lines
+
+
+SCORE_PANELS = {
+    "psnr": "PSNR of reconstructions (dB)",
+    "mse": "row MSE, continuous columns\n(lower: closer)",
+    "categorical": "categorical columns right",
+}
+"""The per-item scores a leakage figure can draw, by `RoundFacts` field."""
+
+
+def _panels(lines: Sequence[tuple[str, RunRecords, list[RoundFacts]]]) -> list[str]:
+    """The score panels the series have values for (PSNR when nothing has any)."""
+    found = [name for name in SCORE_PANELS if any(getattr(r, name) for *_, rs in lines for r in rs)]
+    return found or ["psnr"]
 
 
 def _round_axis(axis: Any, rounds: Sequence[int], marked: Sequence[int] = ()) -> None:
@@ -73,74 +90,90 @@ def _save(figure: Any, stem: Path, svg: bool = False) -> list[Path]:
 
 
 def plot_leakage(runs: Sequence[RunRecords], stem: Path) -> list[Path]:
-    """`stem`.png and .svg: PSNR per round with the accuracy beside it, and the share of
-    images recovered recognisably per round."""
+    """`stem`.png and .svg: per round the reconstructions' scores (PSNR for images; MSE
+    and categorical columns right for feature rows) with the accuracy beside them, and
+    the share of images or rows recovered."""
     plt = _pyplot()
-    figure, (psnr_axis, share_axis) = plt.subplots(
-        2, 1, figsize=(8, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
-    )
-    accuracy_axis = psnr_axis.twinx()
+    lines = _series(runs)
+    panels = _panels(lines)
+    figure, axes = plt.subplots(
+        len(panels) + 1, 1, figsize=(8, 3.2 + 2.2 * len(panels)), sharex=True,
+        gridspec_kw={"height_ratios": [3] * len(panels) + [2]},
+    )  # fmt: skip
+    score_axes, share_axis = dict(zip(panels, axes[:-1], strict=True)), axes[-1]
+    accuracy_axis = axes[0].twinx()
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    every_round: list[int] = []
     audited: list[int] = []
-    for index, (label, _, rounds) in enumerate(_series(runs)):
+    for index, (label, _, rounds) in enumerate(lines):
         colour = colours[index % len(colours)]
+        for name, axis in score_axes.items():
+            drawn = [r for r in rounds if getattr(r, name)]
+            if not drawn:
+                continue
+            x = [r.round for r in drawn]
+            values = [getattr(r, name) for r in drawn]
+            axis.plot(x, [statistics.fmean(v) for v in values], marker="o", color=colour,
+                      label=label if axis is axes[0] else None)  # fmt: skip
+            axis.fill_between(x, [min(v) for v in values], [max(v) for v in values],
+                              color=colour, alpha=0.15)  # fmt: skip
         x = [r.round for r in rounds]
-        every_round += x
         audited += x
-        psnr_axis.plot(
-            x, [statistics.fmean(r.psnr) for r in rounds], marker="o", color=colour, label=label
-        )
-        psnr_axis.fill_between(
-            x,
-            [min(r.psnr) for r in rounds],
-            [max(r.psnr) for r in rounds],
-            color=colour,
-            alpha=0.15,
-        )
         share_axis.plot(x, [100 * (r.share or 0.0) for r in rounds], marker="o", color=colour)
+    every_round = audited + _plot_accuracy(runs, accuracy_axis)
+    _round_axis(share_axis, every_round, audited)
+    for name, axis in score_axes.items():
+        axis.set_ylabel(SCORE_PANELS[name])
+        if name == "mse":
+            axis.set_yscale("log")
+        axis.grid(alpha=0.3)
+    accuracy_axis.set_ylabel("global test accuracy")
+    accuracy_axis.set_ylim(0, 1)
+    unit = "rows" if "mse" in score_axes and "psnr" not in score_axes else "images"
+    share_axis.set_ylabel(f"{unit} recovered (%)")
+    share_axis.set_ylim(-3, 103)
+    share_axis.grid(alpha=0.3)
+    title = "gradient leakage over training"
+    if any(run.partial for run in runs):
+        title += " (partial run)"
+    axes[0].set_title(title)
+    handles, labels = [], []
+    for axis in (axes[0], accuracy_axis):
+        h, lab = axis.get_legend_handles_labels()
+        handles += h
+        labels += lab
+    if handles:
+        axes[0].legend(handles, labels, fontsize=8, loc="best")
+    figure.tight_layout()
+    return _save(figure, stem, svg=True)
+
+
+def _plot_accuracy(runs: Sequence[RunRecords], axis: Any) -> list[int]:
+    """Each run's test accuracy per round on `axis`; the rounds drawn."""
     several = len(runs) > 1
+    drawn: list[int] = []
     for index, run in enumerate(runs):
         accuracy = run.accuracy_after()
         if accuracy:
             x = sorted(r for r in accuracy if r >= 1) or sorted(accuracy)
-            every_round += x
-            accuracy_axis.plot(
+            drawn += x
+            axis.plot(
                 x,
                 [accuracy[r] for r in x],
                 linestyle=_DASHES[index % len(_DASHES)],
                 color="0.4",
                 label=f"{run.name + ': ' if several else ''}test accuracy",
             )
-    _round_axis(share_axis, every_round, audited)
-    psnr_axis.set_ylabel("PSNR of reconstructions (dB)")
-    accuracy_axis.set_ylabel("global test accuracy")
-    accuracy_axis.set_ylim(0, 1)
-    share_axis.set_ylabel(f"images recognisable (%)\nSSIM ≥ {RECOGNISABLE_SSIM}")
-    share_axis.set_ylim(-3, 103)
-    title = "gradient leakage over training"
-    if any(run.partial for run in runs):
-        title += " (partial run)"
-    psnr_axis.set_title(title)
-    handles, labels = [], []
-    for axis in (psnr_axis, accuracy_axis):
-        h, lab = axis.get_legend_handles_labels()
-        handles += h
-        labels += lab
-    if handles:
-        psnr_axis.legend(handles, labels, fontsize=8, loc="best")
-    psnr_axis.grid(alpha=0.3)
-    share_axis.grid(alpha=0.3)
-    figure.tight_layout()
-    return _save(figure, stem, svg=True)
+    return drawn
 
 
 def plot_privacy_utility(runs: Sequence[RunRecords], stem: Path) -> list[Path]:
     """`stem`.png: leakage at each audited state against that state's test accuracy."""
     plt = _pyplot()
+    lines = _series(runs)
+    score = _panels(lines)[0]
     figure, (share_axis, psnr_axis) = plt.subplots(1, 2, figsize=(10, 4.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for index, (label, _, rounds) in enumerate(_series(runs)):
+    for index, (label, _, rounds) in enumerate(lines):
         known = [r for r in rounds if r.accuracy is not None]
         if not known:
             continue
@@ -149,7 +182,11 @@ def plot_privacy_utility(runs: Sequence[RunRecords], stem: Path) -> list[Path]:
         share_axis.plot(
             x, [100 * (r.share or 0.0) for r in known], marker="o", color=colour, label=label
         )
-        psnr_axis.plot(x, [statistics.fmean(r.psnr) for r in known], marker="o", color=colour)
+        scored = [
+            (xi, getattr(r, score)) for xi, r in zip(x, known, strict=True) if getattr(r, score)
+        ]
+        psnr_axis.plot([xi for xi, _ in scored], [statistics.fmean(v) for _, v in scored],
+                       marker="o", color=colour)  # fmt: skip
         for r, xi in zip(known, x, strict=True):
             share_axis.annotate(
                 str(r.round), (xi, 100 * (r.share or 0.0)), fontsize=6, xytext=(2, 3),
@@ -158,9 +195,11 @@ def plot_privacy_utility(runs: Sequence[RunRecords], stem: Path) -> list[Path]:
     for axis in (share_axis, psnr_axis):
         axis.set_xlabel("test accuracy of the attacked model (%)")
         axis.grid(alpha=0.3)
-    share_axis.set_ylabel(f"images recognisable (%), SSIM ≥ {RECOGNISABLE_SSIM}")
+    share_axis.set_ylabel("images or rows recovered (%)")
     share_axis.set_ylim(-3, 103)
-    psnr_axis.set_ylabel("mean PSNR (dB)")
+    psnr_axis.set_ylabel("mean " + SCORE_PANELS[score].replace("\n", " "))
+    if score == "mse":
+        psnr_axis.set_yscale("log")
     share_axis.set_title("leakage against utility (labels: round)", fontsize=10)
     if share_axis.get_legend_handles_labels()[0]:
         share_axis.legend(fontsize=7, loc="best")

@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from fedsim.metrics.recognisable import RECOGNISABLE_SSIM
+from fedsim.judgement import IMAGE_RULE, ROW_RULE, RoundFacts, Verdict
 from fedsim.report.privacy import privacy_lines
 from fedsim.report.runs import RunRecords
-from fedsim.report.verdict import Verdict, verdicts
+
+LABELS = {True: "leaked", False: "nothing recovered", None: "inconclusive"}
+"""What a verdict's `leaked` value is called on the console and the page."""
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222;
@@ -31,6 +33,8 @@ th:nth-child(-n+3), td:nth-child(-n+3) { text-align: left; }
 .verdict.leaks { background: #fbe3e1; border-color: #c0392b; }
 .verdict.nothing { background: #fdf3d7; border-color: #c99a06; }
 .verdict.unscored { background: #eceff1; border-color: #78909c; }
+.verdict .tag { font-size: 0.8em; text-transform: uppercase; letter-spacing: 0.04em;
+                color: #555; margin-left: 0.4em; }
 .partial { background: #fff3cd; padding: 0.5em 1em; border-left: 4px solid #e0a800; }
 img { max-width: 100%; }
 figure { margin: 1em 0; }
@@ -40,11 +44,12 @@ figcaption { font-size: 0.85em; color: #555; }
 """
 
 EPSILON_NOTE = (
-    "ε at the δ recorded beside it, as the run recorded it: record-level, for a client that"
-    " trains in every round, amplified by subsampling — which assumes the server does not"
-    " know which records a client sampled. The simulated auditor does know (it recomputes"
-    " each client's batch), so against it these values are not a guarantee; the leakage"
-    " above is what it recovered."
+    "Each ε at the δ recorded beside it, labelled with the threat model it holds under:"
+    " record-level amplified by subsampling (only if the server cannot know which records a"
+    " client sampled — the simulated auditor does know, since it recomputes each batch),"
+    " record-level against an informed adversary who knows the batch (q = 1), or"
+    ' user-level. A label that ends in "does not hold here" names a claim whose'
+    " assumption this run violates. The leakage above is what the attacks recovered."
 )
 
 
@@ -60,46 +65,76 @@ def _number(value: float | None, digits: int = 2) -> str:
 
 
 def _verdict_block(verdict: Verdict) -> str:
-    kind = {True: "leaks", False: "nothing", None: "unscored"}[verdict.leaks]
+    kind = {True: "leaks", False: "nothing", None: "unscored"}[verdict.leaked]
+    label = LABELS[verdict.leaked]
     return (
-        f'<p class="verdict {kind}"><strong>{escape(verdict.heading)}:</strong>'
-        f" {escape(verdict.text)}</p>"
+        f'<p class="verdict {kind}"><strong>{escape(verdict.heading)}</strong>'
+        f' <span class="tag">{label}</span><br>{escape(verdict.text)}</p>'
     )
 
 
 def _verdict_section(runs: Sequence[RunRecords]) -> str:
-    parts = ["<h2>Verdict</h2>"]
-    for run in runs:
+    found = [(run, run.verdicts()) for run in runs]
+    domains = {v.domain for _, verdicts in found for v in verdicts}
+    rules = []
+    if domains - {"rows"}:
+        rules.append(f"an image counts when its reconstruction is recognisable ({IMAGE_RULE})")
+    if "rows" in domains:
+        rules.append(f"a feature row counts when {ROW_RULE}")
+    parts = [
+        "<h2>Verdict</h2>",
+        f"<p>What each attack recovered, per defense: {escape('; '.join(rules))}. Every"
+        " record that carries scores counts, including attacks stopped by their time budget."
+        " A verdict is about what an attack did with its budget, never a guarantee about a"
+        " defense.</p>",
+    ]
+    for run, verdicts in found:
         if len(runs) > 1:
             parts.append(f"<h3>{escape(run.name)}</h3>")
-        found = verdicts(run)
-        parts += [_verdict_block(v) for v in found] or ["<p>No audited round was recorded.</p>"]
+        parts += [_verdict_block(v) for v in verdicts] or ["<p>No audited round was recorded.</p>"]
     return "\n".join(parts)
 
 
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _not_attacked(r: RoundFacts) -> str:
+    parts = [f"{n} {status}" for status, n in sorted(r.holes.items())]
+    if r.short:
+        parts.append(f"{len(r.short)} stopped by time (scored)")
+    if r.hidden:
+        parts.append(f"{r.hidden} hidden by secure aggregation")
+    if r.unscored:
+        parts.append(f"{r.unscored} without ground truth")
+    return ", ".join(parts) or "–"
+
+
 def _audit_table(run: RunRecords) -> str:
-    entries = [
-        (r.round, attack, defense, r)
-        for (attack, defense), rounds in run.audited_rounds().items()
-        for r in rounds
-    ]
+    entries = [(r.round, facts.series, r) for facts in run.facts() for r in facts.rounds]
+    rows_domain = any(r.domain == "rows" for _, _, r in entries)
     rows = []
-    for _, attack, defense, r in sorted(entries, key=lambda e: e[:3]):
-        other = ", ".join(f"{s} {n}" for s, n in sorted(r.statuses.items()) if s != "ok")
+    for _, series, r in sorted(entries, key=lambda e: (e[0], e[1].defense, e[1].label)):
         accuracy = "–" if r.accuracy is None else f"{100 * r.accuracy:.1f} %"
-        share = "–" if r.share is None else f"{r.recognisable} of {r.images}"
-        psnr = statistics.fmean(r.psnr) if r.psnr else None
-        ssim = statistics.fmean(r.ssim) if r.ssim else None
+        share = "–" if r.share is None else f"{r.recovered} of {r.items}"
+        if r.domain == "rows":
+            scores = f"<td>{_number(_mean(r.mse), 3)}</td><td>{_number(_mean(r.categorical))}</td>"
+        else:
+            scores = f"<td>{_number(_mean(r.psnr))}</td><td>{_number(_mean(r.ssim), 3)}</td>"
         rows.append(
-            f"<tr><td>{r.round}</td><td>{escape(attack)}</td><td>{escape(defense)}</td>"
-            f"<td>{accuracy}</td><td>{r.updates}</td><td>{share}</td>"
-            f"<td>{_number(psnr)}</td><td>{_number(ssim, 3)}</td>"
-            f"<td>{escape(other) or '–'}</td></tr>"
+            f"<tr><td>{r.round}</td><td>{escape(series.label)}</td><td>{escape(series.defense)}</td>"
+            f"<td>{accuracy}</td><td>{r.records}</td><td>{r.scored}</td><td>{share}</td>"
+            f"{scores}<td>{escape(_not_attacked(r))}</td></tr>"
         )
+    score_heads = (
+        "<th>mean row MSE</th><th>categorical right</th>"
+        if rows_domain
+        else "<th>mean PSNR (dB)</th><th>mean SSIM</th>"
+    )
     return (
         "<table><tr><th>round</th><th>attack</th><th>defense</th><th>accuracy attacked</th>"
-        f"<th>updates</th><th>images recognisable (SSIM ≥ {RECOGNISABLE_SSIM})</th>"
-        "<th>mean PSNR (dB)</th><th>mean SSIM</th><th>not scored</th></tr>"
+        "<th>updates audited</th><th>scored</th><th>recovered</th>"
+        f"{score_heads}<th>not attacked / incomplete</th></tr>"
         f"{''.join(rows)}</table>"
     )
 
@@ -116,16 +151,25 @@ def _run_section(run: RunRecords) -> str:
         )
     parts.append(
         "<p>Per audited round: the test accuracy of the model the clients started from, the"
-        " updates scored, and how many of their images were recovered recognisably.</p>"
+        " updates audited and scored (timed-out attacks count with their best candidate),"
+        " and how many images or rows were recovered.</p>"
     )
     parts.extend(f"<p>{escape(line)}</p>" for line in privacy_lines(run.rounds))
     parts.append(_audit_table(run))
-    grids = run.grids()
+    pictures = run.pictures()
+    grids = [path for path, problem in pictures if problem is None]
+    refused = [(path, problem) for path, problem in pictures if problem is not None]
+    if refused:
+        listed = "; ".join(f"{path.name}: {problem}" for path, problem in refused)
+        parts.append(
+            f'<p class="partial">Not shown from reconstructions/ ({len(refused)}): {escape(listed)}.'
+            " The report embeds only regular PNG files inside the run directory.</p>"
+        )
     if grids:
         parts.append(
             "<h3>Reconstructions</h3><p>Per audited round, every audited client's private"
             " images (top row) over each attack's reconstruction, matched image to image;"
-            " a green frame marks a recognisable one.</p>"
+            " a green frame marks a recovered one.</p>"
         )
     for grid in grids:
         parts.append(

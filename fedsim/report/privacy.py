@@ -39,7 +39,9 @@ def claim_line(claim: Mapping[str, Any], where: str = "") -> str:
     value = "no finite ε (no noise)" if epsilon is None else f"ε = {_number(epsilon)}"
     line = f"{where + ': ' if where else ''}{value} at δ = {claim.get('delta')} — {title}: "
     line += str(claim.get("statement", ""))
-    if not claim.get("holds", False):
+    if claim.get("holds", False) is None:
+        line += f". Unverified: {claim.get('why_not') or 'its assumption cannot be checked'}"
+    elif not claim.get("holds", False):
         line += (
             f". Does not hold in this run: {claim.get('why_not') or 'its assumption is not met'}"
         )

@@ -1,59 +1,21 @@
 """A run directory read back: its scenario, rounds and leakage records, and whether it finished.
 
-`audited_rounds` condenses the leakage records per (attack, defense) and round into
-what a reader acts on: how many updates and images were scored, how many images were
-recovered recognisably (`fedsim.metrics.recognisable`), the mean PSNR and SSIM, and the
-test accuracy of the global model that was attacked (the one after the round before).
+What the leakage records come to is `fedsim.judgement`'s to say (`RunRecords.facts`,
+`RunRecords.verdicts`); this module only reads.
 """
 
 from __future__ import annotations
 
-import statistics
 import tomllib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fedsim.errors import ConfigError
-from fedsim.metrics.recognisable import is_recognisable
+from fedsim.judgement import SeriesFacts, Verdict, leakage_facts, verdicts
 from fedsim.records import LEAKAGE_FILE, RECONSTRUCTIONS_DIR, ROUNDS_FILE, SCENARIO_FILE, read_jsonl
 from fedsim.report.privacy import TITLES
-
-TRAINED_ON = " vs trained-on"
-"""Suffix of the series scored against the batch after a batch-stage defense (ATS)."""
-
-
-@dataclass
-class AuditedRound:
-    """One (attack, defense) in one audited round, over its audited clients."""
-
-    round: int
-    accuracy: float | None
-    """Test accuracy of the model the clients started from (after the round before)."""
-    updates: int
-    """Updates scored against ground truth (status ok)."""
-    leaking_updates: int
-    """Of those, updates with at least one image recovered recognisably."""
-    images: int
-    recognisable: int
-    psnr: list[float]
-    ssim: list[float]
-    """Per scored image (PSNR capped at 100 dB); per update where records lack images."""
-    statuses: Counter[str]
-
-    @property
-    def share(self) -> float | None:
-        """The fraction of scored images recovered recognisably."""
-        return self.recognisable / self.images if self.images else None
-
-
-def _image_scores(record: dict[str, Any], suffix: str) -> tuple[list[float], list[float]]:
-    """(PSNR, SSIM) per image of a scored record; one mean pair where it has no list."""
-    if not suffix and record.get("ssim_images") is not None:
-        return list(record.get("psnr_images") or []), list(record["ssim_images"])
-    psnr, ssim = record.get(f"psnr{suffix}"), record.get(f"ssim{suffix}")
-    return ([] if psnr is None else [float(psnr)]), ([] if ssim is None else [float(ssim)])
 
 
 @dataclass
@@ -91,44 +53,6 @@ class RunRecords:
         ]
         return [p[0] for p in points], [float(p[1]) for p in points]
 
-    def series(self) -> dict[tuple[str, str], dict[int, list[float]]]:
-        """(attack, defense) → round → PSNR of every successful reconstruction.
-
-        Where records also score against the transformed batch (ATS), that is a series
-        of its own, named `<attack> vs trained-on`.
-        """
-        table: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
-        for record in self.leakage:
-            if record.get("status") != "ok":
-                continue
-            defense = str(record.get("defense", "none"))
-            for name, suffix in (("psnr", ""), ("psnr_trained_on", " vs trained-on")):
-                if record.get(name) is not None:
-                    key = (f"{record['attack']}{suffix}", defense)
-                    table[key][int(record["round"])].append(float(record[name]))
-        return table
-
-    def summary_rows(self) -> list[tuple[str, str, int, float, float, int, str]]:
-        """Per audited round: (attack, defense, round, mean PSNR, best PSNR, ok count,
-        other statuses)."""
-        statuses: dict[tuple[str, str, int], Counter[str]] = defaultdict(Counter)
-        for record in self.leakage:
-            key = (str(record["attack"]), str(record.get("defense", "none")), int(record["round"]))
-            statuses[key][str(record.get("status"))] += 1
-        rows = []
-        series = self.series()
-        for (attack, defense, rnd), counts in sorted(statuses.items()):
-            values = series.get((attack, defense), {}).get(rnd, [])
-            mean = statistics.fmean(values) if values else float("nan")
-            best = max(values) if values else float("nan")
-            other = ", ".join(
-                f"{status} {n}" for status, n in sorted(counts.items()) if status != "ok"
-            )
-            rows.append((attack, defense, rnd, mean, best, counts["ok"], other))
-        return rows
-
     def accuracy_after(self) -> dict[int, float]:
         """Round → test accuracy of the global model after it (round 0: the start)."""
         return {
@@ -148,77 +72,65 @@ class RunRecords:
                 if isinstance(claim.get("epsilon"), int | float):
                     model = str(claim.get("threat_model"))
                     label = f"ε, {TITLES.get(model, model)}"
-                    if not claim.get("holds", False):
+                    if claim.get("holds", False) is None:
+                        label += " (unverified)"
+                    elif not claim.get("holds", False):
                         label += " (does not hold here)"
                     table[label][server_round] = float(claim["epsilon"])
             if "privacy" not in record and isinstance(record.get("epsilon"), int | float):
                 table["ε (no threat model recorded)"][server_round] = float(record["epsilon"])
         return dict(table)
 
-    def audited_rounds(self) -> dict[tuple[str, str], list[AuditedRound]]:
-        """(attack, defense) → its audited rounds in order (see `AuditedRound`).
+    def facts(self) -> list[SeriesFacts]:
+        """Its leakage per series and audited round (`fedsim.judgement`)."""
+        return leakage_facts(self.leakage, self.accuracy_after())
 
-        A defense that transforms the batch (ATS) adds the series `<attack> vs trained-on`,
-        scored against the images the client's gradient was computed on.
-        """
-        accuracy = self.accuracy_after()
-        grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
-        for record in self.leakage:
-            if not isinstance(record.get("round"), int):
-                continue
-            key = (str(record.get("attack")), str(record.get("defense", "none")), record["round"])
-            grouped[key].append(record)
-        table: dict[tuple[str, str], list[AuditedRound]] = defaultdict(list)
-        for (attack, defense, rnd), records in sorted(grouped.items()):
-            for suffix in ("", "_trained_on"):
-                if suffix and not any(r.get(f"psnr{suffix}") is not None for r in records):
-                    continue
-                name = attack + (TRAINED_ON if suffix else "")
-                table[(name, defense)].append(self._audited(rnd, records, suffix, accuracy))
-        return dict(table)
-
-    def _audited(
-        self, rnd: int, records: list[dict[str, Any]], suffix: str, accuracy: dict[int, float]
-    ) -> AuditedRound:
-        updates = leaking = images = recognised = 0
-        psnrs: list[float] = []
-        ssims: list[float] = []
-        for record in records:
-            if record.get("status") != "ok":
-                continue
-            psnr, ssim = _image_scores(record, suffix)
-            if not ssim and not psnr:
-                continue
-            updates += 1
-            psnrs += psnr
-            ssims += ssim
-            hits = sum(is_recognisable(v) for v in ssim)
-            images += len(ssim)
-            recognised += hits
-            leaking += hits > 0
-        return AuditedRound(
-            round=rnd,
-            accuracy=accuracy.get(rnd - 1),
-            updates=updates,
-            leaking_updates=leaking,
-            images=images,
-            recognisable=recognised,
-            psnr=psnrs,
-            ssim=ssims,
-            statuses=Counter(str(r.get("status")) for r in records),
-        )
+    def verdicts(self) -> list[Verdict]:
+        """The verdict on every series (`fedsim.judgement.verdicts`)."""
+        return verdicts(self.leakage, self.accuracy_after())
 
     def budget(self) -> dict[str, Any]:
         """The scenario's audit budget (iterations, restarts, seconds), as recorded."""
         return dict(self.scenario.get("audit", {}).get("budget", {}))
 
     def grids(self) -> list[Path]:
-        """The reconstruction pictures: one strip per audited round (older runs: per client)."""
+        """The reconstruction pictures: one strip per audited round (older runs: per
+        client). Only regular PNG files inside the run directory (see `pictures`)."""
+        return [path for path, problem in self.pictures() if problem is None]
+
+    def pictures(self) -> list[tuple[Path, str | None]]:
+        """Every file in `reconstructions/` with why it is not shown, or None.
+
+        A run directory may come from someone else: a link could point at any file the
+        reader may read, which the self-contained page would then embed. So a picture
+        must be a regular file, not a link, inside its run directory, that starts with
+        the PNG signature.
+        """
         folders = self.parts or [self.path]
-        return sorted(
-            (path for folder in folders for path in (folder / RECONSTRUCTIONS_DIR).glob("*.png")),
-            key=lambda path: path.name,
-        )
+        found = [
+            (folder, path)
+            for folder in folders
+            for path in (folder / RECONSTRUCTIONS_DIR).glob("*.png")
+        ]
+        checked = [(path, _picture_problem(folder, path)) for folder, path in found]
+        return sorted(checked, key=lambda item: item[0].name)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _picture_problem(run: Path, path: Path) -> str | None:
+    """Why `path` is not a picture the report may embed, or None."""
+    if path.is_symlink():
+        return "a link"
+    if not path.resolve().is_relative_to(run.resolve()):
+        return "outside the run directory"
+    if not path.is_file():
+        return "not a regular file"
+    with open(path, "rb") as file:
+        if file.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            return "not a PNG file"
+    return None
 
 
 def load_run(path: str | Path) -> RunRecords:

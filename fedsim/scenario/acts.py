@@ -41,9 +41,9 @@ class Acts:
 ALWAYS = Acts("")
 """Acts in every mode (a run's name, seed, data, model, protocol, …)."""
 
-_ATTACKS_ACT = (m.HAS_ATTACKS, m.ATTACKS_RUN)
-"""Audit settings act only where attacks run: some are configured, and secure
-aggregation does not hide the updates from them."""
+_ATTACKS_ACT = (m.HAS_ATTACKS,)
+"""Audit settings act only where some attack is configured (under secure aggregation the
+attacks run on the aggregate the server sees)."""
 
 ACTS: Mapping[str, Acts] = {
     "name": ALWAYS,
@@ -90,19 +90,21 @@ ACTS: Mapping[str, Acts] = {
     "protocol.local_epochs": Acts("counts a client's local passes", (m.FEDAVG,)),
     "attacks.*.name": ALWAYS,
     "attacks.*.label": ALWAYS,
-    "attacks.*.overrides": Acts("sets the attack's options", (m.ATTACKS_RUN, m.OWN_OPTIONS)),
+    "attacks.*.overrides": Acts("sets the attack's options", (m.OWN_OPTIONS,)),
     "attacks.*.budget.iterations": Acts(
-        "caps the attack's steps", (m.ATTACKS_RUN, m.read_by_this_attack("iterations"))
+        "caps the attack's steps", (m.read_by_this_attack("iterations"),)
     ),
     "attacks.*.budget.restarts": Acts(
-        "sets the attack's restarts", (m.ATTACKS_RUN, m.read_by_this_attack("restarts"))
+        "sets the attack's restarts", (m.read_by_this_attack("restarts"),)
     ),
-    "attacks.*.budget.seconds": Acts("caps the attack's time", (m.ATTACKS_RUN,)),
+    "attacks.*.budget.seconds": ALWAYS,  # every attack is timed (one that overran is marked)
     **{
         f"audit.rounds.{key}": Acts("schedules the audited rounds", (m.HAS_ATTACKS,))
         for key in ("every", "first", "rounds", "log")
     },
-    "audit.clients.sample": Acts("samples the audited clients", _ATTACKS_ACT),
+    "audit.clients.sample": Acts(
+        "samples the audited clients", (*_ATTACKS_ACT, m.INDIVIDUAL_UPDATES)
+    ),
     "audit.threat.labels": Acts("grants the attacks the labels", (m.HAS_ATTACKS,)),
     "audit.threat.bn_stats_known": Acts(
         "grants batch-norm statistics",

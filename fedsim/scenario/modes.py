@@ -130,11 +130,9 @@ HAS_ATTACKS = Need(
     lambda m, _: f"no attack is configured ({m.name('attacks')} is empty)",
     lambda m, _: f"add one under {m.name('attacks')}, or remove it",
 )
-ATTACKS_RUN = Need(
+INDIVIDUAL_UPDATES = Need(
     lambda m, _: not m.secure_aggregation,
-    lambda m, _: (
-        "federation.secure_aggregation is true (nothing is attacked: the server sees only the sum)"
-    ),
+    lambda m, _: "federation.secure_aggregation is true (the server sees only the aggregate)",
     lambda m, _: "set federation.secure_aggregation = false, or remove it",
 )
 FEDAVG = setting_is("protocol.kind", "protocol", "fedavg")
