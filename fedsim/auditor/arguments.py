@@ -10,7 +10,9 @@ states the statistics the server holds).
 
 A new argument of either `for_model` must be classified here too
 (`tests/test_settings_act.py` fails until it is): one that only FedAvg's local training
-reads is `"name": Acts("does what", (m.FEDAVG,))`, one that acts in every mode `ALWAYS`.
+reads is `"name": Acts("does what", (m.FEDAVG,))`, one that acts in every mode `ALWAYS`;
+a new condition is a `fedsim.scenario.modes.Need` (e.g. `setting_is(...)`). An argument
+is given when it is passed and not None.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ FOR_MODEL_ACTS: Mapping[str, Acts] = {
     "model_fn": ALWAYS,
     "out_dir": ALWAYS,
     "on_round_audited": ALWAYS,
+    # where it acts depends on the strategy `inner` wraps: checked by `_delta_unused`
     "delta": Acts("is the δ of the ε of a Flower DP wrapper without an accountant"),
     "input_shape": ALWAYS,
     "num_classes": ALWAYS,
