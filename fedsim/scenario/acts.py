@@ -219,7 +219,9 @@ def ignored_because(path: str, modes: Modes, table: Mapping[str, Acts] | None = 
     key = pattern(path)
     acts = (ACTS if table is None else table).get(key)
     if acts is None:
-        raise KeyError(f"{key}: a setting nobody classified (see fedsim.scenario.acts)")
+        raise KeyError(
+            f"{key}: a setting nobody classified (fedsim.scenario.acts, fedsim.auditor.arguments)"
+        )
     index = _attack_index(path)
     for need in acts.needs:
         if not need.holds(modes, index):
