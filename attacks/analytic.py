@@ -18,6 +18,9 @@ from attacks.target import AttackTarget, Budget, Reconstruction
 _MAX_CANDIDATE_ROWS = 4096
 
 
+NO_LIKELIHOOD = "analytic-fc solves the layer's update in closed form and reads no likelihood"
+
+
 class _Stop(Exception):
     """Raised by the probe hook to end a forward pass once the first layer is seen."""
 
@@ -130,6 +133,7 @@ class AnalyticFC:
             seconds=time.perf_counter() - start,
             labels_inferred=labels_inferred,
             message=message,
+            likelihood_note=NO_LIKELIHOOD,
         )
 
     def _failed(
@@ -151,6 +155,7 @@ class AnalyticFC:
             labels_inferred=labels_inferred,
             status="failed",
             message=message,
+            likelihood_note=NO_LIKELIHOOD,
         )
 
 

@@ -19,12 +19,12 @@ import torch
 from attacks.domain import ImageDomain
 from attacks.engine import OptimizerConfig, Problem, optimise
 from attacks.errors import AttackError, AttackRefused
-from attacks.likelihood import ScaledLikelihood
+from attacks.likelihood import Likelihood, ScaledLikelihood, describe_likelihood
 from attacks.objectives import Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
 from attacks.prior_defaults import PriorChoice, choose_priors
 from attacks.priors import build_prior, check_prior_name
-from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
+from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, ThreatModel
 from attacks.updates import Route, build_updates
 
 Capability = Literal["labels", "bn_stats", "mechanism", "local_hparams"]
@@ -118,6 +118,8 @@ class GradientAttack:
         labels, inferred = zip(*(self._labels(t) for t in targets), strict=True)
 
         choice = self.prior_choice(first)
+        likelihood, note = self.likelihood_used(first)
+        surrogate = self.surrogate_for(first)
         start = time.perf_counter()
         problem, x0 = self._problem(targets, [lab.to(device) for lab in labels], budget, device)
         # The time budget covers building the problem (the route probe) too: the loop
@@ -145,6 +147,9 @@ class GradientAttack:
                     message="" if status == "ok" else _status_message(status, budget),
                     priors=dict(choice.weights),
                     priors_source=choice.source,
+                    likelihood=likelihood,
+                    likelihood_note=note,
+                    surrogate=surrogate,
                 )
             )
         return out
@@ -164,7 +169,7 @@ class GradientAttack:
 
     @property
     def models_mechanism(self) -> bool:
-        """Whether the data term is the defense's likelihood (it then needs the mechanism)."""
+        """Whether this attack reads the defense's likelihood (rather than a distance)."""
         return "mechanism" in self.needs or self.objective == "likelihood"
 
     def reads(self) -> frozenset[str]:
@@ -179,6 +184,34 @@ class GradientAttack:
         if self.models_mechanism:
             read.add("mechanism_known")
         return frozenset(read)
+
+
+    def surrogate_for(self, target: AttackTarget) -> str | None:
+        """The stand-in this attack runs on `target` where it cannot be itself, named so
+        that records do not call it by this attack's name (`attack~surrogate`); None: itself."""
+        return None
+
+    def objective_for(self, target: AttackTarget) -> str:
+        """The data term used on `target` (the configured one, unless a surrogate runs)."""
+        return self.objective
+
+    def likelihood_used(self, target: AttackTarget) -> tuple[dict[str, object] | None, str | None]:
+        """(description, None) of the likelihood this attack reads on `target`, in the
+        units it reads them (`attacks.likelihood.describe_likelihood`), or (None, why none)."""
+        surrogate = self.surrogate_for(target)
+        if surrogate is not None:
+            return None, f"{target.mechanism_missing}; the {surrogate} ran in its place"
+        if self.objective_for(target) != "likelihood":
+            return None, (
+                f"{self.name} matches updates by its {self.objective_for(target)} distance "
+                "and reads no defense's likelihood"
+            )
+        mechanism, units = mechanism_as_read(target)
+        if mechanism is None:
+            return None, target.mechanism_missing or (
+                "no mechanism given: the update is read as exact (unit Gaussian, ½‖g − c‖²)"
+            )
+        return describe_likelihood(mechanism, units), None
 
     def optimizer_config(self, target: AttackTarget) -> OptimizerConfig:
         """The engine settings for `target` (subclasses may derive some from the mechanism)."""
@@ -248,21 +281,16 @@ class GradientAttack:
             route=self.route,
             input_shape=first.input_shape,
             num_classes=first.num_classes,
+            per_sample_clip=self._per_sample_clip(targets),
         )
         r = budget.restarts
         per_candidate: list[list[torch.Tensor]] = []
         groups = []
         for i, t in enumerate(targets):
             observed = [u.detach().to(device) for u in t.update]
-            mechanism = t.mechanism
+            mechanism, _ = mechanism_as_read(t)
             if protocol.kind == "fedavg" and not unroll:
-                # Local hyper-parameters unknown: read the delta as a scaled gradient
-                # (the protocol's lr and steps are then the adversary's guess); the
-                # mechanism, stated in delta units, is evaluated back in those units.
-                scale = protocol.local_lr * protocol.local_steps
-                observed = [-u / scale for u in observed]
-                if mechanism is not None:
-                    mechanism = ScaledLikelihood(mechanism, -scale)
+                observed = [-u / _guessed_step(protocol) for u in observed]
             groups.append(ObservedGroup(i * r, (i + 1) * r, observed, mechanism))
             per_candidate.append(observed)
         stacked = [
@@ -279,7 +307,7 @@ class GradientAttack:
             updates,
             label_tensor,
             Observed(stacked, groups, weights),
-            build_objective(self.objective),
+            build_objective(self.objective_for(first)),
             priors,
             first.domain,
         )
@@ -288,12 +316,44 @@ class GradientAttack:
         x0 = x0.to(device=device, dtype=dtype)
         return problem, x0
 
+    def _per_sample_clip(self, targets: Sequence[AttackTarget]) -> float | None:
+        """C where this attack reads a mechanism that clips per sample (DP-SGD), so its
+        candidate updates must be clipped per sample too; None otherwise."""
+        if self.objective_for(targets[0]) != "likelihood":
+            return None
+        clips = {t.mechanism.per_sample_clip for t in targets if t.mechanism is not None}
+        if len(clips) > 1:
+            raise AttackError("targets batched in one call state different per-sample clips")
+        return next(iter(clips), None)
+
     def _initial(self, target: AttackTarget, restart: int) -> torch.Tensor:
         """Restart `restart`'s start point, drawn by the domain (images: uniform in [0, 1])
         from a generator seeded by (seed, restart) alone, so a candidate starts the same
         however it is batched."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + restart)
         return target.domain.initial((1, target.batch_size, *target.input_shape), gen)
+
+
+def mechanism_as_read(target: AttackTarget) -> tuple[Likelihood | None, str]:
+    """The target's mechanism in the units the attack reads the update, and those units.
+
+    FedSGD: the gradient. FedAvg with the local hyper-parameters known: the weight delta
+    (the local steps are unrolled). FedAvg without them: the delta read as the gradient
+    −δ / (lr · steps), the protocol's lr and steps being the adversary's guess; the
+    mechanism, stated in delta units, is evaluated back in those units.
+    """
+    protocol, mechanism = target.protocol, target.mechanism
+    if protocol.kind == "fedsgd":
+        return mechanism, "gradient"
+    if target.threat.local_hparams_known:
+        return mechanism, "weight delta"
+    step = _guessed_step(protocol)
+    scaled = None if mechanism is None else ScaledLikelihood(mechanism, -step)
+    return scaled, f"gradient, read as −delta / {step:g} (lr × local steps)"
+
+
+def _guessed_step(protocol: Protocol) -> float:
+    return protocol.local_lr * protocol.local_steps
 
 
 def check_overrides(cls: type, overrides: dict[str, object]) -> None:

@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 from attacks.base import GradientAttack
 from attacks.engine import OptimizerConfig
 from attacks.likelihood import Likelihood, check_likelihood
-from attacks.prior_defaults import PriorChoice
+from attacks.prior_defaults import PriorChoice, choose_priors
 from attacks.target import AttackTarget
 
 
@@ -31,13 +31,22 @@ def noise_scale(mechanism: Likelihood | None) -> float:
     return 1.0 if scale is None else float(scale)
 
 
+L2_SURROGATE = "l2-surrogate"
+"""What `bayes` runs, and is called (``bayes~l2-surrogate``), where a defense perturbs
+the update but states no likelihood."""
+
+
 @dataclass
 class BayesAttack(GradientAttack):
     """Approximate Bayes optimal adversary: min −log p(g_obs | ∇θ ℓ(x, y)) − log p(x).
 
-    The likelihood is the defense's mechanism (Gaussian σ = 1 without one); the prior is
-    total variation (`priors`; `exact_priors` when the update carries no mechanism), plus
-    batch-norm statistics (`bn_weight`) when the threat model grants them. Paper schedule:
+    The likelihood is the defense's mechanism; the prior is total variation (`priors`),
+    plus batch-norm statistics (`bn_weight`) when the threat model grants them. Without a
+    mechanism the update is either exact (no defense perturbs it: the likelihood is the
+    point mass, approached by ½‖g − c‖², and `exact_priors` apply) or perturbed by a
+    defense that states no likelihood: then no Bayes adversary can be derived, and the
+    L2 distance with the `l2` attack's priors runs in its place under its own name,
+    ``bayes~l2-surrogate`` (`surrogate_for`). Paper schedule:
     Adam with exponential lr decay, 200 steps, the likelihood weight rising geometrically
     from 0.1·σ² to 1 over the first half (`weight_start` None derives that start from the
     mechanism's noise scale). The paper's decay of 0.94 per step stops the optimisation
@@ -71,10 +80,25 @@ class BayesAttack(GradientAttack):
         extra = {"bn_statistics"} if self.bn_weight else set()
         return super().reads() | extra
 
+    def surrogate_for(self, target: AttackTarget) -> str | None:
+        # Refused instead (`check`): a mechanism the threat model withholds (a missing
+        # capability), or one the defense refuses to state.
+        refused = not target.threat.mechanism_known or target.mechanism_refusal
+        if not refused and target.mechanism is None and target.mechanism_missing:
+            return L2_SURROGATE
+        return None
+
+    def objective_for(self, target: AttackTarget) -> str:
+        return "l2" if self.surrogate_for(target) else self.objective
+
     def prior_choice(self, target: AttackTarget) -> PriorChoice:
-        # An update without a mechanism is exact: the posterior is the likelihood's point
-        # mass and a prior only biases it, so `exact_priors` (none by default) apply.
-        if target.mechanism is None:
+        if self.surrogate_for(target) and self.priors is None:
+            l2 = choose_priors(L2Attack.name, type(target.model).__name__, target.input_shape)
+            source = f"{l2.source} ({L2_SURROGATE}: l2's priors)"  # says untuned first
+            choice = PriorChoice(l2.weights, source, l2.tuned)
+        elif target.mechanism is None and not target.mechanism_missing:
+            # An exact update: the posterior is the likelihood's point mass and a prior
+            # only biases it, so `exact_priors` (none by default) apply.
             choice = PriorChoice(dict(self.exact_priors), "exact update: exact_priors")
         else:
             choice = super().prior_choice(target)

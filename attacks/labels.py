@@ -9,15 +9,24 @@ after a ReLU.
 Labels come back sorted: a gradient of a mean loss is invariant to the order of the
 batch, so only the multiset of labels is recoverable; score it order-independently
 (as `fedsim.metrics.label_accuracy` does).
+
+Two readings serve two purposes. `infer_labels` gives the labels an attack optimises
+with; its class probabilities come from the model on random inputs, exact where
+reconstruction attacks work (small batches early in training). `count_labels` gives
+the class histogram an update gives away at any batch size and training state, from
+the head's update alone (no forward pass), calibrated on the batch itself.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from attacks.errors import AttackError
-from attacks.target import AttackTarget
+from attacks.local_training import gradient_weights
+from attacks.target import AttackTarget, Protocol
 
 
 def approximate_gradient(target: AttackTarget) -> list[torch.Tensor]:
@@ -26,18 +35,28 @@ def approximate_gradient(target: AttackTarget) -> list[torch.Tensor]:
     FedSGD updates are that gradient already. A FedAvg update is the weight delta after
     `local_steps` SGD steps, delta = −lr · Σ_t g_t, so −delta / (lr · steps) is the mean
     of the local gradients: exact for one full-batch step, an approximation otherwise
-    (the parameters move between steps). Without the sign flip every label method
-    would read the head backwards.
+    (the parameters move between steps). With momentum or a learning-rate schedule
+    delta = −Σ_t c_t g_t (`attacks.local_training.gradient_weights`) and the divisor is
+    Σ_t c_t; under Adam it is Σ_t lr_t, and only the signs mean anything. Without the
+    sign flip every label method would read the head backwards.
     """
     update = [u.detach() for u in target.update]
     if target.protocol.kind != "fedavg":
         return update
-    scale = target.protocol.local_lr * target.protocol.local_steps
+    scale = _gradient_scale(target.protocol)
     if scale <= 0:
         raise AttackError(
             f"protocol: local_lr · local_steps must be positive to read a FedAvg update, got {scale}"
         )
     return [-u / scale for u in update]
+
+
+def _gradient_scale(protocol: Protocol) -> float:
+    """Σ_t c_t: a FedAvg delta is −(that) times the weighted mean local gradient."""
+    if protocol.plain_sgd:
+        return protocol.local_lr * protocol.local_steps
+    weights = gradient_weights(protocol)
+    return float(weights.sum()) if weights is not None else float(sum(protocol.step_lrs()))
 
 
 def classifier_head(target: AttackTarget) -> tuple[str, int, int | None]:
@@ -97,12 +116,105 @@ def infer_labels(target: AttackTarget, *, dummy_inputs: int = 64, seed: int = 0)
     if target.batch_size == 1:
         return signal.argmin().reshape(1).to(device=device, dtype=torch.int64)
 
-    mean_probs, mean_activation = _dummy_statistics(target, module_name, dummy_inputs, seed)
+    mean_probs, mean_activation, _ = _dummy_statistics(target, module_name, dummy_inputs, seed)
     if bias_index is None:
         signal = signal / _impact(signal, mean_probs, mean_activation)
     expected = target.batch_size * (mean_probs - signal)
     labels = _allocate(expected, present=signal < 0, batch_size=target.batch_size)
     return labels.to(device)
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """How many samples of each class the batch holds (`counts`, (num_classes,) int64,
+    summing to the batch size), and the method that read them from the update."""
+
+    counts: torch.Tensor
+    method: str
+
+
+def count_labels(target: AttackTarget) -> LabelCounts:
+    """The batch's class histogram from the head's update alone: cheap at any batch size.
+
+    With the mean loss over B samples the head's bias gradient is g_c = p̄_c − n_c/B
+    (Wainakh et al., "User-Level Label Leakage from Gradients in Federated Learning",
+    PETS 2022). The batch's mean softmax output p̄ is modelled as p̄_c = a·n_c/B + (1 − a)/C:
+    a share a of the probability on the true class, the rest spread evenly over the C
+    classes (a = 0 for an untrained model, near 1 for a trained one). Then
+    n_c/B = 1/C − g_c/κ with κ = 1 − a, and an absent class has g_c = κ/C: κ is read from
+    the batch itself. A class is absent where its weight-gradient row has no negative
+    entry (∂L/∂W_c = (1/B)·Σ_i (p_ic − y_ic)·h_i with head inputs h ≥ 0, as after a ReLU:
+    only a sample of class c makes it negative), and κ = C·mean g over those classes.
+    Where every class is present, κ is at least C·max g (no negative counts) and at least
+    1 − (the model's mean largest class probability on random inputs); κ ≤ 1. Unlike p̄
+    from random inputs (`infer_labels`), which a trained model maps to a few confident
+    classes, this holds across training (measured in EXPERIMENTS.md). Without a head bias
+    the weight-row sums stand in for g, scaled by the head input's mean ‖h‖₁, which the
+    calibration on absent classes (else C·max g) absorbs.
+
+    FedAvg: g is the optimiser-weighted mean of the local gradients (`approximate_gradient`;
+    Dimitrov et al., "Data Leakage in Federated Averaging", TMLR 2022, read the FedSGD
+    quantities along the local steps), with weight decay's share of the head's update
+    taken out (−λ·Σ c_t θ_t, θ_t taken halfway between the start and the sent head). Adam
+    normalises every coordinate, so only signs survive: the classes whose head bias (or
+    weight-row sum) rose are present and share the batch evenly. One sample: iDLG.
+    """
+    module_name, weight_index, bias_index = classifier_head(target)
+    protocol = target.protocol
+    head = "bias" if bias_index is not None else "weight-row sums"
+
+    def head_signal(tensors: list[torch.Tensor]) -> torch.Tensor:
+        if bias_index is not None:
+            return tensors[bias_index].detach().cpu().double()
+        return tensors[weight_index].detach().cpu().double().sum(dim=1)
+
+    gradient = approximate_gradient(target)
+    signal = head_signal(gradient)
+    rows = gradient[weight_index].detach().cpu().double().flatten(1)
+    size, classes = target.batch_size, signal.numel()
+    if size == 1:
+        return LabelCounts(_histogram(signal.argmin().reshape(1), classes), f"iDLG ({head})")
+    fedavg = protocol.kind == "fedavg"
+    if fedavg and protocol.optimizer.name != "sgd":
+        present = signal < 0 if bool((signal < 0).any()) else signal == signal.min()
+        share = present.double() * size / int(present.sum())
+        return LabelCounts(
+            _histogram(_allocate(share, present, size), classes),
+            f"signs of the head's {head} update under {protocol.optimizer.name}: the classes "
+            "present share the batch evenly (Adam keeps no magnitudes)",
+        )
+    if fedavg and protocol.optimizer.decay:
+        params = [p.detach() for p in target.model.parameters()]
+        decay = protocol.optimizer.decay
+        signal = signal - decay * (head_signal(params) + 0.5 * head_signal(list(target.update)))
+        halfway = params[weight_index] + 0.5 * target.update[weight_index].detach()
+        rows = rows - decay * halfway.cpu().double().flatten(1)
+    absent = rows.min(dim=1).values >= -1e-6 * float(rows.abs().max())
+    if bool(absent.any()) and not bool(absent.all()):
+        kappa = classes * float(signal[absent].mean())
+    else:
+        absent = torch.zeros_like(absent)
+        kappa = classes * float(signal.max())
+        if bias_index is not None:
+            _, _, confidence = _dummy_statistics(target, module_name, 64, 0)
+            kappa = max(kappa, 1.0 - confidence)
+    if bias_index is not None:
+        kappa = min(kappa, 1.0)
+    if kappa <= 0:
+        kappa = 1.0
+    expected = size * (1.0 / classes - signal / kappa)
+    expected[absent] = -float(size)  # a count only if the batch has more classes than that
+    labels = _allocate(expected, present=signal < 0, batch_size=size)
+    steps = f", mean of {protocol.local_steps} local steps" if fedavg else ""
+    calibration = f"{int(absent.sum())} absent classes" if absent.any() else "no absent class"
+    return LabelCounts(
+        _histogram(labels, classes),
+        f"head {head}{steps}: n/B = 1/C − g/κ, κ = {kappa:.3g} ({calibration})",
+    )
+
+
+def _histogram(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    return torch.bincount(labels.cpu().long(), minlength=classes)
 
 
 def _impact(row_sums: torch.Tensor, mean_probs: torch.Tensor, dummy: torch.Tensor) -> torch.Tensor:
@@ -134,9 +246,9 @@ def _allocate(expected: torch.Tensor, present: torch.Tensor, batch_size: int) ->
 
 def _dummy_statistics(
     target: AttackTarget, module_name: str, count: int, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean softmax output and mean ‖head input‖₁ of the model on random inputs of the
-    target's domain (uniform random images; random feature rows).
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mean softmax output, mean ‖head input‖₁ and mean largest class probability of the
+    model on random inputs of the target's domain (uniform random images; random feature rows).
 
     Runs in the client's training mode; buffers (batch-norm running statistics), module
     modes, the global RNG and any generator a module holds (e.g. a variational bottleneck's)
@@ -181,6 +293,6 @@ def _dummy_statistics(
         raise AttackError(
             f"label inference: the head layer {module_name!r} is not called in forward"
         )
-    probs = torch.softmax(logits.double(), dim=-1).mean(dim=0).cpu()
+    softmax = torch.softmax(logits.double(), dim=-1)
     activation = captured[-1].double().flatten(1).abs().sum(dim=1).mean().cpu()
-    return probs, activation
+    return softmax.mean(dim=0).cpu(), activation, float(softmax.max(dim=-1).values.mean())

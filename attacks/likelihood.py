@@ -14,9 +14,14 @@ mechanism as an object and read only these members.
 - `noise_scale`: that noise's scale in the units of the observed update — σ, the
   standard deviation, for Gaussian noise; b for Laplacian noise — and None exactly where
   `noise` is None.
-- `noise_only`: True where the observed update is the candidate plus that noise and
-  nothing else (no clipping, masking or rounding), so the likelihood is the noise
-  density of the difference alone.
+- `noise_only`: True where the observed update is the candidate (formed as
+  `per_sample_clip` says, where it says anything) plus that noise and nothing else (no
+  clipping, masking or rounding), so the likelihood is the noise density of the
+  difference alone.
+- `per_sample_clip`: C where the client clipped each sample's gradient to norm C (over
+  all parameters, in gradient units) and averaged (DP-SGD); the attack then forms each
+  candidate update the same way from its candidate batch, and `log_likelihood` reads
+  candidates so formed. None where the clean update is the batch's own update.
 
 `check_likelihood` refuses an object that does not state all of these consistently:
 an attack never guesses a scale from attribute names, and a mechanism that forgets to
@@ -52,6 +57,9 @@ class Likelihood(Protocol):
     @property
     def noise_only(self) -> bool: ...
 
+    @property
+    def per_sample_clip(self) -> float | None: ...
+
     def log_likelihood(
         self, observed: Sequence[torch.Tensor], candidate: Sequence[torch.Tensor]
     ) -> torch.Tensor: ...
@@ -63,7 +71,13 @@ def check_likelihood(mechanism: object) -> Likelihood:
     if not isinstance(mechanism, Likelihood):
         missing = [
             member
-            for member in ("log_likelihood", "noise", "noise_scale", "noise_only")
+            for member in (
+                "log_likelihood",
+                "noise",
+                "noise_scale",
+                "noise_only",
+                "per_sample_clip",
+            )
             if not hasattr(mechanism, member)
         ]
         raise AttackError(
@@ -90,6 +104,13 @@ def check_likelihood(mechanism: object) -> Likelihood:
         raise AttackError(f"mechanism: {name}.noise_only must be a bool")
     if mechanism.noise_only and noise is None:
         raise AttackError(f"mechanism: {name} is noise_only but states no noise")
+    clip = mechanism.per_sample_clip
+    if clip is not None and not (
+        isinstance(clip, int | float) and math.isfinite(clip) and clip > 0
+    ):
+        raise AttackError(
+            f"mechanism: {name}.per_sample_clip must be a finite number > 0, got {clip!r}"
+        )
     return mechanism
 
 
@@ -131,9 +152,38 @@ class ScaledLikelihood:
     def noise_only(self) -> bool:
         return self.inner.noise_only
 
+    @property
+    def per_sample_clip(self) -> float | None:
+        """In gradient units, as the inner mechanism states it: scaling does not change it."""
+        return self.inner.per_sample_clip
+
+    @property
+    def name(self) -> str:
+        return mechanism_name(self.inner)
+
     def log_likelihood(
         self, observed: Sequence[torch.Tensor], candidate: Sequence[torch.Tensor]
     ) -> torch.Tensor:
         return self.inner.log_likelihood(
             [self.factor * o for o in observed], [self.factor * c for c in candidate]
         )
+
+
+def mechanism_name(mechanism: object) -> str:
+    """A mechanism's display name (its `name`, else its class name); never a scale."""
+    name = getattr(mechanism, "name", None)
+    return name if isinstance(name, str) else type(mechanism).__name__
+
+
+def describe_likelihood(mechanism: Likelihood, units: str) -> dict[str, object]:
+    """What a record says of the likelihood an attack used: its name, its noise with the
+    scale (``sigma`` for Gaussian, ``b`` for Laplacian noise) in `units`, the units
+    themselves, and the per-sample clip C (gradient units) where one is stated."""
+    described: dict[str, object] = {"name": mechanism_name(mechanism), "noise": mechanism.noise}
+    if mechanism.noise is not None:
+        key = "sigma" if mechanism.noise == "gaussian" else "b"
+        described[key] = float(mechanism.noise_scale)  # type: ignore[arg-type]
+    described["units"] = units
+    if mechanism.per_sample_clip is not None:
+        described["per_sample_clip"] = float(mechanism.per_sample_clip)
+    return described

@@ -12,6 +12,7 @@ from torch import nn
 from attacks.domain import ImageDomain, InputDomain
 from attacks.errors import AttackError
 from attacks.likelihood import Likelihood, check_likelihood
+from attacks.local_optimizer import LocalOptimizer
 
 
 @dataclass(frozen=True)
@@ -24,19 +25,60 @@ class ThreatModel:
     local_hparams_known: bool = True
 
 
+LastBatch = Literal["wrap", "short", "drop"]
+"""What a FedAvg client does when `local_batch_size` b does not divide its batch B: `wrap`
+fills every mini-batch to b from the start of the batch (fedsim's simulated clients);
+`short` starts each pass over the batch afresh, its last mini-batch holding B mod b
+samples (a torch DataLoader); `drop` leaves those out (DataLoader with drop_last)."""
+
+
 @dataclass(frozen=True)
 class Protocol:
     """How the client turned its batch into the update it sent.
 
     `fedsgd`: the update is the gradient of the mean batch loss at the start parameters.
-    `fedavg`: the update is the weight delta (new − start) after `local_steps` SGD steps
-    of learning rate `local_lr`, each on `local_batch_size` samples of the batch.
+    `fedavg`: the update is the weight delta (new − start) after `local_steps` steps of
+    `optimizer` (plain SGD by default; `attacks.local_optimizer`), each on
+    `local_batch_size` samples of the batch, mini-batches taken in order as `last_batch`
+    says; the learning rate is `local_lr`, or `lr_schedule[t]` at step t. `shuffled`: the
+    client drew a fresh order of its batch for every pass, which the adversary does not
+    know; the attacks then model consecutive mini-batches (an approximation,
+    `attacks.local_training.approximations`).
     """
 
     kind: Literal["fedsgd", "fedavg"] = "fedsgd"
     local_steps: int = 1
     local_lr: float = 0.1
     local_batch_size: int | None = None
+    optimizer: LocalOptimizer = field(default_factory=LocalOptimizer)
+    lr_schedule: tuple[float, ...] | None = None
+    last_batch: LastBatch = "wrap"
+    shuffled: bool = False
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule is not None:
+            if len(self.lr_schedule) != self.local_steps:
+                raise AttackError(
+                    f"lr_schedule: {len(self.lr_schedule)} learning rates for "
+                    f"{self.local_steps} local steps"
+                )
+            object.__setattr__(self, "lr_schedule", tuple(float(v) for v in self.lr_schedule))
+        if self.last_batch not in ("wrap", "short", "drop"):
+            raise AttackError(
+                f"last_batch: expected 'wrap', 'short' or 'drop', got {self.last_batch!r}"
+            )
+
+    @property
+    def plain_sgd(self) -> bool:
+        """Whether every local step is θ ← θ − lr·g with one learning rate (no momentum,
+        weight decay, Adam or schedule): the update is then lr times a sum of gradients."""
+        return self.optimizer.plain_sgd and self.lr_schedule is None
+
+    def step_lrs(self) -> list[float]:
+        """The learning rate of every local step."""
+        if self.lr_schedule is not None:
+            return list(self.lr_schedule)
+        return [self.local_lr] * self.local_steps
 
 
 @dataclass
@@ -61,6 +103,11 @@ class AttackTarget:
     mechanism_refusal: str | None = None
     """Why no mechanism is given although the defense perturbs the update (an attack
     that models the mechanism is then refused with it); None otherwise."""
+    mechanism_missing: str | None = None
+    """Where a defense perturbs the update but no mechanism is given (none is stated,
+    or the threat model withholds it): why. The update is then not exact, and an attack
+    that models the mechanism runs a named surrogate (`GradientAttack.surrogate_for`)
+    or is refused; None where the update is exact or a mechanism is given."""
     protocol: Protocol = field(default_factory=Protocol)
     threat: ThreatModel = field(default_factory=ThreatModel)
     bn_train_mode: bool = True
@@ -116,7 +163,10 @@ class Reconstruction:
     `best` indexes the chosen one. `labels_inferred` is False where labels were given.
     `priors` are the prior weights used and `priors_source` where they came from: given,
     tuned for this model and shape, `untuned: …` (see `attacks.prior_defaults`), or none
-    for an attack without priors.
+    for an attack without priors. `likelihood` describes the likelihood the attack read
+    (name, noise, scale in the units it read, per-sample clip), or is None with the reason
+    in `likelihood_note`; `surrogate` names the stand-in it ran where it could not be
+    itself (records then call it `attack~surrogate`).
     """
 
     inputs: torch.Tensor
@@ -130,3 +180,6 @@ class Reconstruction:
     message: str = ""
     priors: dict[str, float] = field(default_factory=dict)
     priors_source: str = "none"
+    likelihood: dict[str, object] | None = None
+    likelihood_note: str | None = None
+    surrogate: str | None = None

@@ -47,6 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from attacks.clipping import clip_factors, layer_sq_norms
+from attacks.local_training import protocol_batches, unroll
 from attacks.target import Protocol
 
 Route = Literal["auto", "fast", "vmap"]
@@ -397,11 +399,20 @@ def _fast_support(model: nn.Module) -> str | None:
 class ActivationUpdates:
     """Per-candidate gradients from layer inputs and backpropagated output signals (fast route)."""
 
-    def __init__(self, model: nn.Module, batch_size: int, bn_train_mode: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        batch_size: int,
+        bn_train_mode: bool,
+        per_sample_clip: float | None = None,
+    ) -> None:
         reason = _fast_support(model)
+        if per_sample_clip is not None and any(isinstance(m, _BN_TYPES) for m in model.modules()):
+            reason = "per-sample clipping: batch norm mixes the samples of a batch"
         if reason is not None:
             raise NotImplementedError(reason)
         self.batch_size = batch_size
+        self.per_sample_clip = per_sample_clip
         self.model = _private_copy(model, bn_train_mode)
         self.bn_running = _running_stats(self.model)
         index = {id(p): i for i, p in enumerate(self.model.parameters())}
@@ -444,6 +455,8 @@ class ActivationUpdates:
                 m.leaves.values() if isinstance(m, _FoldedBatchNorm) else [self._records[m][1]]
             )
         grads = list(torch.autograd.grad(loss, wrt, create_graph=True, allow_unused=True))
+        if self.per_sample_clip is not None:
+            grads = self._clipped_signals(grads, b)
         updates: list[torch.Tensor | LinearFactors | None] = [None] * self.num_params
         bn_stats = []
         for module, wi, bi in self.layers:
@@ -469,6 +482,22 @@ class ActivationUpdates:
         if any(u is None for u in updates):
             raise RuntimeError("fast route: some parameter received no gradient")
         return CandidateUpdates(list(updates), bn_stats, self.bn_running)
+
+    def _clipped_signals(
+        self, signals: list[torch.Tensor | None], b: int
+    ) -> list[torch.Tensor | None]:
+        """Each sample's signals scaled by its clip factor (`attacks.clipping`): the layer
+        gradients formed from them are the mean of the per-sample clipped gradients."""
+        sq_norms = 0
+        for (module, wi, bi), delta in zip(self.layers, signals, strict=True):
+            if delta is not None:
+                a = self._records[module][0]
+                sq_norms = sq_norms + layer_sq_norms(
+                    module, a, delta, wi is not None, bi is not None
+                )
+        # signals of the mean loss: each sample's own gradient is b times its share
+        factor = clip_factors(sq_norms * b**2, self.per_sample_clip)
+        return [None if d is None else d * factor.view(-1, *([1] * (d.dim() - 1))) for d in signals]
 
     @staticmethod
     def _layer_gradients(
@@ -510,8 +539,10 @@ class VmapUpdates:
     """Per-candidate updates with torch.func (generic route); also unrolls FedAvg local steps.
 
     With `protocol.kind == 'fedavg'` and `unroll=True`, each candidate's update is the
-    weight delta after `local_steps` differentiable SGD steps of `local_lr` on consecutive
-    chunks of `local_batch_size` samples of its batch (the whole batch when None).
+    weight delta after `local_steps` differentiable steps of the client's optimiser on
+    the mini-batches of `local_batch_size` samples of its batch that the protocol names
+    (`attacks.local_training`: the optimiser's update rules re-implemented as a pure
+    function, the learning rate of each step, which samples each step takes).
     """
 
     def __init__(
@@ -547,16 +578,13 @@ class VmapUpdates:
         if not self.unroll:
             g, stats = grad(self._loss, has_aux=True)(self.params, x, y)
             return [g[k] for k in self.params], stats
-        p = self.params
-        chunk = self.protocol.local_batch_size or x.shape[0]
-        stats0 = None
-        for step in range(self.protocol.local_steps):
-            start = (step * chunk) % x.shape[0]
-            idx = [(start + i) % x.shape[0] for i in range(min(chunk, x.shape[0]))]
-            g, stats = grad(self._loss, has_aux=True)(p, x[idx], y[idx])
-            stats0 = stats if stats0 is None else stats0
-            p = {k: p[k] - self.protocol.local_lr * g[k] for k in p}
-        return [p[k] - self.params[k] for k in self.params], stats0
+
+        def loss_gradient(params: dict[str, torch.Tensor], idx: list[int]):
+            return grad(self._loss, has_aux=True)(params, x[idx], y[idx])
+
+        batches = protocol_batches(self.protocol, x.shape[0])
+        p, stats = unroll(self.protocol, self.params, batches, loss_gradient)
+        return [p[k] - self.params[k] for k in self.params], stats[0]
 
     def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> CandidateUpdates:
         # Models that sample in train mode (PRECODE's bottleneck) draw fresh noise per
@@ -577,8 +605,13 @@ def build_updates(
     route: Route = "auto",
     input_shape: Sequence[int] | None = None,
     num_classes: int | None = None,
+    per_sample_clip: float | None = None,
 ) -> UpdateFunction:
     """The fastest update function that is exact for this model (see module docstring).
+
+    `per_sample_clip` C: each candidate's update is the mean of its per-sample gradients
+    clipped to norm C (DP-SGD's clean update, `attacks.clipping`); the generic route is
+    then `attacks.per_sample.PerSampleClippedUpdates`.
 
     `auto` tries the fast route and keeps it only if, on a random probe of two candidates
     in float64, it matches the generic route to `PROBE_TOLERANCE` (guarding against layers
@@ -586,18 +619,25 @@ def build_updates(
     the generic route.
     """
     unrolled = unroll and protocol is not None and protocol.kind == "fedavg"
-    generic = VmapUpdates(model, batch_size, bn_train_mode, protocol, unroll=unrolled)
+    if per_sample_clip is not None:
+        from attacks.per_sample import PerSampleClippedUpdates  # it builds on this module
+
+        generic = PerSampleClippedUpdates(model, batch_size, per_sample_clip, protocol, unrolled)
+    else:
+        generic = VmapUpdates(model, batch_size, bn_train_mode, protocol, unroll=unrolled)
     if route == "vmap" or unrolled:
         return generic
     try:
-        fast = ActivationUpdates(model, batch_size, bn_train_mode)
+        fast = ActivationUpdates(model, batch_size, bn_train_mode, per_sample_clip)
     except NotImplementedError:
         if route == "fast":
             raise
         return generic
     if route == "fast" or input_shape is None or num_classes is None:
         return fast
-    if not _routes_agree(model, batch_size, bn_train_mode, input_shape, num_classes):
+    if not _routes_agree(
+        model, batch_size, bn_train_mode, input_shape, num_classes, per_sample_clip
+    ):
         return generic
     return fast
 
@@ -608,6 +648,10 @@ The probe runs in float64 (in float32, train-mode batch norm over one image's fe
 pixels leaves the two routes 1e-2 apart in early layers), so that near-ties in max
 pooling cannot route gradients differently and a layer that couples samples stands
 out by orders of magnitude."""
+
+PROBE_CLIP = 1e-4
+"""The per-sample clip of the probe of clipped routes: below any gradient norm a random
+input gives, so that the clip factors of every sample enter the comparison."""
 
 _AGREEMENT: dict[tuple, bool] = {}
 """Probe results by architecture: whether the routes agree depends on the layers, not on
@@ -626,10 +670,20 @@ def _routes_agree(
     bn_train_mode: bool,
     input_shape: Sequence[int],
     num_classes: int,
+    per_sample_clip: float | None = None,
 ) -> bool:
-    key = (_architecture(model), batch_size, bn_train_mode, tuple(input_shape), num_classes)
+    key = (
+        _architecture(model),
+        batch_size,
+        bn_train_mode,
+        tuple(input_shape),
+        num_classes,
+        per_sample_clip is not None,
+    )
     if key not in _AGREEMENT:
-        _AGREEMENT[key] = _probe_routes(model, batch_size, bn_train_mode, input_shape, num_classes)
+        _AGREEMENT[key] = _probe_routes(
+            model, batch_size, bn_train_mode, input_shape, num_classes, per_sample_clip is not None
+        )
     return _AGREEMENT[key]
 
 
@@ -639,14 +693,23 @@ def _probe_routes(
     bn_train_mode: bool,
     input_shape: Sequence[int],
     num_classes: int,
+    clipped: bool = False,
 ) -> bool:
     probe = copy.deepcopy(model).double().cpu()
     gen = torch.Generator().manual_seed(1234)
     x = torch.rand((2, batch_size, *input_shape), generator=gen, dtype=torch.float64)
     y = torch.randint(0, num_classes, (2, batch_size), generator=gen)
     try:
-        fast = ActivationUpdates(probe, batch_size, bn_train_mode)(x, y).updates
-        generic = VmapUpdates(probe, batch_size, bn_train_mode)(x, y).updates
+        if clipped:
+            # a clip below the samples' gradient norms, so that it acts on every sample
+            from attacks.per_sample import PerSampleClippedUpdates
+
+            clip = PROBE_CLIP
+            fast = ActivationUpdates(probe, batch_size, bn_train_mode, clip)(x, y).updates
+            generic = PerSampleClippedUpdates(probe, batch_size, clip)(x, y).updates
+        else:
+            fast = ActivationUpdates(probe, batch_size, bn_train_mode)(x, y).updates
+            generic = VmapUpdates(probe, batch_size, bn_train_mode)(x, y).updates
     except (RuntimeError, NotImplementedError):
         return False
     if any(u.shape != v.shape for u, v in zip(fast, generic, strict=True)):

@@ -82,7 +82,7 @@ class ATS(Defense):
         "Gao et al., Privacy-preserving Collaborative Learning with Automatic Transformation "
         "Search, CVPR 2021"
     )
-    protects = "gradient inversion, by training on transformed images (heuristic; falls to a strong IG attack)"
+    effect = "trains on augmented images instead of the originals (a heuristic: no likelihood; a strong Inverting Gradients attack recovers the images trained on)"
     parameters = (
         Parameter("policy", str, "hybrid", "augmentation policy", values=ACCEPTED),
         Parameter("padding", int, 4, "zero padding of the random crop, in pixels", low=0),

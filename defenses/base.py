@@ -11,7 +11,8 @@ A defense acts at one or more stages of a client's round, in this order:
   (noise, pruning, quantisation).
 
 Every defense declares its parameters (`Parameter`: name, type, range, default,
-meaning), its paper `reference`, what it `protects` against, and its `mechanism`:
+meaning), its paper `reference`, what it does to the update (`effect`: a fact, never a
+claim of protection), and its `mechanism`:
 the likelihood p(observed | clean) it induces, or None where the adversary is told
 no likelihood (heuristic defenses). Randomness comes only from the generator passed
 in: the same seed gives the same update.
@@ -49,6 +50,9 @@ class TrainingProtocol(Protocol):
     @property
     def local_batch_size(self) -> int | None: ...
 
+    @property
+    def plain_sgd(self) -> bool: ...  # every local step θ ← θ − local_lr·g (no momentum, Adam, ...)
+
 
 def stated_mechanism(
     defense: Defense, batch_size: int, protocol: TrainingProtocol | None = None
@@ -58,6 +62,18 @@ def stated_mechanism(
         return defense.mechanism_for(batch_size, protocol), None
     except MechanismRefused as refusal:
         return None, str(refusal)
+
+
+def missing_mechanism(
+    defense: Defense | None, mechanism: Mechanism | None, refusal: str | None = None
+) -> str | None:
+    """Why an update that `defense` perturbs comes without a likelihood (the refusal, or
+    the defense's own note); None where the update is exact or `mechanism` is given."""
+    if mechanism is not None or defense is None or not defense.perturbs_update:
+        return None
+    if refusal:
+        return refusal
+    return f"{defense.spec} perturbs the update but states no likelihood ({defense.mechanism_note})"
 
 
 @dataclass(frozen=True)
@@ -155,11 +171,14 @@ class Defense:
 
     name: ClassVar[str] = "defense"
     reference: ClassVar[str] = ""
-    protects: ClassVar[str] = ""
+    effect: ClassVar[str] = ""
+    """What the defense does to the update, in plain words (`fedsim list defenses`)."""
     parameters: ClassVar[tuple[Parameter, ...]] = ()
     stages: ClassVar[frozenset[str]] = frozenset()
     perturbs_update: ClassVar[bool] = False
     """True where the defense changes the gradient or update itself (not just the data)."""
+    adds_loss: ClassVar[bool] = False
+    """True where `extra_loss` adds a term to the training loss (PRECODE's KL term)."""
 
     def __init__(self, **values: Any) -> None:
         self.values = resolve_parameters(self.name, self.parameters, values)
@@ -192,6 +211,11 @@ class Defense:
         likelihood can be stated and stating none would mislead an attack that models it.
         """
         return self.mechanism
+
+    def composition_refusal(self, parts: Sequence[Defense]) -> str | None:
+        """Why this defense, stacked with `parts` (the whole stack, itself included, in
+        order), would silently undo another part; None where it composes honestly."""
+        return None
 
     @property
     def mechanism_note(self) -> str:

@@ -2,12 +2,17 @@
 
 A composed defense runs each stage of its parts in order (all batch transforms, then
 the model choice, then gradient transforms, then update transforms — each in the
-parts' order). The adversary is told one likelihood for the whole:
+parts' order). A stack in which one part would silently undo another is refused
+(`Defense.composition_refusal`: DP-SGD recomputes the per-sample gradients, so
+``soteria | dpsgd`` would be DP-SGD alone and ``precode | dpsgd`` would lose the KL
+term). The adversary is told one likelihood for the whole, its parts taken in the
+order they act (``gaussian | dpsgd`` is DP-SGD, then noise):
 
 - no part perturbs the gradient or update (e.g. ``ats`` alone): None;
 - exactly one part does: that part's mechanism (``ats | dpsgd`` → DP-SGD's);
-- Gaussian noise after Gaussian noise: Gaussian with the variances added, also after
-  DP-SGD (clipped Gaussian with the variances added);
+- Gaussian noise after Gaussian noise (``gaussian``, ``gaussian-per-sample``): Gaussian
+  with the variances added, also after DP-SGD (clipped Gaussian with the variances
+  added, still clipped per sample);
 - ``prune`` (the fixed public mask) then one ``gaussian`` or ``laplacian``: the fixed-mask
   likelihood `FixedMaskMechanism`, as ``prune+gaussian`` / ``prune+laplacian``;
 - ``random-prune`` then one ``gaussian`` or ``laplacian`` (noise on every coordinate,
@@ -24,13 +29,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from defenses.base import Defense, TrainingProtocol
+from defenses.base import STAGES, Defense, TrainingProtocol
 from defenses.dpsgd import DPSGD
 from defenses.errors import DefenseError
 from defenses.mechanisms import GaussianMechanism, Mechanism
 from defenses.mechanisms.clipped import ClippedGaussianMechanism
 from defenses.mechanisms.masked import FixedMaskMechanism, PruneNoiseMixtureMechanism
 from defenses.noise import GaussianNoise, LaplacianNoise
+from defenses.per_sample_noise import PerSampleGaussianNoise
 from defenses.pruning import Prune, RandomPrune
 
 
@@ -39,7 +45,7 @@ class Composite(Defense):
 
     name = "compose"
     reference = "composition of the parts' references"
-    protects = "what its parts protect"
+    effect = "what its parts do, in order"
 
     def __init__(self, parts: Sequence[Defense]) -> None:
         if not parts:
@@ -52,6 +58,10 @@ class Composite(Defense):
             raise DefenseError(f"compose: at most one model-stage defense, got {', '.join(models)}")
         self.parts = tuple(flat)
         self.values = {}
+        for part in self.parts:
+            refusal = part.composition_refusal(self.parts)
+            if refusal is not None:
+                raise DefenseError(f"compose: {self.spec!r} refused: {refusal}")
 
     @property
     def stages(self) -> frozenset[str]:  # type: ignore[override]
@@ -127,7 +137,8 @@ def compose(parts: Sequence[Defense]) -> Defense:
 def _compose_mechanism(
     parts: Sequence[Defense], batch_size: int, protocol: TrainingProtocol | None = None
 ) -> tuple[Mechanism | None, str]:
-    active = [p for p in parts if p.perturbs_update]
+    # in the order the parts act: every gradient stage before any update stage
+    active = sorted((p for p in parts if p.perturbs_update), key=_first_stage)
     if not active:
         return None, "no part perturbs the update; the adversary is told no likelihood"
     if len(active) == 1:
@@ -142,12 +153,18 @@ def _compose_mechanism(
             return GaussianMechanism(
                 math.sqrt(first.sigma**2 + extra)
             ), f"{names}: Gaussian, variances added"
+        if isinstance(first, PerSampleGaussianNoise):
+            # in the units of what the client sends, as the noise after it
+            sigma = first.mechanism_for(batch_size, protocol).sigma
+            return GaussianMechanism(
+                math.sqrt(sigma**2 + extra)
+            ), f"{names}: Gaussian, variances added"
         if isinstance(first, DPSGD):
             # The noise after DP-SGD is added to what the client sends: DP-SGD's units.
             dp = first.mechanism_for(batch_size, protocol)
             std = math.sqrt(dp.std**2 + extra)
             return ClippedGaussianMechanism(
-                dp.clip, std
+                dp.clip, std, dp.per_sample_clip
             ), f"{names}: clipped Gaussian, variances added"
     if isinstance(first, Prune | RandomPrune) and len(rest) == 1:
         noise = _noise_of(rest[0])
@@ -158,6 +175,10 @@ def _compose_mechanism(
             mixture = PruneNoiseMixtureMechanism(1.0 - first.p, *noise)
             return mixture, f"{names}: mixture per coordinate"
     return None, f"{names}: no closed-form composed likelihood; the adversary is told none"
+
+
+def _first_stage(defense: Defense) -> int:
+    return min(STAGES.index(stage) for stage in defense.stages)
 
 
 def _noise_of(defense: Defense) -> tuple[str, float] | None:

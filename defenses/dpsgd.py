@@ -61,7 +61,7 @@ class DPSGD(Defense):
 
     name = "dpsgd"
     reference = "Abadi et al., Deep Learning with Differential Privacy, CCS 2016"
-    protects = "every attack, with a formal (ε, δ) guarantee per sample"
+    effect = "clips each sample's gradient to C and adds Gaussian noise σ·C (its (ε, δ) per threat model is in the run's records)"
     parameters = (
         Parameter("clip", float, 1.0, "per-sample gradient norm bound C", low=0.0, low_open=True),
         Parameter("sigma", float, 1.0, "noise multiplier σ (noise std σ·C on the sum)", low=0.0),
@@ -87,19 +87,27 @@ class DPSGD(Defense):
         return self.mechanism_for(1)
 
     def mechanism_for(self, batch_size: int, protocol: TrainingProtocol | None = None) -> Mechanism:
-        """Clipped Gaussian in the units of what the client sends.
+        """Clipped Gaussian in the units of what the client sends, clipping per sample.
 
-        FedSGD: the batch-mean gradient, clipped to C, noise std σ·C/B. FedAvg with one
-        local step of lr on B samples: the delta −lr·g̃, so bound lr·C and std lr·σ·C/B.
+        FedSGD: the mean of the per-sample gradients clipped to C, noise std σ·C/B. FedAvg
+        with one local step of lr on B samples: the delta −lr·g̃, so bound lr·C and std
+        lr·σ·C/B. Either way each candidate sample is clipped to C (`per_sample_clip`).
         FedAvg with k > 1 local steps is refused (`MechanismRefused`): each step's noise
         moves the parameters the next step's gradient is taken at, so p(δ | x) has no
-        closed form — a delta of norm up to lr·k·C with noise lr·σ·C·√k/B is not it.
+        closed form — a delta of norm up to lr·k·C with noise lr·σ·C·√k/B is not it; so is
+        any optimiser other than plain SGD (`protocol.plain_sgd`).
         """
         if protocol is None or protocol.kind == "fedsgd":
             return ClippedGaussianMechanism(
-                self.clip, max(self.sigma * self.clip / batch_size, 1e-12)
+                self.clip, max(self.sigma * self.clip / batch_size, 1e-12), self.clip
             )
         step_batch = min(protocol.local_batch_size or batch_size, batch_size)
+        if not protocol.plain_sgd:
+            raise MechanismRefused(
+                "dpsgd under fedavg is stated for plain SGD steps (θ − lr·g̃); with the "
+                "client's optimiser (momentum, weight decay, Adam or a schedule) the "
+                "update's likelihood is not that; an attack that models it is refused"
+            )
         if protocol.local_steps > 1:
             raise MechanismRefused(
                 f"dpsgd under fedavg with {protocol.local_steps} local steps: each step's noise "
@@ -108,15 +116,30 @@ class DPSGD(Defense):
             )
         lr = protocol.local_lr
         return ClippedGaussianMechanism(
-            lr * self.clip, max(lr * self.sigma * self.clip / step_batch, 1e-12)
+            lr * self.clip, max(lr * self.sigma * self.clip / step_batch, 1e-12), self.clip
+        )
+
+    def composition_refusal(self, parts: Sequence[Defense]) -> str | None:
+        """DP-SGD recomputes each sample's cross-entropy gradient from the batch, so a
+        gradient-stage part before it and any part's loss term would be dropped."""
+        index = next(i for i, p in enumerate(parts) if p is self)
+        earlier = [p.name for p in parts[:index] if "gradient" in p.stages]
+        lost = [f"{name}'s change to the gradient" for name in earlier]
+        lost += [f"{p.name}'s loss term" for p in parts if p.adds_loss]
+        if not lost:
+            return None
+        hint = "; a gradient-stage defense may follow dpsgd, not precede it" if earlier else ""
+        return (
+            "dpsgd recomputes each sample's cross-entropy gradient from the batch, so "
+            f"{' and '.join(lost)} would be silently lost{hint}"
         )
 
     @property
     def mechanism_note(self) -> str:
         return (
-            "clip the candidate batch gradient (FedAvg, one step: delta) to C (lr·C), then "
-            "Gaussian with std σ·C/B (lr·σ·C/B): exact for one sample; refused under FedAvg "
-            "with several local steps"
+            "each candidate sample's gradient clipped to C and averaged (FedAvg, one step: "
+            "the delta, times −lr), then Gaussian with std σ·C/B (lr·σ·C/B): exact; refused "
+            "under FedAvg with several local steps"
         )
 
     def transform_gradients(

@@ -10,5 +10,5 @@ class NoDefense(Defense):
 
     name = "none"
     reference = "—"
-    protects = "nothing (baseline)"
+    effect = "sends the update unchanged (baseline)"
     stages = frozenset()

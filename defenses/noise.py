@@ -22,7 +22,7 @@ class GaussianNoise(Defense):
 
     name = "gaussian"
     reference = REFERENCE
-    protects = "every attack, by masking the update with isotropic Gaussian noise"
+    effect = "adds isotropic Gaussian noise once to the whole update"
     parameters = (
         Parameter(
             "sigma", float, 0.1, "noise standard deviation per coordinate", low=0.0, low_open=True
@@ -51,7 +51,7 @@ class LaplacianNoise(Defense):
 
     name = "laplacian"
     reference = REFERENCE
-    protects = "every attack, by masking the update with heavy-tailed Laplacian noise"
+    effect = "adds Laplacian noise once to the whole update"
     parameters = (
         Parameter(
             "b", float, 0.1, "Laplace scale per coordinate (variance 2b²)", low=0.0, low_open=True

@@ -24,8 +24,9 @@ class Precode(Defense):
 
     name = "precode"
     reference = "Scheliga, Mäder, Seeland, PRECODE - A Generic Model Extension to Prevent Deep Gradient Leakage, WACV 2022"
-    protects = (
-        "optimisation-based gradient inversion (heuristic; falls to analytic first-layer inversion)"
+    effect = (
+        "puts a variational bottleneck before the classifier (a heuristic: no likelihood;"
+        " analytic inversion of its first layer recovers the input)"
     )
     parameters = (
         Parameter(
@@ -37,6 +38,7 @@ class Precode(Defense):
         ),
     )
     stages = frozenset({"model"})
+    adds_loss = True
     beta: float
 
     @property

@@ -62,7 +62,7 @@ class Prune(Defense):
 
     name = "prune"
     reference = REFERENCE
-    protects = "every attack, a little: a fixed, public fraction p of the coordinates is never sent"
+    effect = "never sends a fixed, public fraction p of the coordinates; the rest go exactly"
     parameters = (PRUNE, MASK_SEED)
     stages = frozenset({"update"})
     perturbs_update = True
@@ -88,7 +88,7 @@ class PruneGaussian(Defense):
 
     name = "prune+gaussian"
     reference = REFERENCE
-    protects = "every attack, by a fixed known pruning mask and Gaussian noise on every coordinate"
+    effect = "a fixed, public pruning mask, and Gaussian noise on every coordinate"
     parameters = (PRUNE, SIGMA, MASK_SEED)
     stages = frozenset({"update"})
     perturbs_update = True
@@ -116,7 +116,7 @@ class PruneLaplacian(Defense):
 
     name = "prune+laplacian"
     reference = REFERENCE
-    protects = "every attack, by a fixed known pruning mask and Laplacian noise on every coordinate"
+    effect = "a fixed, public pruning mask, and Laplacian noise on every coordinate"
     parameters = (PRUNE, SCALE, MASK_SEED)
     stages = frozenset({"update"})
     perturbs_update = True
@@ -144,7 +144,7 @@ class RandomPrune(Defense):
 
     name = "random-prune"
     reference = REFERENCE + " (variant: a fresh random mask per update)"
-    protects = "every attack, by sending a random fraction 1 − p of the coordinates"
+    effect = "sends a fresh random fraction 1 − p of the coordinates, exactly"
     parameters = (PRUNE,)
     stages = frozenset({"update"})
     perturbs_update = True
@@ -171,7 +171,7 @@ class RandomPruneGaussian(Defense):
 
     name = "random-prune+gaussian"
     reference = REFERENCE + " (variant: a fresh random mask per update)"
-    protects = "every attack, by random pruning and Gaussian noise on what is kept"
+    effect = "sends a fresh random fraction 1 − p of the coordinates, with Gaussian noise"
     parameters = (PRUNE, SIGMA)
     stages = frozenset({"update"})
     perturbs_update = True
@@ -201,7 +201,7 @@ class RandomPruneLaplacian(Defense):
 
     name = "random-prune+laplacian"
     reference = REFERENCE + " (variant: a fresh random mask per update)"
-    protects = "every attack, by random pruning and Laplacian noise on what is kept"
+    effect = "sends a fresh random fraction 1 − p of the coordinates, with Laplacian noise"
     parameters = (PRUNE, SCALE)
     stages = frozenset({"update"})
     perturbs_update = True

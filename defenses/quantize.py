@@ -39,7 +39,7 @@ class StochasticQuantization(Defense):
 
     name = "quantize"
     reference = "Alistarh et al., QSGD: Communication-Efficient SGD via Gradient Quantization and Encoding, NeurIPS 2017"
-    protects = "attacks matching fine gradient detail, as a side effect of compression"
+    effect = "rounds every coordinate of the update to a few levels (compression)"
     parameters = (
         Parameter("bits", int, 4, "bits per coordinate (2^bits levels per tensor)", low=1, high=16),
     )
@@ -68,7 +68,7 @@ class SignCompression(Defense):
     reference = (
         "Bernstein et al., signSGD: Compressed Optimisation for Non-Convex Problems, ICML 2018"
     )
-    protects = "attacks matching gradient magnitudes, as a side effect of compression"
+    effect = "sends only the signs of the update, scaled (compression)"
     parameters = (
         Parameter(
             "temperature",

@@ -20,6 +20,7 @@ from defenses.dpsgd import DPSGD
 from defenses.errors import DefenseError
 from defenses.identity import NoDefense
 from defenses.noise import GaussianNoise, LaplacianNoise
+from defenses.per_sample_noise import PerSampleGaussianNoise, PerSampleLaplacianNoise
 from defenses.precode import Precode
 from defenses.pruning import (
     Prune,
@@ -39,6 +40,8 @@ DEFENSES: dict[str, type[Defense]] = {
         NoDefense,
         GaussianNoise,
         LaplacianNoise,
+        PerSampleGaussianNoise,
+        PerSampleLaplacianNoise,
         Prune,
         PruneGaussian,
         PruneLaplacian,
@@ -115,7 +118,7 @@ class DefenseInfo:
     name: str
     parameters: tuple[Parameter, ...]
     stages: tuple[str, ...]
-    protects: str
+    effect: str
     mechanism: str
     reference: str
 
@@ -125,8 +128,8 @@ class DefenseInfo:
         return "; ".join(f"{p.name}={p.default} ({p.accepted()})" for p in self.parameters) or "—"
 
     def __iter__(self) -> Iterator[str]:
-        """The display row of `fedsim list defenses`: name, parameters, protects, reference."""
-        return iter((self.name, self.parameters_text, self.protects, self.reference))
+        """The display row of `fedsim list defenses`: name, parameters, effect, reference."""
+        return iter((self.name, self.parameters_text, self.effect, self.reference))
 
     @property
     def defaults(self) -> str:
@@ -144,7 +147,7 @@ def list_defenses() -> list[DefenseInfo]:
                 name=name,
                 parameters=cls.parameters,
                 stages=tuple(s for s in STAGES if s in cls.stages),
-                protects=cls.protects,
+                effect=cls.effect,
                 mechanism=default.mechanism_note,
                 reference=cls.reference,
             )

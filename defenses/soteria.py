@@ -114,8 +114,9 @@ class Soteria(Defense):
         "Sun et al., Soteria: Provable Defense against Privacy Leakage in Federated Learning "
         "from Representation Perspective, CVPR 2021"
     )
-    protects = (
-        "reconstruction from the defended layer's gradient (heuristic; falls to an adapted attack)"
+    effect = (
+        "prunes the defended layer's gradient where the representation is most sensitive (a"
+        " heuristic: no likelihood; an attack that leaves that layer out recovers the images)"
     )
     parameters = (
         Parameter(

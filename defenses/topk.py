@@ -24,7 +24,7 @@ class TopKPrune(Defense):
 
     name = "topk"
     reference = "Zhu, Liu, Han, Deep Leakage from Gradients, NeurIPS 2019"
-    protects = "gradient matching attacks, by sending only the largest-magnitude coordinates"
+    effect = "sends only the largest-magnitude coordinates of the update"
     parameters = (
         Parameter(
             "p",

@@ -59,10 +59,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
         from defenses import list_defenses
 
         rows = [
-            (d.name, d.parameters_text, d.protects, d.mechanism, d.reference)
-            for d in list_defenses()
+            (d.name, d.parameters_text, d.effect, d.mechanism, d.reference) for d in list_defenses()
         ]
-        _print_table("defenses", ["name", "parameters", "protects", "mechanism", "reference"], rows)
+        _print_table(
+            "defenses", ["name", "parameters", "what it does", "mechanism", "reference"], rows
+        )
     elif what == "attacks":
         from attacks import ATTACKS
 

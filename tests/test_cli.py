@@ -32,7 +32,8 @@ def test_help_lists_every_command() -> None:
     [
         ("datasets", ["mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100"]),
         ("models", ["cnn", "convbig", "convnet64", "precode", "mlp", "resnet18"]),
-        ("defenses", ["gaussian", "laplacian", "prune", "dpsgd", "soteria", "ats", "precode"]),
+        ("defenses", ["gaussian", "laplacian", "gaussian-per-sample", "laplacian-per-sample"]),
+        ("defenses", ["prune", "dpsgd", "soteria", "ats", "precode"]),
         ("attacks", ["bayes", "l2", "l1", "cos", "gradinversion"]),
     ],
 )
@@ -65,7 +66,7 @@ def test_attack_writes_the_documented_json(
     results = json.loads(out_json.read_text())["results"]
     assert len(results) == 4  # 2 attacks × 2 defenses
     for entry in results:
-        for key in ("attack", "defense", "dataset", "model", "images", "psnr", "psnr_mean", "ssim_mean", "label_accuracy", "seconds"):  # fmt: skip
+        for key in ("attack", "defense", "dataset", "model", "images", "psnr", "psnr_mean", "ssim_mean", "label_accuracy", "seconds", "mechanism", "mechanism_reason"):  # fmt: skip
             assert key in entry
         assert entry["images"] == 2 and len(entry["psnr"]) == 2
         assert entry["label_accuracy"] == 1.0  # labels are granted by default
@@ -92,6 +93,7 @@ def test_attack_reads_real_data_from_data_root(
         (["attack", "--attack", "nosuch"], "nosuch"),
         (["attack", "--defense", "gaussian:sigma=-1"], "sigma"),
         (["attack", "--defense", "prune:p=1.5"], "'p'"),
+        (["attack", "--defense", "soteria | dpsgd"], "soteria's change to the gradient"),
         (["attack", "--dataset", "imagenet"], "imagenet"),
         (["attack", "--model", "vgg"], "vgg"),
         (["attack", "--images", "0"], "--images"),

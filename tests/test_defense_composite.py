@@ -84,3 +84,52 @@ def test_precode_model_stage_adds_its_kl_term() -> None:
     assert all(torch.allclose(a, b) for a, b in zip(sent, expected, strict=True))
     with pytest.raises(DefenseError, match="precode network"):
         defended_gradient(only_precode, Plain((1, 8, 8), 3, [0.5], [0.25]), x, y, torch.Generator())
+
+
+@pytest.mark.parametrize(
+    ("spec", "lost"),
+    [
+        ("soteria | dpsgd", "soteria's change to the gradient"),
+        ("dpsgd:sigma=0.1 | dpsgd", "dpsgd's change to the gradient"),
+        ("precode | dpsgd", "precode's loss term"),
+        ("dpsgd | precode", "precode's loss term"),
+    ],
+)
+def test_a_stack_that_would_silently_drop_a_part_is_refused_in_one_line(
+    spec: str, lost: str
+) -> None:
+    """DP-SGD recomputes the per-sample gradients: Soteria's mask before it, an earlier
+    DP-SGD's noise and PRECODE's KL term would vanish without a trace."""
+    from fedsim.errors import ConfigError
+    from fedsim.scenario.components import build_defense
+
+    with pytest.raises(DefenseError) as refused:
+        parse_defense(spec)
+    message = str(refused.value)
+    assert lost in message and "\n" not in message and "refused" in message
+    with pytest.raises(ConfigError, match=r"defenses: compose: '.*dpsgd.*' refused"):
+        build_defense([part.strip() for part in spec.split("|")])
+
+
+def test_soteria_after_dpsgd_keeps_both_and_the_likelihood_says_none() -> None:
+    """The order that composes honestly: DP-SGD's update, then Soteria's mask on it."""
+    model = PaperCNN((1, 8, 8), 3, [0.5], [0.25])
+    x, y = torch.rand(2, 1, 8, 8), torch.tensor([0, 2])
+
+    def sent(spec: str) -> list[torch.Tensor]:
+        return defended_gradient(parse_defense(spec), model, x, y, torch.Generator().manual_seed(0))
+
+    alone, both = sent("dpsgd:sigma=0.1"), sent("dpsgd:sigma=0.1 | soteria:rate=50")
+    assert any(not torch.equal(a, b) for a, b in zip(alone, both, strict=True))
+    defense = parse_defense("dpsgd | soteria")
+    assert defense.mechanism_for(2) is None and "no closed-form" in defense.mechanism_note
+
+
+def test_composed_likelihoods_follow_the_order_the_parts_act_in() -> None:
+    """`gaussian | dpsgd` adds its noise after DP-SGD's step, whatever the listing order."""
+    listed_first = parse_defense("gaussian:0.5 | dpsgd:clip=2,sigma=1").mechanism_for(4)
+    listed_last = parse_defense("dpsgd:clip=2,sigma=1 | gaussian:0.5").mechanism_for(4)
+    assert listed_first == listed_last
+    assert isinstance(listed_first, ClippedGaussianMechanism)
+    assert listed_first.std == pytest.approx(math.sqrt(0.25 + 0.25))
+    assert listed_first.per_sample_clip == 2.0  # still clipped per sample

@@ -194,3 +194,55 @@ def _split(flat: torch.Tensor, shapes: list, batched: bool = False) -> list[torc
         out.append(part.reshape(flat.shape[0], *shape) if batched else part.reshape(shape))
         start += size
     return out
+
+
+def _true_batch_nll(target: AttackTarget, x: torch.Tensor, route: str) -> torch.Tensor:
+    """−log p(observed | true batch) as the Bayes attack evaluates it (its data term at x)."""
+    from attacks.updates import ActivationUpdates
+
+    attack = build_attack("bayes", priors={}, route=route)
+    problem, _ = attack._problem([target], [target.labels], Budget(), torch.device("cpu"))
+    unrolled = target.protocol.kind == "fedavg"  # the generic route unrolls local steps
+    assert isinstance(problem.updates, ActivationUpdates) == (route == "auto" and not unrolled)
+    data, _ = problem.terms(x.unsqueeze(0))
+    return data.detach().double()[0]
+
+
+@pytest.mark.parametrize("kind", ["fedsgd", "fedavg"])
+@pytest.mark.parametrize("route", ["auto", "vmap"])
+def test_dpsgd_batch_of_four_likelihood_is_the_density_of_the_sampled_noise(
+    kind: str, route: str
+) -> None:
+    """B = 4: the client clips each sample; the attack, which knows its candidate batch,
+    clips each candidate sample, so at the true batch the likelihood is the Gaussian
+    log-density of the noise the client actually drew (up to the constant, here 0)."""
+    model, (x, y) = small_model(), batch(4)
+    x = x * 4  # gradients well above the clip: the clipping matters
+    protocol = Protocol(kind=kind, local_steps=1, local_lr=LR)
+    defense = parse_defense(f"dpsgd:clip={CLIP},sigma=0.2")
+    mechanism = defense.mechanism_for(4, protocol)
+    assert mechanism.per_sample_clip == CLIP
+
+    def sent(d: str, seed: int) -> list[torch.Tensor]:
+        made = client_update(parse_defense(d), model, x, y, torch.Generator().manual_seed(seed),
+                             kind=kind, local_steps=1, local_lr=LR)  # fmt: skip
+        return made.update
+
+    clean = sent(f"dpsgd:clip={CLIP},sigma=0", 0)
+    for seed in range(3):
+        update = sent(defense.spec, seed)
+        noise = torch.cat([(u - c).reshape(-1) for u, c in zip(update, clean, strict=True)])
+        density = -noise.double().square().sum() / (2 * mechanism.noise_scale**2)
+        target = AttackTarget(
+            model=model, update=update, batch_size=4, input_shape=(1, 8, 8), num_classes=4,
+            labels=y, mechanism=mechanism, protocol=protocol,
+            threat=ThreatModel(labels_known=True),
+        )  # fmt: skip
+        nll = _true_batch_nll(target, x, route)
+        assert abs(float(-nll - density)) < 0.02  # of about 22,000 nats
+        # The clipped batch mean it used to model is off by many nats.
+        mean_gradient = batch_gradient(model, x, y)
+        if kind == "fedavg":
+            mean_gradient = [-LR * g for g in mean_gradient]
+        approximate = mechanism.log_likelihood(update, [g.unsqueeze(0) for g in mean_gradient])
+        assert abs(float(approximate[0]) - float(density)) > 10.0

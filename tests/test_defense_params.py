@@ -94,9 +94,10 @@ def test_list_defenses_rows_cover_the_registry() -> None:
     assert (
         gaussian.defaults == "sigma=0.1" and gaussian.stages == ("update",) and gaussian.reference
     )
-    assert all(r.protects and r.mechanism for r in rows)
-    name, parameters, protects, reference = gaussian  # the display row of `fedsim list defenses`
-    assert parameters == "sigma=0.1 (a number in (0, inf))" and protects and reference
+    assert all(r.effect and r.mechanism for r in rows)
+    assert not any("protect" in r.effect for r in rows)  # what it does, never a promise
+    name, parameters, effect, reference = gaussian  # the display row of `fedsim list defenses`
+    assert parameters == "sigma=0.1 (a number in (0, inf))" and effect and reference
 
 
 def test_precode_names_the_model_and_kl_weight() -> None:

@@ -15,7 +15,7 @@ from attacks.errors import AttackError
 from attacks.likelihood import NOISE_KINDS, Likelihood, ScaledLikelihood, check_likelihood
 from attacks.target import AttackTarget
 from defenses import DEFENSES, parse_defense
-from defenses.base import Defense
+from defenses.base import Defense, stated_mechanism
 from defenses.mechanisms import GaussianMechanism, NoiseKind
 from defenses.mechanisms.clipped import ClippedGaussianMechanism
 
@@ -25,6 +25,8 @@ EXPECTED: dict[str, Expected] = {
     "none": lambda d, b: (None, None),
     "gaussian": lambda d, b: ("gaussian", d.sigma),
     "laplacian": lambda d, b: ("laplacian", d.b),
+    "gaussian-per-sample": lambda d, b: ("gaussian", d.sigma / math.sqrt(b)),
+    "laplacian-per-sample": lambda d, b: ("laplacian", d.b) if b == 1 else (None, None),
     "prune": lambda d, b: (None, None),
     "prune+gaussian": lambda d, b: ("gaussian", d.sigma),
     "prune+laplacian": lambda d, b: ("laplacian", d.b),
@@ -40,11 +42,14 @@ EXPECTED: dict[str, Expected] = {
     "sign": lambda d, b: (None, None),
 }
 """(noise, scale) each registered defense's mechanism must state, from its own parameters,
-for a client batch of b samples; (None, None) also where the defense states no mechanism."""
+for a client batch of b samples; (None, None) also where the defense states no mechanism
+or refuses to."""
 
 NON_DEFAULT = {
     "gaussian": "gaussian:sigma=0.37",
     "laplacian": "laplacian:b=0.23",
+    "gaussian-per-sample": "gaussian-per-sample:sigma=0.37",
+    "laplacian-per-sample": "laplacian-per-sample:b=0.23",
     "prune": "prune:p=0.3",
     "prune+gaussian": "prune+gaussian:p=0.3,sigma=0.41",
     "prune+laplacian": "prune+laplacian:p=0.7,b=0.19,mask_seed=3",
@@ -79,11 +84,11 @@ def test_every_registered_mechanism_states_the_scale_of_its_defense(
     name: str, spec: str, batch: int
 ) -> None:
     defense = parse_defense(spec)
-    mechanism = defense.mechanism_for(batch)
+    mechanism, refusal = stated_mechanism(defense, batch)
     noise, scale = EXPECTED[name](defense, batch)
     if mechanism is None:
         assert (noise, scale) == (None, None), f"{spec}: no mechanism, but noise is added"
-        assert not defense.perturbs_update or "no likelihood" in defense.mechanism_note
+        assert not defense.perturbs_update or refusal or "no likelihood" in defense.mechanism_note
         return
     assert isinstance(mechanism, Likelihood)
     assert check_likelihood(mechanism) is mechanism
@@ -119,7 +124,12 @@ def test_only_plain_additive_noise_is_noise_only() -> None:
     assert parse_defense("gaussian").mechanism.noise_only
     assert parse_defense("laplacian").mechanism.noise_only
     assert parse_defense("gaussian:0.3 | gaussian:0.4").mechanism.noise_only
-    for spec in ("dpsgd", "prune+gaussian", "random-prune+gaussian", "prune:0.5 | gaussian:0.2",
+    # DP-SGD's noise is added to the mean of per-sample clipped gradients, the candidate
+    # the attack forms as `per_sample_clip` says; a whole-update clip is more than noise.
+    assert parse_defense("dpsgd:clip=0.5").mechanism_for(4).per_sample_clip == 0.5
+    assert parse_defense("dpsgd | gaussian:0.1").mechanism_for(4).noise_only
+    assert not ClippedGaussianMechanism(clip=1.0, std=0.1).noise_only
+    for spec in ("prune+gaussian", "random-prune+gaussian", "prune:0.5 | gaussian:0.2",
                  "random-prune:0.5 | gaussian:0.2", "quantize", "topk"):  # fmt: skip
         assert not parse_defense(spec).mechanism.noise_only, spec
 
@@ -165,6 +175,7 @@ class _Inconsistent(_Guessable):
     noise = "gaussian"
     noise_scale = None
     noise_only = True
+    per_sample_clip = None
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,7 @@ SAMPLES: dict[str, list[Any]] = {
     "attacks.*.label": ["renamed"],
     "attacks.*.overrides": [{"lr": 0.05}],
     "simulation.address": ["127.0.0.1:6379"],
+    "protocol.betas": [[0.5, 0.9]],
     # a limit the tiny runs reach, so that the records show it
     "audit.budget.seconds": [1e-9],
     "federation.secagg.quantization_range": [2**20],  # 2 levels would round to nothing
@@ -163,6 +164,13 @@ def resolved(scenario: Scenario) -> str:
     return json.dumps(scenario.model_dump(mode="json"), sort_keys=True)
 
 
+PROTOCOLS = [
+    {"kind": "fedsgd"},
+    {"kind": "fedavg"},
+    {"kind": "fedavg", "optimizer": "adam", "local_steps": 2},
+    {"kind": "fedavg", "momentum": 0.5, "local_steps": 2},
+]
+"""The protocols, and the clients' local optimisers some settings depend on."""
 ATTACK_SETS = [[], ["l2"], ["bayes"], ["gradinversion"], ["analytic-fc"], ["adapted"]]
 DATA = [("mnist-sample", "cnn"), ("adult-sample", "mlp"), ("mnist", "convnet64")]
 
@@ -171,7 +179,7 @@ def mode_tree(
     engine: str = "inprocess",
     worker: str = "thread",
     address: str | None = None,
-    kind: str = "fedsgd",
+    protocol: dict | None = None,
     data: tuple[str, str] = DATA[0],
     names: list[str] = (),
     secure: bool = False,
@@ -185,7 +193,7 @@ def mode_tree(
         "defenses": ["gaussian:sigma=0.01"],
         "data": {"dataset": data[0]},
         "model": {"name": data[1]},
-        "protocol": {"kind": kind},
+        "protocol": protocol or {"kind": "fedsgd"},
         "federation": {"secure_aggregation": secure},
         "attacks": [{"name": n} for n in names],
         "simulation": {"engine": engine, **({"address": address} if address else {})},
@@ -204,10 +212,10 @@ def mode_trees() -> list[dict]:
     runtime = itertools.product(
         ("inprocess", "ray"), ("thread", "inline", "ray"), (None, "127.0.0.1:6379"), shared
     )
-    computed = itertools.product(("fedsgd", "fedavg"), DATA, shared)
+    computed = itertools.product(PROTOCOLS, DATA, shared)
     trees = [
         *(mode_tree(e, w, a, names=n, secure=s) for e, w, a, (n, s) in runtime),
-        *(mode_tree(kind=k, data=d, names=n, secure=s) for k, d, (n, s) in computed),
+        *(mode_tree(protocol=p, data=d, names=n, secure=s) for p, d, (n, s) in computed),
     ]
     return [t for t in trees if t is not None]
 
@@ -438,6 +446,8 @@ RUNNABLE = [
     # one attack may set its own budget while the other reads the audit's
     {"attacks": [{"name": "l2"}, {"name": "l1"}]},
     {"protocol": {"kind": "fedavg", "batch_size": 2}},
+    {"protocol": {"kind": "fedavg", "batch_size": 2, "optimizer": "adam", "local_steps": 2}},
+    {"protocol": {"kind": "fedavg", "batch_size": 2, "momentum": 0.5, "local_steps": 2}},
     {"attacks": [{"name": "bayes"}]},
     {"attacks": [{"name": "gradinversion"}]},
     {

@@ -6,6 +6,10 @@ update states `log_likelihood(observed, candidate)` up to an additive constant, 
 states its additive noise explicitly — the distribution (`noise`), its scale
 (`noise_scale`: σ for Gaussian, b for Laplacian, in the units of the observed update;
 None where no noise is added) and whether that noise is all it does (`noise_only`).
+Where the client clips each sample's gradient before averaging (DP-SGD), the mechanism
+says so (`per_sample_clip`, C in gradient units): the clean update is then the mean of
+the clipped per-sample gradients, and the adversary, who knows its candidate batch,
+forms its candidates the same way.
 
 This is the contract `attacks.likelihood.Likelihood` declares on the adversary's side
 (`defenses` and `attacks` import torch alone, never each other): every mechanism
@@ -43,7 +47,11 @@ class Mechanism(ABC):
     """σ (Gaussian) or b (Laplacian) of that noise, in the observed update's units; None
     exactly where `noise` is None."""
     noise_only: bool
-    """True where observed = candidate + noise and nothing else (no clip, mask, rounding)."""
+    """True where observed = candidate + noise and nothing else (no clip, mask, rounding),
+    the candidate formed as `per_sample_clip` says."""
+    per_sample_clip: float | None = None
+    """C where the clean update is the mean of per-sample gradients each clipped to norm C
+    (over all parameters, in gradient units); None where it is the batch's own update."""
 
     def __post_init__(self) -> None:
         check_stated_noise(self)
@@ -73,6 +81,9 @@ def check_stated_noise(mechanism: Mechanism) -> None:
         raise TypeError(f"{name}.noise_scale must be finite and > 0, got {scale!r}")
     if mechanism.noise_only and noise is None:
         raise TypeError(f"{name} is noise_only but states no noise")
+    clip = mechanism.per_sample_clip
+    if clip is not None and not (math.isfinite(clip) and clip > 0):
+        raise TypeError(f"{name}.per_sample_clip must be finite and > 0, got {clip!r}")
 
 
 def flat_difference(observed: Update, candidate: Update) -> torch.Tensor:

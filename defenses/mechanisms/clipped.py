@@ -14,24 +14,31 @@ from defenses.mechanisms.base import Mechanism, NoiseKind, Update, flat_differen
 
 @dataclass(frozen=True)
 class ClippedGaussianMechanism(Mechanism):
-    """g = clip_C(c) + N(0, std² I) with std = σ·C / B, on the batch-mean gradient.
+    """g = clip(c) + N(0, std² I): an update clipped to norm `clip`, then Gaussian noise.
 
-    DP-SGD clips every per-sample gradient to norm C, sums, adds N(0, σ²C²) and
-    divides by the batch size B. The adversary's candidates are batch gradients, so
-    this likelihood clips the candidate as a whole: exact for B = 1 (one-sample
-    FedSGD), an approximation for B > 1, where the mean of clipped per-sample
-    gradients differs from the clipped mean.
+    Flower's `LocalDpMod` clips the whole update: the candidate is clipped as a whole,
+    exact. DP-SGD clips every per-sample gradient to norm C, averages and adds noise of
+    std σ·C/B (`per_sample_clip` = C): the clean update is the mean of the clipped
+    per-sample gradients, which the adversary forms from its candidate batch (it knows
+    it). That mean has norm at most C (lr·C as a FedAvg delta: `clip`), so clipping it
+    again changes nothing and the likelihood is exact at every batch size.
     """
 
     clip: float
     std: float
+    per_sample_clip: float | None = None
     name: str = "clipped-gaussian"
     noise: ClassVar[NoiseKind] = "gaussian"
-    noise_only: ClassVar[bool] = False
 
     @property
     def noise_scale(self) -> float:
         return self.std
+
+    @property
+    def noise_only(self) -> bool:
+        """True with `per_sample_clip`: the candidate, formed as it says, is what the noise
+        is added to; the whole-update clip then changes nothing."""
+        return self.per_sample_clip is not None
 
     def clip_candidates(self, candidate: Update) -> list[torch.Tensor]:
         """Each candidate rescaled to norm at most C over all parameters together."""

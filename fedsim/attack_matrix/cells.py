@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
+from attacks.local_training import client_options
 from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, ThreatModel
-from defenses.base import Defense, stated_mechanism
+from defenses.base import Defense, missing_mechanism, stated_mechanism
 from defenses.client import client_update
 from defenses.registry import parse_defense
 from fedsim.attack_matrix.specs import AttackSpec
@@ -74,6 +75,10 @@ class CellResult:
     ssim_guess: list[float] = field(default_factory=list)
     """Per image: the SSIM of the guess that ignores the update (`fedsim.metrics.guesses`)."""
     guess: str = ""
+    mechanism: dict[str, Any] | None = None
+    """The likelihood the attack read (`attacks.likelihood.describe_likelihood`), or None
+    with the reason in `mechanism_reason`."""
+    mechanism_reason: str | None = None
 
     @property
     def psnr_mean(self) -> float:
@@ -128,6 +133,8 @@ class CellResult:
             "statuses": self.statuses,
             "priors": self.priors,
             "priors_source": self.priors_source,
+            "mechanism": self.mechanism,
+            "mechanism_reason": self.mechanism_reason,
         }
 
 
@@ -207,6 +214,7 @@ def defended_batches(
     model = build_model(model_name, info).to(device)
     threat = ThreatModel(labels_known=settings.labels_known)
     mechanism, refusal = stated_mechanism(defense, settings.batch_size, settings.protocol)
+    missing = missing_mechanism(defense, mechanism, refusal)
     targets = []
     for index, (x, y) in enumerate(zip(images, labels, strict=True)):
         generator = torch.Generator(device=device).manual_seed(
@@ -219,10 +227,7 @@ def defended_batches(
             x.to(device),
             y.to(device),
             generator,
-            kind=protocol.kind,
-            local_steps=protocol.local_steps,
-            local_lr=protocol.local_lr,
-            local_batch_size=protocol.local_batch_size,
+            **client_options(protocol),
         )
         targets.append(
             AttackTarget(
@@ -234,6 +239,7 @@ def defended_batches(
                 labels=y.to(device) if settings.labels_known else None,
                 mechanism=mechanism,
                 mechanism_refusal=refusal,
+                mechanism_missing=missing,
                 protocol=settings.protocol,
                 threat=threat,
             )
@@ -279,8 +285,10 @@ def _score(
         correct += float(label_accuracy(rec.labels.cpu(), label)) * len(label)
         if batches.guess is not None:
             guessed.extend(batches.guess.scores(original, label)["ssim_guess_images"])
+    first = reconstructions[0] if reconstructions else None
+    surrogate = first.surrogate if first is not None else None
     return CellResult(
-        attack=attack.label,
+        attack=attack.label if surrogate is None else f"{attack.label}~{surrogate}",
         defense=batches.defense.spec,
         dataset=settings.dataset,
         model=batches.model_name,
@@ -290,8 +298,12 @@ def _score(
         label_accuracy=correct / len(psnrs),
         seconds=seconds,
         statuses=[rec.status for rec in reconstructions],
-        priors=dict(reconstructions[0].priors) if reconstructions else {},
-        priors_source=reconstructions[0].priors_source if reconstructions else "none",
+        priors=dict(first.priors) if first is not None else {},
+        priors_source=first.priors_source if first is not None else "none",
+        mechanism=first.likelihood if first is not None else None,
+        mechanism_reason=(
+            first.likelihood_note if first is not None else "the attack made no reconstruction"
+        ),
         ssim_guess=guessed,
         guess="" if batches.guess is None else batches.guess.kind,
     )

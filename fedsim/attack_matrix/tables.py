@@ -30,9 +30,12 @@ def markdown_tables(
             found = {c: by_cell[(defense, c)] for c in columns if (defense, c) in by_cell}
             values = {column: getattr(cell, f"{metric}_mean") for column, cell in found.items()}
             texts = {
-                column: cell.psnr_summary.text(digits)
-                if metric == "psnr"
-                else f"{values[column]:.{digits}f}"
+                column: (
+                    cell.psnr_summary.text(digits)
+                    if metric == "psnr"
+                    else f"{values[column]:.{digits}f}"
+                )
+                + _stand_in(cell.attack)
                 for column, cell in found.items()
             }
             top = max(values.values(), default=None)
@@ -78,6 +81,12 @@ def markdown_tables(
             "",
         ]
     )
+
+
+def _stand_in(attack: str) -> str:
+    """' (l2-surrogate)' where the cell's attack ran a stand-in (`bayes~l2-surrogate`)."""
+    _, tilde, surrogate = attack.partition("~")
+    return f" ({surrogate})" if tilde else ""
 
 
 def _span(indices: range) -> str:

@@ -46,6 +46,10 @@ FOR_MODEL_ACTS: Mapping[str, Acts] = {
     "lr": ALWAYS,
     "local_steps": Acts("counts a client's local steps", (m.FEDAVG,)),
     "local_batch_size": Acts("sizes a client's local steps", (m.FEDAVG,)),
+    "optimizer": ALWAYS,  # under fedsgd a plain SGD factory still carries lr
+    "lr_schedule": Acts("sets the rate of each local step", (m.FEDAVG,)),
+    "shuffle": Acts("shuffles the clients' local mini-batches", (m.FEDAVG,)),
+    "drop_last": Acts("drops a short last local mini-batch", (m.FEDAVG,)),
     "attacks": ALWAYS,
     "defense": ALWAYS,
     "mechanism": ALWAYS,

@@ -29,8 +29,10 @@ from typing import Any
 import torch
 
 from attacks.errors import AttackRefused
+from attacks.local_training import approximations
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
 from fedsim.attack_matrix.specs import ADAPTED, AttackSpec
+from fedsim.auditor.label_counts import label_counts_field
 from fedsim.auditor.scoring import score_reconstruction
 from fedsim.auditor.setup import AuditSetup
 from fedsim.judgement import read_record
@@ -221,6 +223,7 @@ class AuditEngine:
         refusal = self.setup.mechanism_refusal
         if case.mechanism_refusal is not None:
             mechanism, refusal = None, case.mechanism_refusal
+        seen = mechanism if threat.mechanism_known else None
         return AttackTarget(
             model=model,
             # in the dtypes of the model the attack runs (FedAdam sends float64 weights)
@@ -232,8 +235,9 @@ class AuditEngine:
             input_shape=self.setup.input_shape,
             num_classes=self.setup.num_classes,
             labels=labels,
-            mechanism=mechanism if threat.mechanism_known else None,
+            mechanism=seen,
             mechanism_refusal=refusal if threat.mechanism_known else None,
+            mechanism_missing=self.setup.missing_mechanism(seen),
             protocol=self.setup.protocol,
             threat=threat,
             bn_train_mode=True,
@@ -252,6 +256,8 @@ class AuditEngine:
             "batch_size": self.setup.batch_size,
             "labels": self.setup.audit.threat.labels,
             "budget": self.setup.budget_for(config).model_dump(),
+            "mechanism": None,
+            "mechanism_reason": "the attack made no reconstruction",
         }
         if node is not None:
             record["node"] = node
@@ -316,6 +322,11 @@ class AuditEngine:
                 ready.append(case)
             except Exception as error:  # noqa: BLE001
                 outcomes.append((case, self._failure(job, case, config, error, 0.0)))
+        surrogate = (
+            attack.surrogate_for(targets[0]) if targets and _has_surrogates(attack) else None
+        )
+        if surrogate is not None:  # it is not the attack its name says: records say so
+            config = config.model_copy(update={"label": f"{config.display_name}~{surrogate}"})
         started = time.perf_counter()
         seed = derived_seed(self.setup.seed, _ATTACK_TAG, job.server_round, index) % 2**31
         # No global RNG here: this may run in a worker thread beside the federation.
@@ -323,6 +334,7 @@ class AuditEngine:
             attack_targets(seeded(attack, seed), targets, budget) if targets else ([], 1)
         )
         elapsed = time.perf_counter() - started
+        read = _update_facts(ready, targets)
         for case, result in zip(ready, results, strict=True):
             if isinstance(result, Exception):
                 seconds = elapsed / max(len(ready), 1)
@@ -332,7 +344,7 @@ class AuditEngine:
                 _flag_over_budget(outcome.record, budget, elapsed / max(len(ready), 1))
             outcomes.append((case, outcome))
         for case, outcome in outcomes:
-            outcome.record.update({**job.fields, **case.fields})
+            outcome.record.update({**job.fields, **case.fields, **read.get(id(case), {})})
         return outcomes
 
     def lost_record(self, job: RoundJob, case: ClientCase, index: int, reason: str) -> AttackResult:
@@ -415,6 +427,8 @@ class AuditEngine:
             message=recon.message,
             priors=dict(recon.priors),
             priors_source=recon.priors_source,
+            mechanism=recon.likelihood,
+            mechanism_reason=None if recon.likelihood is not None else recon.likelihood_note,
         )
         self._warn_untuned(config, recon.priors_source)
         if scores is not None and scores.psnr_images is not None:
@@ -461,6 +475,24 @@ def _judged_shares(record: dict[str, Any]) -> None:
         if reading.domain == "images" and reading.recovered:
             name = "recognisable_trained_on" if reading.series.trained_on else "recognisable"
             record[name] = sum(reading.recovered) / len(reading.recovered)
+
+
+def _update_facts(
+    cases: Sequence[ClientCase], targets: Sequence[AttackTarget]
+) -> dict[int, dict[str, Any]]:
+    """Per case (by id): what its update gives away without an attack (`label_counts`)
+    and where the attacks' model of its training is approximate (`approximations`)."""
+    return {
+        id(case): {
+            "label_counts": label_counts_field(target, case.true_labels),
+            "approximations": approximations(target),
+        }
+        for case, target in zip(cases, targets, strict=True)
+    }
+
+
+def _has_surrogates(attack: Any) -> bool:
+    return callable(getattr(attack, "surrogate_for", None))
 
 
 def _flag_over_budget(record: dict[str, Any], budget: Budget, elapsed: float) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from attacks.local_training import client_options
 from attacks.target import Budget
 from defenses.client import client_update
 from defenses.identity import NoDefense
@@ -33,8 +34,9 @@ def probe_batch(setup: AuditSetup) -> tuple[torch.Tensor, torch.Tensor]:
 def simulated_update(setup: AuditSetup, model: torch.nn.Module) -> list[torch.Tensor]:
     """The clean update the declared protocol makes from `model`'s parameters on `probe_batch`.
 
-    FedSGD: the gradient; FedAvg: the weight delta after the local steps (as the client
-    does it, `defenses.client.client_update`). `model` is left unchanged.
+    FedSGD: the gradient; FedAvg: the weight delta after the local steps with the declared
+    optimiser (as the client does it, `defenses.client.client_update`; unshuffled, as
+    the attacks model it). `model` is left unchanged.
     """
     x, y = probe_batch(setup)
     protocol = setup.protocol
@@ -45,10 +47,7 @@ def simulated_update(setup: AuditSetup, model: torch.nn.Module) -> list[torch.Te
         x.to(_dtype_of(work)),
         y,
         torch.Generator().manual_seed(_PROBE_SEED),
-        kind=protocol.kind,
-        local_steps=protocol.local_steps,
-        local_lr=protocol.local_lr,
-        local_batch_size=protocol.local_batch_size,
+        **client_options(protocol),
     )
     return [u.detach() for u in result.update]
 

@@ -9,8 +9,9 @@ compares what it can observe with what it was told:
 - the update's norm with the norm the declared protocol gives on random inputs of the
   domain from the same start parameters (`fedsim.auditor.preflight.simulated_update`),
   where the declared defense states no mechanism: a ratio beyond `NORM_RATIO` either
-  way points at wrong `local_steps`, `lr` or `batch_size`. Real data and random inputs
-  differ, so the bound is wide and the check only speaks of orders of magnitude;
+  way points at wrong `local_steps`, `lr`, `optimizer` or `batch_size`. Real data and
+  random inputs differ, so the bound is wide and the check only speaks of orders of
+  magnitude;
 - where the declared mechanism states additive noise (`noise`, `noise_scale`, see
   `attacks.likelihood`), the update's root mean square per coordinate with that noise's
   standard deviation: an update quieter than half of it did not carry the declared noise.
@@ -109,5 +110,6 @@ class ProtocolCheck:
                 "norm",
                 f"round {server_round}: client {client}'s update norm {observed:.3g} is "
                 f"{ratio:.3g}× what the declared protocol ({self.protocol_text}) gives on "
-                f"random inputs ({simulated:.3g}); check local_steps, lr and batch_size",
+                f"random inputs ({simulated:.3g}); check local_steps, lr, optimizer and "
+                "batch_size",
             )

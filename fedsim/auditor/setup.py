@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +19,8 @@ from torch import nn
 
 from attacks.domain import FeatureDomain, ImageDomain, InputDomain
 from attacks.target import Protocol, ThreatModel
-from defenses.base import Defense, stated_mechanism
+from defenses.base import Defense, missing_mechanism, stated_mechanism
+from fedsim.auditor.client_training import OptimizerSpec, declared_protocol
 from fedsim.metrics.guesses import Guess, image_guess, row_guess
 from fedsim.scenario.build import Federation, derived_seed
 from fedsim.scenario.config import AttackConfig, AuditConfig, BudgetConfig
@@ -108,9 +110,13 @@ class AuditSetup:
         batch_size: int,
         domain: InputDomain | str,
         protocol: str,
-        lr: float,
+        lr: float | None = None,
         local_steps: int | None = None,
         local_batch_size: int | None = None,
+        optimizer: OptimizerSpec = None,
+        lr_schedule: Sequence[float] | Callable[..., Any] | None = None,
+        shuffle: bool = False,
+        drop_last: bool = False,
         attacks: Sequence[str | AttackConfig] = ("bayes",),
         defense: str | None = None,
         mechanism: object | None = None,
@@ -126,11 +132,17 @@ class AuditSetup:
         statistics), `protocol` (`fedavg`: clients send new weights after `local_steps`
         SGD steps of `lr`, each on `local_batch_size` samples of the batch; `fedsgd`:
         clients send θ − lr·g) and, under `fedavg`, `local_steps`. `batch_size` is how
-        many samples one update is computed from. `defense`: the spec of the defense the
-        clients apply (e.g. the `defenses.flower.mod` they use), so that attacks that
-        model it (Bayes) know its mechanism; `mechanism` gives the likelihood directly
-        instead (Flower's own DP tools, see `fedsim.auditor.flower_dp`). `audit`:
-        schedule, threat, budget, worker.
+        many samples one update is computed from. Under `fedavg`, the clients' training as
+        they build it (`fedsim.auditor.client_training`): `optimizer`, the factory they
+        build their torch optimiser with (`functools.partial(torch.optim.SGD, lr=0.1,
+        momentum=0.9)`; SGD, Adam, AdamW; it carries `lr`; None: plain SGD of `lr`);
+        `lr_schedule`, a torch lr_scheduler factory stepped after every local step or the
+        learning rate of each step; `shuffle` and `drop_last`, as their DataLoader has
+        them (mini-batches of `local_batch_size`, passes over the batch). `defense`: the
+        spec of the defense the clients apply (e.g. the `defenses.flower.mod` they use), so
+        that attacks that model it (Bayes) know its mechanism; `mechanism` gives the
+        likelihood directly instead (Flower's own DP tools, see
+        `fedsim.auditor.flower_dp`). `audit`: schedule, threat, budget, worker.
         """
         from fedsim.errors import ConfigError
         from fedsim.scenario.components import build_defense
@@ -150,11 +162,15 @@ class AuditSetup:
         configs = [a if isinstance(a, AttackConfig) else AttackConfig(name=a) for a in attacks]
         if not isinstance(audit, AuditConfig):
             audit = AuditConfig.model_validate(audit or {})
-        training = Protocol(
-            kind=protocol,
-            local_steps=int(local_steps or 1),
-            local_lr=float(lr),
+        training = declared_protocol(
+            protocol,
+            lr=lr,
+            local_steps=local_steps,
             local_batch_size=local_batch_size,
+            optimizer=optimizer,
+            lr_schedule=lr_schedule,
+            shuffle=shuffle,
+            drop_last=drop_last,
         )
         stated, refusal = stated_mechanism(chosen, batch_size, training)
         if mechanism is not None:
@@ -185,6 +201,14 @@ class AuditSetup:
             mechanism_known=threat.mechanism_known,
             local_hparams_known=threat.local_hparams_known,
         )
+
+    def missing_mechanism(self, mechanism: object | None) -> str | None:
+        """Why the attacks get no mechanism (`mechanism`, as the threat model lets them
+        see it) though the clients' defense perturbs the update; None otherwise."""
+        perturbed = self.defense is not None and self.defense.perturbs_update
+        if perturbed and not self.audit.threat.mechanism_known:
+            return "the threat model withholds the defense's mechanism (mechanism_known)"
+        return missing_mechanism(self.defense, mechanism, self.mechanism_refusal)
 
     def budget_for(self, attack: AttackConfig) -> BudgetConfig:
         """The audit budget with the attack's own overrides applied."""

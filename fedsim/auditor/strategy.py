@@ -158,7 +158,8 @@ class LeakageAuditor(PassThroughStrategy):
 
         `setup` are the keywords of `AuditSetup.for_model`: required `input_shape`,
         `num_classes`, `batch_size`, `domain`, `protocol`, `lr` (and `local_steps` under
-        FedAvg); optional `attacks`, `defense` (a fedsim defense spec, or the clients'
+        FedAvg); optional `optimizer`, `lr_schedule`, `shuffle`, `drop_last` (how the
+        clients train), `attacks`, `defense` (a fedsim defense spec, or the clients'
         Flower `LocalDpMod`), `audit`, ... Flower's DP wrappers around `inner` are
         recognised by themselves (`fedsim.auditor.flower_dp`); `delta` is the δ of their ε
         where they carry no accountant. An argument given where it would do nothing
@@ -549,7 +550,10 @@ def _protocol_text(setup: AuditSetup) -> str:
     if protocol.kind == "fedsgd":
         return f"fedsgd, lr {protocol.local_lr:g}, batch {setup.batch_size}"
     chunk = f" in chunks of {protocol.local_batch_size}" if protocol.local_batch_size else ""
+    how = "" if protocol.plain_sgd else f", {protocol.optimizer.describe()}"
+    how += ", scheduled lr" if protocol.lr_schedule is not None else ""
+    how += ", shuffled" if protocol.shuffled else ""
     return (
-        f"fedavg, {protocol.local_steps} local steps of lr {protocol.local_lr:g}{chunk}, "
+        f"fedavg, {protocol.local_steps} local steps of lr {protocol.local_lr:g}{chunk}{how}, "
         f"batch {setup.batch_size}"
     )

@@ -7,9 +7,10 @@ mean of those replies is θ − lr·mean(g̃), one SGD step on the round's mean 
 and the auditor recovers g̃ = (θ − θ_sent) / lr from each reply — exact up to the
 float32 rounding of θ − lr·g̃ (about 1e-7·|θ| / lr per coordinate).
 
-FedAvg: `local_steps` SGD steps of lr on consecutive chunks of `local_batch_size`
-samples of the batch, the delta through the defenses into δ̃; the client sends θ + δ̃,
-and the auditor recovers δ̃ = θ_sent − θ.
+FedAvg: `local_steps` steps of the scenario's optimiser (plain SGD of lr unless
+`protocol.optimizer` names torch's SGD, Adam or AdamW) on consecutive chunks of
+`local_batch_size` samples of the batch, the delta through the defenses into δ̃; the
+client sends θ + δ̃, and the auditor recovers δ̃ = θ_sent − θ.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from attacks.local_training import client_options
 from defenses.client import client_update
 from fedsim.models import ImageClassifier
 from fedsim.scenario.build import Federation
@@ -46,10 +48,7 @@ def local_update(
             x,
             y,
             federation.defense_generator(client, server_round),
-            kind=protocol.kind,
-            local_steps=protocol.local_steps,
-            local_lr=protocol.lr,
-            local_batch_size=protocol.local_batch_size,
+            **client_options(federation.attack_protocol()),
         )
     with torch.no_grad():
         for p, u in zip(model.parameters(), result.update, strict=True):

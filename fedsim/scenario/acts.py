@@ -88,6 +88,25 @@ ACTS: Mapping[str, Acts] = {
     "protocol.local_steps": Acts("counts a client's local steps", (m.FEDAVG,)),
     "protocol.local_batch_size": Acts("sizes a client's local steps", (m.FEDAVG,)),
     "protocol.local_epochs": Acts("counts a client's local passes", (m.FEDAVG,)),
+    "protocol.optimizer": Acts("names the clients' optimiser", (m.FEDAVG,)),
+    "protocol.weight_decay": Acts("decays the clients' weights", (m.FEDAVG,)),
+    "protocol.nesterov": Acts("sets SGD's Nesterov momentum", (m.FEDAVG, m.optimizer_is("sgd"))),
+    "protocol.eps": Acts("sets Adam's eps", (m.FEDAVG, m.optimizer_is("adam", "adamw"))),
+    # an optimiser's state (momentum buffer, moment averages) acts from the second step on
+    "protocol.momentum": Acts(
+        "sets SGD's momentum", (m.FEDAVG, m.optimizer_is("sgd"), m.STEPS_AFTER_THE_FIRST)
+    ),
+    "protocol.dampening": Acts(
+        "dampens SGD's momentum",
+        (m.FEDAVG, m.optimizer_is("sgd"), m.MOMENTUM, m.STEPS_AFTER_THE_FIRST),
+    ),
+    **{
+        f"protocol.{key}": Acts(
+            f"sets Adam's {key}",
+            (m.FEDAVG, m.optimizer_is("adam", "adamw"), m.STEPS_AFTER_THE_FIRST),
+        )
+        for key in ("betas", "amsgrad")
+    },
     "attacks.*.name": ALWAYS,
     "attacks.*.label": ALWAYS,
     "attacks.*.overrides": Acts("sets the attack's options", (m.OWN_OPTIONS,)),

@@ -149,6 +149,7 @@ class Federation:
             local_steps=p.local_steps,
             local_lr=p.lr,
             local_batch_size=p.local_batch_size,
+            optimizer=p.local_optimizer(),
         )
 
     @property

@@ -18,10 +18,14 @@ from pydantic import (
     model_validator,
 )
 
+from attacks.errors import AttackError
+from attacks.local_optimizer import LocalOptimizer
 from fedsim.scenario import names
 
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Beta = Annotated[float, Field(ge=0, lt=1)]
 DatasetName = Annotated[str, AfterValidator(names.known_dataset)]
 ModelName = Annotated[str, AfterValidator(names.known_model)]
 AttackName = Annotated[str, AfterValidator(names.known_attack)]
@@ -338,6 +342,12 @@ class ProtocolConfig(_Strict):
     batch kept in every pass (exact passes when `local_batch_size` divides `batch_size`;
     otherwise chunks wrap around the batch, as the attacks model it). A Flower client
     that trains on its whole partition each round is `batch_size` = the partition's size.
+
+    FedAvg clients step plain SGD of `lr` unless `optimizer` names torch's `sgd` (with
+    `momentum`, `dampening`, `nesterov`), `adam` or `adamw` (with `betas`, `eps`,
+    `amsgrad`), each with `weight_decay`; unset values are torch's defaults. The clients
+    train with that torch optimiser and the attacks unroll it
+    (`attacks.local_optimizer`).
     """
 
     kind: Literal["fedsgd", "fedavg"] = "fedsgd"
@@ -347,6 +357,22 @@ class ProtocolConfig(_Strict):
     local_batch_size: PositiveInt | None = None
     local_epochs: PositiveInt | None = None
     """FedAvg: passes over the round's batch; sets `local_steps` (see above)."""
+    optimizer: Literal["sgd", "adam", "adamw"] | None = None
+    """FedAvg: the clients' torch optimiser (None: plain SGD of `lr`)."""
+    momentum: NonNegativeFloat | None = None
+    """FedAvg, optimizer `sgd`: momentum μ (torch's default 0)."""
+    dampening: NonNegativeFloat | None = None
+    """FedAvg, optimizer `sgd`: dampening τ of the momentum (torch's default 0)."""
+    nesterov: bool | None = None
+    """FedAvg, optimizer `sgd`: Nesterov momentum (torch's default false)."""
+    weight_decay: NonNegativeFloat | None = None
+    """FedAvg, any optimizer: weight decay λ (torch's default: 0; 0.01 for `adamw`)."""
+    betas: tuple[Beta, Beta] | None = None
+    """FedAvg, optimizer `adam`/`adamw`: (β₁, β₂) (torch's default (0.9, 0.999))."""
+    eps: PositiveFloat | None = None
+    """FedAvg, optimizer `adam`/`adamw`: ε (torch's default 1e-8)."""
+    amsgrad: bool | None = None
+    """FedAvg, optimizer `adam`/`adamw`: AMSGrad (torch's default false)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -365,7 +391,7 @@ class ProtocolConfig(_Strict):
         given = raw.get("local_steps", 1)
         if given not in (1, steps):
             raise ValueError(
-                f"local_steps: {given} contradicts local_epochs = {epochs}"
+                f"local_steps: {given} contradicts protocol.local_epochs = {epochs}"
                 f" ({epochs} × ⌈{batch} / {chunk}⌉ = {steps} steps); give one of them"
             )
         return {**raw, "local_steps": steps}
@@ -390,7 +416,42 @@ class ProtocolConfig(_Strict):
             raise ValueError(
                 f"local_batch_size: {self.local_batch_size} exceeds batch_size ({self.batch_size})"
             )
+        self.local_optimizer()  # refuses what torch.optim would
         return self
+
+    def local_optimizer(self) -> LocalOptimizer:
+        """The clients' optimiser as the attacks describe it (plain SGD unless `optimizer`)."""
+        given = {k: getattr(self, k) for k in _OPTIMIZER_FIELDS if getattr(self, k) is not None}
+        if self.kind == "fedsgd" and (self.optimizer is not None or given):
+            field = "optimizer" if self.optimizer is not None else next(iter(given))
+            raise ValueError(
+                f"{field}: fedsgd clients send one gradient; an optimiser applies to kind = 'fedavg'"
+            )
+        name = self.optimizer or "sgd"
+        for key in given:
+            if name not in _OPTIMIZER_FIELDS[key]:
+                raise ValueError(
+                    f"{key}: applies to protocol.optimizer"
+                    f" {' or '.join(map(repr, _OPTIMIZER_FIELDS[key]))}, not {name!r}"
+                )
+        if given.get("nesterov") and (given.get("momentum", 0) <= 0 or given.get("dampening")):
+            raise ValueError("nesterov: needs protocol.momentum > 0 and protocol.dampening 0")
+        try:
+            return LocalOptimizer(name, **given)
+        except AttackError as error:
+            raise ValueError(str(error)) from None
+
+
+_OPTIMIZER_FIELDS: dict[str, tuple[str, ...]] = {
+    "momentum": ("sgd",),
+    "dampening": ("sgd",),
+    "nesterov": ("sgd",),
+    "weight_decay": ("sgd", "adam", "adamw"),
+    "betas": ("adam", "adamw"),
+    "eps": ("adam", "adamw"),
+    "amsgrad": ("adam", "adamw"),
+}
+"""`ProtocolConfig` fields of the clients' optimiser and the optimisers they apply to."""
 
 
 class BudgetConfig(_Strict):

@@ -66,6 +66,10 @@ class Modes:
     records: bool = True
     """A run directory is written (for_model: `out_dir` given)."""
     partition: str = "iid"
+    optimizer: str = "sgd"
+    """The clients' local optimiser (`protocol.optimizer`; unset: plain SGD)."""
+    momentum: float = 0.0
+    local_steps: int = 1
     checkpoint: bool = False
     strategy: str = "fedavg"
     names: Mapping[str, str] = field(default_factory=lambda: SCENARIO_NAMES)
@@ -174,6 +178,32 @@ QUEUED_WORKER = Need(
     lambda m, _: 'set audit.worker = "thread" or "ray"',
 )
 RAY_WORKER = setting_is("audit.worker", "worker", "ray")
+
+
+def optimizer_is(*names: str) -> Need:
+    """The clients' local optimiser is one of `names` (an unset one is plain SGD)."""
+    return Need(
+        lambda m, _: m.optimizer in names,
+        lambda m, _: f"protocol.optimizer is {_quoted(m.optimizer)}",
+        lambda m, _: "set protocol.optimizer = " + " or ".join(map(_quoted, names)),
+    )
+
+
+STEPS_AFTER_THE_FIRST = Need(
+    lambda m, _: m.local_steps >= 2,
+    lambda m, _: (
+        f"protocol.local_steps is {m.local_steps} (the optimiser's state acts from the second"
+        " step on)"
+    ),
+    lambda m, _: "let the clients take 2 or more local steps (local_steps, local_epochs)",
+)
+
+
+MOMENTUM = Need(
+    lambda m, _: m.momentum > 0,
+    lambda m, _: "protocol.momentum is 0 (torch dampens only a momentum buffer)",
+    lambda m, _: "set protocol.momentum > 0, or remove it",
+)
 
 
 def strategy_takes(option: str) -> Need:
@@ -300,6 +330,9 @@ def of_scenario(scenario: Scenario) -> Modes:
         model=scenario.model.name,
         batch_norm=has_batch_norm(scenario.model.name, scenario.data.dataset),
         partition=scenario.data.partition,
+        optimizer=scenario.protocol.optimizer or "sgd",
+        momentum=scenario.protocol.momentum or 0.0,
+        local_steps=scenario.protocol.local_steps,
         checkpoint=scenario.model.checkpoint is not None,
         strategy=scenario.federation.strategy.name,
     )
