@@ -185,7 +185,6 @@ class GradientAttack:
             read.add("mechanism_known")
         return frozenset(read)
 
-
     def surrogate_for(self, target: AttackTarget) -> str | None:
         """The stand-in this attack runs on `target` where it cannot be itself, named so
         that records do not call it by this attack's name (`attack~surrogate`); None: itself."""
