@@ -76,6 +76,12 @@ class AnalyticFC:
         if self.tolerance <= 0:
             raise AttackError(f"analytic-fc: tolerance must be positive, got {self.tolerance}")
 
+    def reads(self) -> frozenset[str]:
+        """Whether labels are granted, and the time budget (the auditor marks an attack
+        that overran it): no optimisation, so no steps, restarts, prior or mechanism
+        (see `GradientAttack.reads`)."""
+        return frozenset({"labels_known", "seconds"})
+
     def reconstruct(self, target: AttackTarget, budget: Budget | None = None) -> Reconstruction:
         """Reconstruct the batch in pixel space; `budget` is accepted for the common interface.
 

@@ -176,6 +176,19 @@ class GradientAttack:
         """Whether this attack reads the defense's likelihood (rather than a distance)."""
         return "mechanism" in self.needs or self.objective == "likelihood"
 
+    def reads(self) -> frozenset[str]:
+        """What this attack's result depends on: `ThreatModel` flags, `Budget` fields,
+        `feature_statistics` (a feature domain's mean and std: start points and prior) and
+        `bn_statistics` (a prior on the model's batch-norm statistics, where
+        `bn_stats_known`; nothing for a model without batch norm). A setting that none of
+        a run's attacks reads does nothing, and is refused (`fedsim.scenario.acts`)."""
+        read = {"labels_known", "local_hparams_known", "feature_statistics"}
+        read |= {"iterations", "restarts", "seconds"}
+        read |= {_GRANTS[need] for need in self.needs}
+        if self.models_mechanism:
+            read.add("mechanism_known")
+        return frozenset(read)
+
     def surrogate_for(self, target: AttackTarget) -> str | None:
         """The stand-in this attack runs on `target` where it cannot be itself, named so
         that records do not call it by this attack's name (`attack~surrogate`); None: itself."""

@@ -75,6 +75,11 @@ class BayesAttack(GradientAttack):
             start = min(0.1 * noise_scale(target.mechanism) ** 2, 1.0)
         return OptimizerConfig(**{**config.__dict__, "weight_start": start})
 
+    def reads(self) -> frozenset[str]:
+        """Also `bn_statistics`: with `bn_stats_known`, the batch-norm prior."""
+        extra = {"bn_statistics"} if self.bn_weight else set()
+        return super().reads() | extra
+
     def surrogate_for(self, target: AttackTarget) -> str | None:
         # Refused instead (`check`): a mechanism the threat model withholds (a missing
         # capability), or one the defense refuses to state.

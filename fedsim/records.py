@@ -1,7 +1,7 @@
 """The run directory: resolved scenario, per-round and per-attack JSON lines, image grids.
 
-    RUN/scenario.toml       the scenario with every default filled in, plus a [run] table
-                            (seed, package versions, start time)
+    RUN/scenario.toml       the scenario's settings that act, defaults filled in, plus a
+                            [run] table (seed, package versions, start time, what ran)
     RUN/rounds.jsonl        one line per round: test loss and accuracy, clients, train loss
                             (and ε, δ spent under DP-SGD)
     RUN/leakage.jsonl       one line per (round, client, attack): defense, PSNR, SSIM,

@@ -31,11 +31,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from fedsim.records import LEAKAGE_FILE, SCENARIO_FILE
 from fedsim.report import load_run
-from fedsim.scenario.loading import apply_override, parse_override, validate_scenario
+from fedsim.scenario.loading import (
+    apply_override,
+    parse_override,
+    scenario_to_toml,
+    settle_stored,
+)
 
 
 def state_scenario(
@@ -86,13 +89,19 @@ def audit_state(
             "checkpoint": str(checkpoint_of(train_run, state).resolve()),
             "checkpoint_round": state,
         }
+    changed = []
     for text in args.set:
         keys, value = parse_override(text)
         apply_override(raw, keys, value)
-    validate_scenario(raw, registered_attacks=True)  # refuse a bad setting before running
+        changed.append(".".join(keys))
+    # A bad setting, or a --set that would do nothing, is refused before running; what the
+    # training run set and the audit round leaves without effect is dropped, and said so.
+    chosen, dropped = settle_stored(raw, changed)
+    for reason in dropped:
+        print(f"audit_checkpoints: dropped from the training scenario: {reason}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     scenario = out / f"state-{state:04d}.toml"
-    scenario.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    scenario.write_text(scenario_to_toml(chosen, acting=True), encoding="utf-8")
     started = time.perf_counter()
     command = [sys.executable, "-m", "fedsim.cli", "run", str(scenario), "--out", str(run_dir)]
     subprocess.run(command, check=True)

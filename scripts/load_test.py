@@ -85,9 +85,11 @@ def run_one(args: argparse.Namespace) -> tuple[dict, bool]:
         "device='cpu'",
         f"simulation.engine='{args.engine}'",
     ]
-    if args.data_root:
-        overrides.append(f"data.root={json.dumps(str(Path(args.data_root).resolve()))}")
-    scenario = load_scenario(REPO / "scenarios" / "quickstart.toml", overrides)
+    # the data root where the data set is read from files (mnist-sample is packaged)
+    root = (
+        [f"data.root={json.dumps(str(Path(args.data_root).resolve()))}"] if args.data_root else []
+    )
+    scenario = load_scenario(REPO / "scenarios" / "quickstart.toml", overrides, soft=root)
     out = Path(args.out or tempfile.mkdtemp(prefix="fedsim-load-")) / "run"
     recorder = RunRecorder(out)
     per_round: list[dict] = []

@@ -207,7 +207,8 @@ def test_a_dpsgd_run_from_a_checkpoint_records_no_epsilon(
     """ε counts every step a client ever took; a run from a checkpoint does not know them."""
     checkpoint = uninterrupted / "checkpoints" / f"round-{START:04d}.pt"
     scenario = tmp_path / "dp.toml"
-    scenario.write_text(tomli_w.dumps({**SCENARIO, "attacks": []}))
+    # no attacks, so no audit settings (they would do nothing)
+    scenario.write_text(tomli_w.dumps({**SCENARIO, "attacks": [], "audit": {}}))
     out = tmp_path / "run"
     settings = [
         "defenses=['dpsgd:clip=1,sigma=1,delta=1e-5']",

@@ -27,6 +27,10 @@ SMALL = [
 ]
 
 
+NO_ATTACKS = ("attacks=[]", "audit={}")
+"""No attacks, and so none of the audit settings (they would do nothing, and are refused)."""
+
+
 def _run(tmp_path: Path, *overrides: str) -> Path:
     out = tmp_path / "run"
     settings = [*SMALL, *overrides]
@@ -106,7 +110,7 @@ def test_dpsgd_runs_record_epsilon_per_threat_model_each_round(tmp_path: Path) -
 
 
 def test_rounds_without_dpsgd_carry_no_epsilon(tmp_path: Path) -> None:
-    rounds = read_jsonl(_run(tmp_path, "attacks=[]") / ROUNDS_FILE)
+    rounds = read_jsonl(_run(tmp_path, *NO_ATTACKS) / ROUNDS_FILE)
     assert all("epsilon" not in r and "privacy" not in r for r in rounds)
 
 
@@ -133,7 +137,7 @@ def test_the_run_says_how_much_data_it_used(tmp_path: Path) -> None:
 
     from fedsim.records import SCENARIO_FILE
 
-    out = _run(tmp_path, "attacks=[]", "federation.rounds=1")
+    out = _run(tmp_path, *NO_ATTACKS, "federation.rounds=1")
     header = tomllib.loads((out / SCENARIO_FILE).read_text())["run"]
     assert header["data"] == {"train_size": 2000, "test_size": 500}  # the packaged mnist-sample
 
@@ -166,7 +170,7 @@ def test_trained_batch_is_what_the_client_trained_on() -> None:
 
 def test_batch_norm_buffers_keep_their_dtype_across_rounds(tmp_path: Path) -> None:
     """FedAvg averages num_batches_tracked as a float; round 2 must still accept replies."""
-    out = _run(tmp_path, "model.name='convnet64'", "attacks=[]")
+    out = _run(tmp_path, "model.name='convnet64'", *NO_ATTACKS)
     rounds = read_jsonl(out / ROUNDS_FILE)
     assert [r["rejected"] for r in rounds] == [0, 0, 0]
     assert len({r["loss"] for r in rounds}) == 3  # every round moved the model

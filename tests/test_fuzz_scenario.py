@@ -1,5 +1,6 @@
 """Fuzzing the scenario parser: random trees and `--set` overrides never raise anything
-but ConfigError, and a ConfigError is always one line that names a field."""
+but ConfigError, and a ConfigError is always one line that names a field (also where a
+valid tree sets something that would do nothing, `fedsim.scenario.acts`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedsim.errors import ConfigError
+from fedsim.scenario.acts import refuse_ignored
 from fedsim.scenario.loading import apply_override, parse_override, validate_scenario
 
 KEYS = [
@@ -17,7 +19,8 @@ KEYS = [
     "round_timeout", "secure_aggregation", "protocol", "kind", "lr", "batch_size",
     "local_steps", "local_batch_size", "defenses", "attacks", "overrides", "budget",
     "iterations", "restarts", "seconds", "label", "audit", "every", "first", "sample",
-    "threat", "labels", "worker", "grids", "simulation", "engine", "bogus",
+    "threat", "labels", "worker", "grids", "simulation", "engine", "bogus", "pending",
+    "address", "num_cpus", "cpus_per_client", "secagg", "clipping_range",
 ]  # fmt: skip
 NAMES = ["mnist-sample", "cnn", "l2", "bayes", "gaussian:sigma=0.1", "iid", "fedavg", "auto", ""]
 
@@ -49,7 +52,8 @@ BASE = {
 
 def _check(raw: object) -> None:
     try:
-        validate_scenario(raw, registered_attacks=True)  # type: ignore[arg-type]
+        # valid trees also go through the check that every setting given acts
+        refuse_ignored(validate_scenario(raw, registered_attacks=True))  # type: ignore[arg-type]
     except ConfigError as error:
         message = str(error)
         assert message.startswith("scenario: ") and "\n" not in message, message

@@ -9,16 +9,19 @@ whose records must equal the in-process engine's; a ClientApp that kills its wor
 process, which must end `fedsim run` in one line that `--resume` then continues; an
 attack task whose worker dies, which must be recorded `failed` with Ray's reason.
 Also: an address where nothing listens, refused in one line; a runtime that fails at
-start and Ctrl-C while clients train, neither of which may leave the run hanging.
+start and Ctrl-C while clients train, neither of which may leave the run hanging; and
+README's cluster recipe, as written, on the quickstart.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,8 +52,7 @@ SCENARIO = {
     "protocol": {"kind": "fedsgd", "batch_size": 1},
     "attacks": [{"name": "l2"}],
     "audit": {"grids": False, "budget": {"iterations": 2}},
-    # num_cpus as in the quickstart: Ray refuses it when joining a cluster, fedsim must not pass it.
-    "simulation": {"engine": "inprocess", "cpus_per_client": 1, "num_cpus": 2},
+    "simulation": {"engine": "inprocess"},
 }
 
 
@@ -280,3 +282,47 @@ def test_ctrl_c_ends_a_ray_run_whose_clients_are_still_training(
     assert code == 130
     assert process.stderr is not None and "interrupted" in process.stderr.read()
     assert [r["round"] for r in read_jsonl(out / ROUNDS_FILE)] == [0, 1]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_cluster_recipe(address: str) -> dict:
+    """The scenario settings of README's "On a Ray cluster" recipe, for the head at `address`."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("**On a Ray cluster.**") :]
+    block = re.search(r"```toml\n(.*?)```", section, flags=re.DOTALL)
+    assert block is not None, "README's cluster recipe has no TOML block"
+    return tomllib.loads(block.group(1).replace("HEAD_IP:6379", address))
+
+
+@pytest.mark.slow
+def test_readme_cluster_recipe_runs_the_quickstart_on_the_cluster(
+    cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The quickstart with only the recipe's settings changed (and fewer rounds and attack
+    steps, for time) runs its clients and its attacks on the cluster, and says so."""
+    recipe = readme_cluster_recipe(cluster)
+    assert recipe["simulation"]["engine"] == "ray"
+    raw = tomllib.loads((REPO / "scenarios" / "quickstart.toml").read_text())
+    for table, settings in recipe.items():
+        raw.setdefault(table, {}).update(settings)
+    scenario_file = tmp_path / "quickstart-cluster.toml"
+    scenario_file.write_text(tomli_w.dumps(raw))
+    out = tmp_path / "run"
+    shorter = ["federation.rounds=2", "audit.budget.iterations=4", "data.eval_samples=100"]
+    code = cli_main(
+        ["run", str(scenario_file), *[a for s in shorter for a in ("--set", s)], "--out", str(out)]
+    )
+    assert code == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert f"; clients on the Ray cluster at {cluster}, attacks as Ray tasks, device" in first
+    runs = tomllib.loads((out / "scenario.toml").read_text())["run"]["runs"]
+    assert (runs["engine"], runs["ray"], runs["audit_worker"]) == ("ray", cluster, "ray")
+    rounds = read_jsonl(out / ROUNDS_FILE)
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert all(len(r["ray_nodes"]) == len(r["clients"]) == 16 for r in rounds[1:])
+    assert len({node for r in rounds[1:] for node in r["ray_nodes"]}) == 2, "both nodes"
+    leakage = read_jsonl(out / LEAKAGE_FILE)
+    assert len(leakage) == 2 * 3  # log-spaced rounds 1 and 2, three sampled clients
+    assert not [r for r in leakage if r.get("message", "").startswith("lost on Ray")]

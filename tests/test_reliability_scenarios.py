@@ -51,7 +51,7 @@ MALFORMED = [
             "federation": {"clients": 4, "secure_aggregation": True},
             "audit": {"clients": {"sample": 2}},
         },
-        "audit",
+        "audit.clients.sample",
         "secure aggregation",
     ),
     (
@@ -71,7 +71,11 @@ MALFORMED = [
         "audit.clients.sample",
         "2",
     ),
-    ({"protocol": {"kind": "fedsgd", "local_batch_size": 2}}, "protocol.local_steps", "fedavg"),
+    (
+        {"protocol": {"kind": "fedsgd", "local_batch_size": 2}},
+        "protocol.local_batch_size",
+        "fedavg",
+    ),
     # paths and names that end up in paths
     ({"name": "../../etc"}, "name", "letters"),
     ({"name": "a/b"}, "name", "letters"),

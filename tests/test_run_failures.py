@@ -254,7 +254,9 @@ def test_strategy_options_are_checked(strategy: dict, field: str) -> None:
 
 
 def test_secure_aggregation_refuses_another_strategy() -> None:
-    with pytest.raises(ConfigError, match="federation.strategy: secure aggregation"):
+    with pytest.raises(
+        ConfigError, match="federation.strategy.name: federation.secure_aggregation runs"
+    ):
         validate_scenario(
             {"federation": {"secure_aggregation": True, "strategy": {"name": "fedyogi"}}}
         )

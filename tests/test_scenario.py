@@ -44,7 +44,7 @@ MALFORMED = [
     ({"audit": {"rounds": {"rounds": [0, 2]}}}, "audit.rounds.rounds.0"),
     ({"audit": {"rounds": {"log": 0}}}, "audit.rounds.log"),
     ({"audit": {"rounds": {"log": 3, "every": 2}}}, "audit.rounds"),
-    ({"protocol": {"kind": "fedsgd", "local_epochs": 2}}, "protocol.local_steps"),
+    ({"protocol": {"kind": "fedsgd", "local_epochs": 2}}, "protocol.local_epochs"),
     (
         {"protocol": {"kind": "fedavg", "local_epochs": 2, "local_steps": 3}},
         "protocol.local_steps",
@@ -56,7 +56,7 @@ MALFORMED = [
     ({"protocol": {"kind": "fedavg", "betas": [0.9, 0.99]}}, "protocol.betas"),
     ({"protocol": {"kind": "fedavg", "optimizer": "adam", "momentum": 0.9}}, "protocol.momentum"),
     ({"protocol": {"kind": "fedavg", "momentum": -0.5}}, "protocol.momentum"),
-    ({"protocol": {"kind": "fedavg", "nesterov": True}}, "protocol.optimizer"),
+    ({"protocol": {"kind": "fedavg", "nesterov": True}}, "protocol.nesterov"),
     (
         {"protocol": {"kind": "fedavg", "optimizer": "adam", "betas": [0.9, 1.0]}},
         "protocol.betas.1",

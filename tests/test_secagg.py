@@ -20,6 +20,7 @@ from fedsim.flower.secagg import quantisation_step
 from fedsim.flower.server_app import run_federation
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, RunRecorder, read_jsonl
 from fedsim.scenario import Scenario
+from fedsim.scenario.acts import refuse_ignored
 from fedsim.scenario.loading import validate_scenario
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,8 +193,11 @@ def test_secagg_refuses_an_audited_client_sample() -> None:
 
 
 def test_secagg_settings_are_checked_only_when_it_is_on() -> None:
-    scenario(secure=False, federation={"secagg": {"num_shares": 9}})
+    off = scenario(secure=False, federation={"secagg": {"num_shares": 9}})
     scenario(federation={"clients": 2})  # the smallest secure federation
+    # valid, but they would do nothing: a scenario file giving them is refused
+    with pytest.raises(ConfigError, match="federation.secagg.num_shares configures SecAgg"):
+        refuse_ignored(off)
 
 
 @pytest.mark.slow

@@ -52,6 +52,7 @@ from flwr.serverapp.strategy import Strategy
 from attacks.domain import ImageDomain
 from defenses.reconstruction import ReconstructionBound
 from fedsim.auditor.aggregate import aggregate_case
+from fedsim.auditor.arguments import refuse_ignored_arguments
 from fedsim.auditor.bound_check import check_round
 from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
 from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
@@ -166,7 +167,9 @@ class LeakageAuditor(PassThroughStrategy):
         clients train), `attacks`, `defense` (a fedsim defense spec, or the clients'
         Flower `LocalDpMod`), `audit`, ... Flower's DP wrappers around `inner` are
         recognised by themselves (`fedsim.auditor.flower_dp`); `delta` is the δ of their ε
-        where they carry no accountant. Before it returns, the model
+        where they carry no accountant. An argument given where it would do nothing
+        (`local_steps` under FedSGD, `audit.pending` with the inline worker, …) is refused
+        (`fedsim.auditor.arguments`). Before it returns, the model
         and every attack are tried once on a random batch of that shape and domain
         (`fedsim.auditor.preflight`), so a mistake raises ConfigError before any round.
         Records and reconstructions (PNG and tensors) go to `out_dir`; call `close()`
@@ -180,6 +183,7 @@ class LeakageAuditor(PassThroughStrategy):
         if isinstance(privacy, LocalDp):
             kappa = deployment_kappa(audit_setup.audit.threat.kappa)
             privacy = dataclasses.replace(privacy, kappa=kappa)
+        refuse_ignored_arguments(setup, audit_setup, out_dir=out_dir, delta=delta, privacy=privacy)
         if privacy is not None:
             audit_setup = dataclasses.replace(
                 audit_setup,

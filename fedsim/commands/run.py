@@ -34,14 +34,16 @@ from fedsim.commands import add_scenario_options
 from fedsim.errors import ConfigError, FedsimError
 from fedsim.flower.progress import RunProgress
 from fedsim.flower.runtime_guard import RuntimeCrashed
+from fedsim.flower.what_runs import runs_line, what_runs
 from fedsim.records import SCENARIO_FILE, RunRecorder, run_header
 from fedsim.scenario.config import Scenario
 from fedsim.scenario.loading import (
     apply_override,
+    apply_soft,
     load_scenario,
     parse_override,
     scenario_to_toml,
-    validate_scenario,
+    settle_stored,
 )
 
 if TYPE_CHECKING:
@@ -80,8 +82,15 @@ RESUMABLE_SETTINGS = ("simulation.", "data.root", "data.download")
 """Overrides `--resume` accepts: they change where and how fast a run goes, not its numbers."""
 
 
-def _resumed_scenario(run_dir: Path, overrides: list[str]) -> tuple[Scenario, dict]:
-    """The scenario stored in a run directory, with result-neutral overrides; and its [run]."""
+def _resumed_scenario(
+    run_dir: Path, overrides: list[str], soft: list[str] = ()
+) -> tuple[Scenario, dict, list[str]]:
+    """The scenario stored in a run directory, with result-neutral overrides; its [run];
+    and why each stored setting the overrides leave without effect is dropped.
+
+    An override that would do nothing is refused; a stored setting that does nothing
+    after the overrides (`simulation.address` of a run resumed with `simulation.engine =
+    "inprocess"`) is dropped, and said so."""
     import tomllib
 
     path = run_dir / SCENARIO_FILE
@@ -92,6 +101,7 @@ def _resumed_scenario(run_dir: Path, overrides: list[str]) -> tuple[Scenario, di
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"--resume: cannot read {path} ({error})") from None
     header = raw.pop("run", {})
+    changed = []
     for text in overrides:
         keys, value = parse_override(text)
         dotted = ".".join(keys)
@@ -101,32 +111,45 @@ def _resumed_scenario(run_dir: Path, overrides: list[str]) -> tuple[Scenario, di
                 f" {', '.join(p.rstrip('.') for p in RESUMABLE_SETTINGS)} may change"
             )
         apply_override(raw, keys, value)
-    return validate_scenario(raw, registered_attacks=True), header if isinstance(
-        header, dict
-    ) else {}
+        changed.append(dotted)
+    scenario, dropped = settle_stored(raw, changed)
+    scenario = apply_soft(raw, scenario, soft)
+    return scenario, header if isinstance(header, dict) else {}, dropped
+
+
+def data_options(args: argparse.Namespace) -> list[str]:
+    """`--data-root` and `--download` as overrides, for data sets read from files only."""
+    options = []
+    if getattr(args, "data_root", None):
+        options.append(f"data.root={json.dumps(str(Path(args.data_root).resolve()))}")
+    if getattr(args, "download", False):
+        options.append("data.download=true")
+    return options
 
 
 def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
-    if getattr(args, "data_root", None):
-        overrides.append(f"data.root={json.dumps(str(Path(args.data_root).resolve()))}")
-    if getattr(args, "download", False):
-        overrides.append("data.download=true")
     resume = getattr(args, "resume", None)
     debug = bool(getattr(args, "debug", False))
     if (args.scenario is None) == (resume is None):
         raise ConfigError("give a SCENARIO file, or --resume RUN (not both)")
     if resume is not None:
-        return _resume(Path(resume), overrides, debug)
-    scenario = _absolute_checkpoint(load_scenario(args.scenario, overrides))
+        return _resume(Path(resume), overrides, debug, data_options(args))
+    scenario = _absolute_checkpoint(load_scenario(args.scenario, overrides, data_options(args)))
     started = dt.datetime.now(dt.UTC)
     federation = _check_before_start(scenario)
     run_dir = run_directory(scenario, args.out, started.astimezone())
     recorder = RunRecorder(run_dir)
     header = run_header(scenario.seed, started)
+    header["runs"] = what_runs(scenario)
     # A data set may be a subset (a partial download): say which sizes the run used.
     header["data"] = {"train_size": len(federation.train), "test_size": len(federation.test)}
     console = Console()
+    console.print(
+        f"fedsim run: {scenario.name} → {run_dir}; {runs_line(header['runs'])}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if scenario.model.checkpoint is not None:
         header["checkpoint_sha256"] = file_sha256(Path(scenario.model.checkpoint))
         if federation.privacy_spent(1) is not None:
@@ -135,7 +158,7 @@ def main(args: argparse.Namespace) -> int:
                 " training before it spent is not known to this run",
                 highlight=False,
             )
-    recorder.write_scenario(scenario_to_toml(scenario, header))
+    recorder.write_scenario(scenario_to_toml(scenario, header, acting=True))
 
     return _simulate(scenario, recorder, run_dir, resume_after=-1, console=console, debug=debug)
 
@@ -180,24 +203,35 @@ def _check_before_start(scenario: Scenario) -> Federation:
     return federation
 
 
-def _resume(run_dir: Path, overrides: list[str], debug: bool = False) -> int:
+def _resume(run_dir: Path, overrides: list[str], debug: bool = False, soft: list[str] = ()) -> int:
     from fedsim.flower.server_app import audited_round_of
 
-    scenario, header = _resumed_scenario(run_dir, overrides)
+    scenario, header, dropped = _resumed_scenario(run_dir, overrides, soft)
     _check_before_start(scenario)
     recorder = RunRecorder(run_dir, resume=True)
     done = recorder.checkpoints.complete_through(audited_round_of(scenario))
     console = Console()
+    for reason in dropped:
+        console.print(
+            f"fedsim run: dropped from the stored scenario: {reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if done >= scenario.federation.rounds:
         console.print(f"fedsim run: {run_dir} is complete; nothing to resume", highlight=False)
         return 0
     recorder.keep_through(done)
     recorder.checkpoints.keep_through(done)
     resumed = [*header.get("resumed", []), dt.datetime.now(dt.UTC).isoformat(timespec="seconds")]
-    recorder.write_scenario(scenario_to_toml(scenario, {**header, "resumed": resumed}))
+    runs = what_runs(scenario)
+    recorder.write_scenario(
+        scenario_to_toml(scenario, {**header, "resumed": resumed, "runs": runs}, acting=True)
+    )
     console.print(
-        f"fedsim run: resuming {scenario.name} in {run_dir} after round {max(done, 0)}",
+        f"fedsim run: resuming {scenario.name} in {run_dir} after round {max(done, 0)};"
+        f" {runs_line(runs)}",
         highlight=False,
+        soft_wrap=True,
     )
     return _simulate(scenario, recorder, run_dir, resume_after=done, console=console, debug=debug)
 
@@ -214,8 +248,6 @@ def _simulate(
     from fedsim.flower.simulation import simulate
 
     console = console or Console()
-    if resume_after < 0:
-        console.print(f"fedsim run: {scenario.name} → {run_dir}", highlight=False)
     resume = f"continue with `fedsim run --resume {run_dir}`"
     try:
         with RunProgress(scenario, console, resume_after) as progress:

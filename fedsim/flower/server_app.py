@@ -41,6 +41,7 @@ from fedsim.flower.strategies import (
     restore_strategy_state,
     strategy_state,
 )
+from fedsim.flower.what_runs import what_runs
 from fedsim.records import RunRecorder, run_header
 from fedsim.scenario.build import Federation, build_federation
 from fedsim.scenario.config import AttackConfig, Scenario
@@ -267,7 +268,9 @@ def main(grid: Grid, context: Context) -> None:
         Path(scenario.output) / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     recorder = RunRecorder(out)
-    recorder.write_scenario(scenario_to_toml(scenario, run_header(scenario.seed)))
+    # Flower's runtime runs the clients: the scenario's [simulation] is not used here.
+    header = {**run_header(scenario.seed), "runs": what_runs(scenario, launcher="flwr run")}
+    recorder.write_scenario(scenario_to_toml(scenario, header, acting=True))
     log(INFO, "fedsim: scenario %s, records in %s", path, Path(out).resolve())
     # The clients are `fedsim.flower.client_app.app` (pyproject.toml): noise from OS entropy.
     run_federation(grid, scenario, recorder, noise_from_seed=False)

@@ -55,9 +55,9 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _alpha_for_dirichlet(self) -> DataConfig:
         if self.partition == "dirichlet" and self.alpha is None:
-            raise ValueError("alpha: the dirichlet partition needs alpha > 0")
+            raise ValueError("alpha: data.partition = 'dirichlet' needs alpha > 0")
         if self.partition == "iid" and self.alpha is not None:
-            raise ValueError("alpha: only the dirichlet partition takes alpha")
+            raise ValueError("alpha: only data.partition = 'dirichlet' takes alpha")
         return self
 
 
@@ -306,15 +306,15 @@ class FederationConfig(_Strict):
             raise ValueError(f"clients_per_round: a fraction must lie in (0, 1], got {value}")
         if self.secure_aggregation and self.per_round() < 2:
             raise ValueError(
-                "secure_aggregation: needs at least 2 clients per round"
-                " (the sum of one update is that update)"
+                "secure_aggregation: needs at least 2 clients per round (federation.clients"
+                " × federation.clients_per_round; the sum of one update is that update)"
             )
         if self.secure_aggregation:
             self.secagg.check_fits(self.per_round())
         if self.secure_aggregation and self.strategy.name != "fedavg":
             raise ValueError(
-                f"strategy: secure aggregation runs Flower's SecAgg+ with FedAvg only,"
-                f" not {self.strategy.name}"
+                f"strategy.name: federation.secure_aggregation runs Flower's SecAgg+ with"
+                f" FedAvg only, not {self.strategy.name}"
             )
         return self
 
@@ -391,21 +391,27 @@ class ProtocolConfig(_Strict):
         given = raw.get("local_steps", 1)
         if given not in (1, steps):
             raise ValueError(
-                f"local_steps: {given} contradicts local_epochs = {epochs}"
+                f"local_steps: {given} contradicts protocol.local_epochs = {epochs}"
                 f" ({epochs} × ⌈{batch} / {chunk}⌉ = {steps} steps); give one of them"
             )
         return {**raw, "local_steps": steps}
 
     @model_validator(mode="after")
     def _fedavg_only(self) -> ProtocolConfig:
-        if self.kind == "fedsgd" and (
-            self.local_steps != 1
-            or self.local_batch_size is not None
-            or self.local_epochs is not None
-        ):
-            raise ValueError(
-                "local_steps: fedsgd takes one step on the whole batch; use kind = 'fedavg'"
-            )
+        if self.kind == "fedsgd":
+            given = [
+                name
+                for name, value in (
+                    ("local_epochs", self.local_epochs),
+                    ("local_batch_size", self.local_batch_size),
+                    ("local_steps", None if self.local_steps == 1 else self.local_steps),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"{given[0]}: fedsgd takes one step on the whole batch; use kind = 'fedavg'"
+                )
         if self.local_batch_size is not None and self.local_batch_size > self.batch_size:
             raise ValueError(
                 f"local_batch_size: {self.local_batch_size} exceeds batch_size ({self.batch_size})"
@@ -425,9 +431,11 @@ class ProtocolConfig(_Strict):
         for key in given:
             if name not in _OPTIMIZER_FIELDS[key]:
                 raise ValueError(
-                    f"{key}: applies to optimizer {' or '.join(map(repr, _OPTIMIZER_FIELDS[key]))}"
-                    f", not {name!r}"
+                    f"{key}: applies to protocol.optimizer"
+                    f" {' or '.join(map(repr, _OPTIMIZER_FIELDS[key]))}, not {name!r}"
                 )
+        if given.get("nesterov") and (given.get("momentum", 0) <= 0 or given.get("dampening")):
+            raise ValueError("nesterov: needs protocol.momentum > 0 and protocol.dampening 0")
         try:
             return LocalOptimizer(name, **given)
         except AttackError as error:
@@ -534,7 +542,7 @@ class AuditConfig(_Strict):
             if getattr(self, option) is not None and self.worker != "ray":
                 raise ValueError(
                     f"{option}: per-task resources apply to worker = 'ray' only"
-                    f" (worker is {self.worker!r})"
+                    f" (worker is {self.worker!r}); set worker = 'ray'"
                 )
         return self
 
@@ -605,7 +613,7 @@ class Scenario(_Strict):
             )
         if self.federation.secure_aggregation and self.audit.clients.sample is not None:
             raise ValueError(
-                "audit: clients.sample selects individual updates, which secure aggregation"
+                "audit.clients.sample: selects individual updates, which secure aggregation"
                 " hides; remove it or set federation.secure_aggregation = false"
             )
         labels = [a.display_name for a in self.attacks]

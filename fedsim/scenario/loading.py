@@ -17,6 +17,15 @@ import tomli_w
 from pydantic import ValidationError
 
 from fedsim.errors import ConfigError
+from fedsim.scenario.acts import (
+    acts_in,
+    given_fields,
+    ignored_settings,
+    inert_fields,
+    one_line,
+    refuse_ignored,
+    remove_fields,
+)
 from fedsim.scenario.config import Scenario
 from fedsim.scenario.names import ATTACK_CHECK
 
@@ -153,18 +162,84 @@ def read_with_overrides(path: str | Path, overrides: Iterable[str] = ()) -> dict
     return raw
 
 
-def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
-    """Read, override (`key=value` strings, applied in order) and validate a scenario."""
-    return validate_scenario(read_with_overrides(path, overrides), registered_attacks=True)
+def load_scenario(
+    path: str | Path, overrides: Iterable[str] = (), soft: Iterable[str] = ()
+) -> Scenario:
+    """Read, override (`key=value` strings, applied in order) and validate a scenario; a
+    setting given where it would do nothing is refused (`fedsim.scenario.acts`).
+
+    `soft` overrides (the command line's `--data-root`, `--download`, which every command
+    takes) are applied only where they act: a data set packaged with fedsim reads no files.
+    """
+    raw = read_with_overrides(path, overrides)
+    scenario = refuse_ignored(validate_scenario(raw, registered_attacks=True))
+    return apply_soft(raw, scenario, soft)
 
 
-def scenario_to_toml(scenario: Scenario, header: Mapping[str, Any] | None = None) -> str:
-    """The resolved scenario (every default filled in) as TOML; `header` goes first as `[run]`."""
+def apply_soft(raw: dict[str, Any], scenario: Scenario, soft: Iterable[str]) -> Scenario:
+    """`scenario` (validated from `raw`) with the `soft` overrides that act in it applied."""
+    applied = False
+    for text in soft:
+        keys, value = parse_override(text)
+        if acts_in(scenario, ".".join(keys)):
+            apply_override(raw, keys, value)
+            applied = True
+    return validate_scenario(raw, registered_attacks=True) if applied else scenario
+
+
+def scenario_to_toml(
+    scenario: Scenario, header: Mapping[str, Any] | None = None, *, acting: bool = False
+) -> str:
+    """The resolved scenario (every default filled in) as TOML; `header` goes first as `[run]`.
+
+    `acting`: only the settings that act in the scenario's modes (a run directory's
+    `scenario.toml`: it says what ran, and runs again as a scenario file)."""
     tree: dict[str, Any] = {}
     if header:
         tree["run"] = dict(header)
-    tree.update(scenario.model_dump(mode="json", exclude_none=True))
+    dumped = scenario.model_dump(mode="json", exclude_none=True)
+    if acting:
+        remove_fields(dumped, inert_fields(scenario))
+        dumped = _without_empty_tables(dumped)
+    tree.update(dumped)
     return tomli_w.dumps(tree)
+
+
+def _without_empty_tables(tree: dict[str, Any]) -> dict[str, Any]:
+    """`tree` without the tables that removing fields left empty."""
+    kept = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            value = _without_empty_tables(value)
+            if not value:
+                continue
+        kept[key] = value
+    return kept
+
+
+def settle_stored(raw: dict[str, Any], changed: Iterable[str] = ()) -> tuple[Scenario, list[str]]:
+    """A stored scenario tree (a run's `scenario.toml`, every field given), with the
+    dotted settings `changed` by the user: a setting in or under `changed` that does
+    nothing is refused; a stored one that does nothing (the changes left it without
+    effect) and differs from its default is removed from `raw`. The scenario, and why
+    each removed setting did nothing."""
+    scenario = validate_scenario(raw, registered_attacks=True)
+    changed = list(changed)
+    differs = set(given_fields(scenario, explicit=False))
+    given = [p for p in given_fields(scenario) if p in differs or _under_any(p, changed)]
+    ignored = ignored_settings(scenario, given)
+    refused = [(p, why) for p, why in ignored if _under_any(p, changed)]
+    if refused:
+        raise ConfigError(f"scenario: {one_line(refused)}")
+    if ignored:
+        remove_fields(raw, [p for p, _ in ignored])
+        scenario = validate_scenario(raw, registered_attacks=True)
+    return scenario, [why for _, why in ignored]
+
+
+def _under_any(path: str, settings: list[str]) -> bool:
+    """Whether `path` is one of `settings` or lies inside one of those tables."""
+    return any(path == s or path.startswith(f"{s}.") for s in settings)
 
 
 def scenario_from_resolved(text: str) -> Scenario:

@@ -14,6 +14,7 @@ them under names it makes itself: the run directory is `<output>/<name>-<time>`,
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 
@@ -136,3 +137,21 @@ def directory(value: str) -> str:
     if "\x00" in value:
         raise ValueError("a path may not contain NUL characters")
     return value
+
+
+@functools.cache
+def has_batch_norm(model: str, dataset: str) -> bool:
+    """Whether model `model`, built for `dataset`, has batch-norm layers (built on the
+    meta device: no weights are allocated); False where the two do not fit."""
+    import torch
+
+    from fedsim.data.registry import DATASETS
+    from fedsim.errors import ConfigError
+    from fedsim.models.registry import build_model
+
+    try:
+        with torch.device("meta"):
+            built = build_model(model, DATASETS[dataset].info)
+    except (ConfigError, KeyError):
+        return False
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in built.modules())
