@@ -27,18 +27,27 @@ def _is_attack_matrix(raw: dict) -> bool:
 
 
 def _federation_overrides(raw: dict) -> list[str]:
+    """The tiny budget, set only where it acts (a setting that would do nothing is
+    refused): audit settings where there are attacks, and an attack's own iterations where
+    it sets them, else the audit's."""
     overrides = [
         "federation.rounds=2",
         "federation.clients_per_round=2",
-        "audit.rounds={ first = 1 }",
-        "audit.clients={ sample = 1 }",
-        "audit.budget.iterations=2",
-        "audit.worker='inline'",
         "data.eval_samples=50",
         "simulation.engine='inprocess'",
     ]
-    for index, _ in enumerate(raw.get("attacks", [])):
-        overrides.append(f"attacks.{index}.budget={{ iterations = 2 }}")
+    attacks = raw.get("attacks", [])
+    if not attacks:
+        return overrides
+    overrides += [
+        "audit.rounds={ first = 1 }",
+        "audit.clients={ sample = 1 }",
+        "audit.worker='inline'",
+    ]
+    own = [i for i, a in enumerate(attacks) if "iterations" in a.get("budget", {})]
+    overrides += [f"attacks.{index}.budget={{ iterations = 2 }}" for index in own]
+    if len(own) < len(attacks):
+        overrides.append("audit.budget.iterations=2")
     return overrides
 
 
