@@ -1,8 +1,9 @@
 """Write the golden records that `tests/test_golden_records.py` compares every change against.
 
 A refactor must not change what a run records. These tiny runs — the quickstart in
-process and on Ray, and the tabular scenario — are recorded once, and the test reruns
-them and compares every field but wall-clock time. Rewrite them only for a change that
+process and on Ray, and the tabular scenario — are recorded once, on one torch thread
+(float sums in one order whatever the machine), and the test reruns them and compares
+every field but wall-clock time. Rewrite them only for a change that
 is meant to change the records, and say which in the commit:
 
     python scripts/golden_records.py            # rewrites tests/golden/*.jsonl
@@ -34,6 +35,8 @@ VOLATILE = frozenset({"seconds", "seconds_shared_by", "started", "ray_nodes"})
 def record_run(name: str, out: Path) -> list[dict]:
     """Run `name` into `out` (a fresh directory) and return its records without volatile
     fields: rounds.jsonl's lines, then leakage.jsonl's, each tagged with its file."""
+    import torch
+
     from fedsim.cli import main
     from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, read_jsonl
 
@@ -41,7 +44,13 @@ def record_run(name: str, out: Path) -> list[dict]:
     args = ["run", str(REPO / scenario), "--out", str(out)]
     for override in overrides:
         args += ["--set", override]
-    if main(args) != 0:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # float sums in one order, whatever the machine's cores
+    try:
+        code = main(args)
+    finally:
+        torch.set_num_threads(threads)
+    if code != 0:
         raise SystemExit(f"golden run {name} failed")
     lines = []
     for file in (ROUNDS_FILE, LEAKAGE_FILE):
