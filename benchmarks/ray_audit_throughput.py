@@ -1,6 +1,6 @@
 """Attack throughput of the Ray audit worker (`audit.worker = "ray"`) with 1 and 2 worker nodes.
 
-Each cluster is a loopback cluster on this machine (`fedsim.flower.loopback_cluster`):
+Each cluster is a loopback cluster on this machine (`fedsim.flower.runtimes.loopback_cluster`):
 a head that holds no CPU, so no attack runs there, and 1 or 2 worker nodes of 1 CPU.
 The work is the quickstart's audit (MNIST sample, CNN, Gaussian noise σ = 0.01, the
 Bayes and L2 attacks): `--rounds` rounds of `--clients` real client updates, made on
@@ -36,7 +36,7 @@ def make_jobs(scenario, rounds: int):  # noqa: ANN001, ANN201 - script
     the ground truth the auditor derives on the head."""
     from fedsim.auditor.engine import ClientCase, RoundJob
     from fedsim.auditor.setup import AuditSetup
-    from fedsim.flower.local_update import local_update
+    from fedsim.flower.apps.local_update import local_update
     from fedsim.scenario.build import build_federation
 
     federation = build_federation(scenario)
@@ -59,8 +59,8 @@ def measure(setup, jobs, workers: int) -> dict:  # noqa: ANN001 - script
     """Throughput on a cluster of `workers` 1-CPU worker nodes and a CPU-less head."""
     from fedsim.auditor.engine import AuditEngine
     from fedsim.auditor.ray_tasks import RayAttacks
-    from fedsim.flower.loopback_cluster import LoopbackCluster
-    from fedsim.flower.ray_cluster import start_ray, stop_ray
+    from fedsim.flower.runtimes.loopback_cluster import LoopbackCluster
+    from fedsim.flower.runtimes.ray_cluster import start_ray, stop_ray
     from fedsim.scenario.config import SimulationConfig
 
     with LoopbackCluster(nodes=workers + 1, cpus=1, head_cpus=0) as address:

@@ -3,7 +3,7 @@ the checked reading of a state dict a run starts from (`model.checkpoint`).
 
     RUN/checkpoints/round-NNNN.pt     the global model (state dict of tensors) after round N
     RUN/checkpoints/strategy-NNNN.pt  the server strategy's state after round N, where it
-                                      keeps one (FedAdam's moments; `fedsim.flower.strategies`)
+                                      keeps one (FedAdam's moments; `fedsim.strategies.aggregators`)
     RUN/checkpoints/progress.jsonl    {"event": "trained" | "audited", "round": N} lines
 
 A round is *trained* once its checkpoint, its rounds.jsonl line and the leakage lines

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fedsim.flower.deployment import DeploymentError, run_on_loopback
+from fedsim.flower.runtimes.deployment import DeploymentError, run_on_loopback
 from fedsim.records import LEAKAGE_FILE, read_jsonl
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -125,7 +125,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    from fedsim.flower.local_grid import LocalGrid  # the test harness, not part of the app
+    # the test harness, not part of the app
+    from fedsim.flower.runtimes.local_grid import LocalGrid
 
     torch.manual_seed(0)
     grid = LocalGrid(client, num_nodes=2, seed=0)

@@ -19,10 +19,10 @@ from flwr.serverapp.strategy import FedAvg
 
 from attacks.target import AttackTarget, Budget, Reconstruction
 from fedsim.auditor import LeakageAuditor
-from fedsim.flower.client_app import simulation_app as client_app
-from fedsim.flower.local_grid import LocalGrid
-from fedsim.flower.protocol import SCENARIO_KEY
-from fedsim.flower.server_app import run_federation
+from fedsim.flower.apps.client_app import simulation_app as client_app
+from fedsim.flower.apps.server_app import run_federation
+from fedsim.flower.runtimes.local_grid import LocalGrid
+from fedsim.message_keys import SCENARIO_KEY
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, RunRecorder, read_jsonl
 from fedsim.scenario import Scenario, scenario_to_toml
 from fedsim.scenario.build import build_federation

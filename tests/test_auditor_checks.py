@@ -15,7 +15,7 @@ from torch import nn
 
 from fedsim.auditor import LeakageAuditor
 from fedsim.errors import ConfigError
-from fedsim.flower.local_grid import LocalGrid
+from fedsim.flower.runtimes.local_grid import LocalGrid
 from fedsim.records import LEAKAGE_FILE, read_jsonl
 
 FEATURES, ROWS, NODES = 5, 2, 2

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fedsim.auditor import LeakageAuditor
 from fedsim.errors import ConfigError
-from fedsim.flower.local_grid import LocalGrid
+from fedsim.flower.runtimes.local_grid import LocalGrid
 from fedsim.records import LEAKAGE_FILE, read_jsonl
 
 ROWS, CHUNK, EPOCHS = 8, 4, 2

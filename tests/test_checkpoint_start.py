@@ -151,9 +151,9 @@ def test_checkpoint_settings_are_checked_when_loaded(tmp_path: Path) -> None:
 
 
 def test_a_run_from_a_checkpoint_resumes_like_any_run(uninterrupted: Path, tmp_path: Path) -> None:
-    from fedsim.flower.client_app import simulation_app as client_app
-    from fedsim.flower.local_grid import LocalGrid
-    from fedsim.flower.server_app import run_federation
+    from fedsim.flower.apps.client_app import simulation_app as client_app
+    from fedsim.flower.apps.server_app import run_federation
+    from fedsim.flower.runtimes.local_grid import LocalGrid
     from fedsim.records import RunRecorder, run_header
     from fedsim.scenario import scenario_to_toml
 
@@ -182,7 +182,7 @@ def test_progress_of_a_run_from_a_checkpoint_starts_at_its_round(tmp_path: Path)
     """The live lines begin with the state the run starts from, and count its images."""
     from rich.console import Console
 
-    from fedsim.flower.progress import RunProgress, expected_attack_runs, round_line
+    from fedsim.flower.bookkeeping.progress import RunProgress, expected_attack_runs, round_line
 
     path = tmp_path / "s.toml"
     path.write_text(tomli_w.dumps(SCENARIO))

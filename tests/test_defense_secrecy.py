@@ -188,7 +188,7 @@ def _forbidden(objects: Iterator[object]) -> list[str]:
 def test_no_attack_target_or_attack_of_the_auditor_leads_to_a_defense_generator() -> None:
     from fedsim.auditor.engine import AuditEngine, ClientCase
     from fedsim.auditor.setup import AuditSetup
-    from fedsim.flower.local_update import local_update
+    from fedsim.flower.apps.local_update import local_update
     from fedsim.scenario.build import build_federation
     from fedsim.scenario.loading import load_scenario
 
@@ -235,7 +235,7 @@ def test_only_the_client_and_ground_truth_scoring_call_the_defense_generator() -
         for path in (REPO / package).rglob("*.py")
         if "defense_generator" in path.read_text(encoding="utf-8")
     )
-    assert callers == ["fedsim/flower/local_update.py", "fedsim/scenario/build.py"]
+    assert callers == ["fedsim/flower/apps/local_update.py", "fedsim/scenario/build.py"]
 
 
 # ------------------------------------------- fedsim's own ClientApp, on the deployment path
@@ -245,8 +245,8 @@ def _train_reply(client_app, scenario, state: dict[str, torch.Tensor]) -> dict: 
     """What `client_app` sends back for partition 0 in round 1, as the server sends it."""
     from flwr.app import ArrayRecord
 
-    from fedsim.flower.local_grid import LocalGrid
-    from fedsim.flower.protocol import SCENARIO_KEY
+    from fedsim.flower.runtimes.local_grid import LocalGrid
+    from fedsim.message_keys import SCENARIO_KEY
     from fedsim.scenario.loading import scenario_to_toml
 
     grid = LocalGrid(client_app, num_nodes=2, seed=0)
@@ -265,7 +265,7 @@ def _server_replays(
     client's from the scenario seed (what fedsim's ClientApp once drew), then with each
     guessed seed for the defense's generator."""
     from defenses.client import client_update
-    from fedsim.flower.local_update import local_update
+    from fedsim.flower.apps.local_update import local_update
 
     names = [n for n, _ in federation.build_model().named_parameters()]
     model = federation.build_model()
@@ -294,7 +294,7 @@ def test_a_curious_server_cannot_replay_the_noise_of_fedsims_deployable_client_a
     spec: str, twin: str
 ) -> None:
     """`app` (what `flwr run` loads) draws from OS entropy; `simulation_app` from the seed."""
-    from fedsim.flower.client_app import app, simulation_app
+    from fedsim.flower.apps.client_app import app, simulation_app
     from fedsim.scenario.build import build_federation
     from fedsim.scenario.loading import load_scenario
 

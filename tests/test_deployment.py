@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fedsim.flower.deployment import run_on_loopback
+from fedsim.flower.runtimes.deployment import run_on_loopback
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, SCENARIO_FILE, read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import torch
 
 from defenses.client import client_update
 from fedsim.cli import main as cli_main
-from fedsim.flower.local_update import local_update, recover_update
+from fedsim.flower.apps.local_update import local_update, recover_update
 from fedsim.records import LEAKAGE_FILE, RECONSTRUCTIONS_DIR, ROUNDS_FILE, SCENARIO_FILE, read_jsonl
 from fedsim.scenario.build import build_federation
 from fedsim.scenario.loading import validate_scenario

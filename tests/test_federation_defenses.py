@@ -180,8 +180,8 @@ def test_aggregate_goes_back_to_the_dtypes_sent() -> None:
     import torch
     from flwr.app import ArrayRecord
 
-    from fedsim.flower.reply_check import array_specs
-    from fedsim.flower.reply_filter import as_sent
+    from fedsim.strategies.reply_check import array_specs
+    from fedsim.strategies.reply_filter import as_sent
 
     sent = {"w": torch.ones(2), "n": torch.tensor(3, dtype=torch.int64)}
     averaged = ArrayRecord(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from flwr.cli.build import build_fab_from_disk
 
-from fedsim.flower.server_app import resolve_scenario_path, split_overrides
+from fedsim.flower.apps.server_app import resolve_scenario_path, split_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,8 +24,8 @@ def test_fab_carries_the_app_config_and_scenarios_only() -> None:
     config = tomllib.loads(fab.read("pyproject.toml").decode())
     app = config["tool"]["flwr"]["app"]
     assert app["components"] == {
-        "serverapp": "fedsim.flower.server_app:app",
-        "clientapp": "fedsim.flower.client_app:app",
+        "serverapp": "fedsim.flower.apps.server_app:app",
+        "clientapp": "fedsim.flower.apps.client_app:app",
     }
     assert (REPO / app["config"]["scenario"]).is_file()
 
@@ -54,8 +54,8 @@ def test_flwr_runs_record_that_the_clients_noise_is_their_own(
     tells the records so (the informed and user claims then hold)."""
     from flwr.app import Context, RecordDict
 
-    from fedsim.flower import server_app
-    from fedsim.flower.local_grid import LocalGrid
+    from fedsim.flower.apps import server_app
+    from fedsim.flower.runtimes.local_grid import LocalGrid
 
     seen: dict = {}
     monkeypatch.setattr(server_app, "run_federation", lambda *args, **kwargs: seen.update(kwargs))

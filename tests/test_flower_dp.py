@@ -25,7 +25,7 @@ from flwr.serverapp.strategy import FedAvg, Strategy
 
 from fedsim.auditor import LeakageAuditor
 from fedsim.auditor.flower_dp import localdp_std, rdp_epsilon
-from fedsim.flower.local_grid import LocalGrid
+from fedsim.flower.runtimes.local_grid import LocalGrid
 from fedsim.metrics.rows import match_rows
 from fedsim.records import LEAKAGE_FILE, RECONSTRUCTIONS_DIR, read_jsonl
 

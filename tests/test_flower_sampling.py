@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from fedsim.errors import ConfigError
-from fedsim.flower.client_app import simulation_app as client_app
-from fedsim.flower.local_grid import LocalGrid
-from fedsim.flower.sampling import sampled_partitions
-from fedsim.flower.server_app import run_federation
+from fedsim.flower.apps.client_app import simulation_app as client_app
+from fedsim.flower.apps.server_app import run_federation
+from fedsim.flower.runtimes.local_grid import LocalGrid
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, RunRecorder, read_jsonl
 from fedsim.scenario import Scenario
 from fedsim.scenario.loading import validate_scenario
+from fedsim.strategies.sampling import sampled_partitions
 
 
 def scenario(**federation: object) -> Scenario:

@@ -101,7 +101,8 @@ def check_records(out_dir: Path) -> None:
 
 
 def test_standalone_app_in_process(tmp_path: Path) -> None:
-    from fedsim.flower.local_grid import LocalGrid  # a test harness: the app itself is Flower's
+    # a test harness: the app itself is Flower's
+    from fedsim.flower.runtimes.local_grid import LocalGrid
 
     grid = LocalGrid(client, num_nodes=2, seed=0)
     server_app(tmp_path)(grid=grid, context=Context(1, 1, {}, RecordDict(), {}))

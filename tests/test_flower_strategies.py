@@ -27,7 +27,7 @@ from flwr.serverapp import strategy as flower
 from torch import nn
 
 from fedsim.auditor import LeakageAuditor
-from fedsim.flower.local_grid import LocalGrid
+from fedsim.flower.runtimes.local_grid import LocalGrid
 from fedsim.records import LEAKAGE_FILE, read_jsonl
 
 FEATURES, CLASSES, ROWS, EPOCHS, LR, NODES, ROUNDS = 5, 2, 3, 2, 0.1, 4, 3

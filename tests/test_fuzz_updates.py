@@ -13,8 +13,8 @@ from hypothesis.extra import numpy as hnp
 
 from attacks.errors import AttackError
 from attacks.target import AttackTarget
-from fedsim.flower.local_grid import _claim_task_identity
-from fedsim.flower.reply_check import array_specs, reply_problem
+from fedsim.flower.runtimes.local_grid import _claim_task_identity
+from fedsim.strategies.reply_check import array_specs, reply_problem
 
 MODEL = torch.nn.Linear(3, 2)
 SHAPES = [tuple(p.shape) for p in MODEL.parameters()]  # (2, 3), (2,)

@@ -259,7 +259,7 @@ def _read_by_the_auditor(spec: str, kind: str, way: str) -> tuple[list[torch.Ten
     import warnings
 
     from fedsim.auditor.setup import AuditSetup
-    from fedsim.flower.local_update import local_update
+    from fedsim.flower.apps.local_update import local_update
     from fedsim.scenario.build import build_federation
 
     federation = build_federation(_scenario(spec if way == "scenario" else "none", kind))

@@ -186,7 +186,7 @@ def test_a_rounds_record_says_whether_the_server_can_regenerate_the_noise(seeded
     never given the seed); a simulated run's claims say who else could regenerate it."""
     from flwr.app import ArrayRecord
 
-    from fedsim.flower.round_end import RoundEnd
+    from fedsim.flower.bookkeeping.round_end import RoundEnd
     from fedsim.scenario.build import SEEDED_NOISE
 
     federation = _federation("defenses=['dpsgd:clip=1,sigma=1,delta=1e-4']")

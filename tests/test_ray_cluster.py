@@ -4,7 +4,7 @@ The module starts a Ray head (`ray start --head --node-ip-address 127.0.0.1 --po
 --block`) and a second node (`ray start --address 127.0.0.1:P --num-cpus 1 --block`),
 each in a process group of its own and with a temporary directory of its own (so no
 other Ray user of the machine finds it through /tmp/ray), and stops exactly those two
-groups at the end (`fedsim.flower.loopback_cluster`). On it: a small scenario whose clients must run on both nodes and
+groups at the end (`fedsim.flower.runtimes.loopback_cluster`). On it: a small scenario whose clients must run on both nodes and
 whose records must equal the in-process engine's; a ClientApp that kills its worker
 process, which must end `fedsim run` in one line that `--resume` then continues; an
 attack task whose worker dies, which must be recorded `failed` with Ray's reason.
@@ -30,12 +30,12 @@ import tomli_w
 import torch
 
 from fedsim.cli import main as cli_main
-from fedsim.flower.client_app import simulation_app as client_app
-from fedsim.flower.faults import FAULTS_ENV
-from fedsim.flower.local_grid import LocalGrid
-from fedsim.flower.loopback_cluster import LoopbackCluster, free_port
-from fedsim.flower.ray_cluster import start_ray, stop_ray
-from fedsim.flower.server_app import run_federation
+from fedsim.flower.apps.client_app import simulation_app as client_app
+from fedsim.flower.apps.server_app import run_federation
+from fedsim.flower.runtimes.faults import FAULTS_ENV
+from fedsim.flower.runtimes.local_grid import LocalGrid
+from fedsim.flower.runtimes.loopback_cluster import LoopbackCluster, free_port
+from fedsim.flower.runtimes.ray_cluster import start_ray, stop_ray
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, RunRecorder, read_jsonl
 from fedsim.scenario import load_scenario
 from fedsim.scenario.components import build_attack

@@ -2,7 +2,7 @@
 attacks that raise, run out of memory or overrun their budget. The run goes on, the
 aggregate is never poisoned, and every fault is a record with a status and a reason.
 
-Client faults come from the `FEDSIM_FAULTS` test switch (`fedsim.flower.faults`);
+Client faults come from the `FEDSIM_FAULTS` test switch (`fedsim.flower.runtimes.faults`);
 attack faults from stand-in attack objects. Everything runs in process (no Ray).
 """
 
@@ -18,11 +18,11 @@ from flwr.app import ConfigRecord
 
 from attacks.target import AttackTarget, Budget, Reconstruction
 from fedsim.errors import ConfigError
-from fedsim.flower.client_app import simulation_app as client_app
-from fedsim.flower.faults import FAULTS_ENV, parse_faults
-from fedsim.flower.local_grid import LocalGrid
-from fedsim.flower.protocol import SCENARIO_KEY
-from fedsim.flower.server_app import run_federation
+from fedsim.flower.apps.client_app import simulation_app as client_app
+from fedsim.flower.apps.server_app import run_federation
+from fedsim.flower.runtimes.faults import FAULTS_ENV, parse_faults
+from fedsim.flower.runtimes.local_grid import LocalGrid
+from fedsim.message_keys import SCENARIO_KEY
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, RunRecorder, read_jsonl
 from fedsim.scenario import Scenario, scenario_to_toml
 from fedsim.scenario.loading import validate_scenario
@@ -176,9 +176,9 @@ def test_auditor_holds_no_round_state_between_rounds() -> None:
     from flwr.serverapp.strategy import FedAvg
 
     from fedsim.auditor import LeakageAuditor
-    from fedsim.flower.reply_filter import ReplyFilter
     from fedsim.scenario.build import build_federation
     from fedsim.scenario.loading import validate_scenario as validate
+    from fedsim.strategies.reply_filter import ReplyFilter
 
     chosen = validate({**scenario().model_dump(mode="json"), "audit": {"worker": "thread"}})
     federation = build_federation(chosen)

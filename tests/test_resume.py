@@ -26,10 +26,10 @@ import torch
 from run_helpers import StopAfter
 
 from fedsim.cli import main as cli_main
-from fedsim.flower.client_app import simulation_app as client_app
-from fedsim.flower.faults import FAULTS_ENV
-from fedsim.flower.local_grid import LocalGrid
-from fedsim.flower.server_app import run_federation
+from fedsim.flower.apps.client_app import simulation_app as client_app
+from fedsim.flower.apps.server_app import run_federation
+from fedsim.flower.runtimes.faults import FAULTS_ENV
+from fedsim.flower.runtimes.local_grid import LocalGrid
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, RunRecorder, read_jsonl, run_header
 from fedsim.report import load_run
 from fedsim.scenario import load_scenario, scenario_to_toml

@@ -22,11 +22,11 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedMedian
 from fedsim.checkpoints import Checkpoints
 from fedsim.cli import main as cli_main
 from fedsim.errors import ConfigError
-from fedsim.flower.client_app import simulation_app as client_app
-from fedsim.flower.faults import FAULTS_ENV
-from fedsim.flower.local_grid import LocalGrid
-from fedsim.flower.ray_cluster import ClusterUnreachable, init_args, probe
-from fedsim.flower.runtime_guard import (
+from fedsim.flower.apps.client_app import simulation_app as client_app
+from fedsim.flower.runtimes.faults import FAULTS_ENV
+from fedsim.flower.runtimes.local_grid import LocalGrid
+from fedsim.flower.runtimes.ray_cluster import ClusterUnreachable, init_args, probe
+from fedsim.flower.runtimes.runtime_guard import (
     GuardedGrid,
     RuntimeCrashed,
     RuntimeGuard,
@@ -34,16 +34,16 @@ from fedsim.flower.runtime_guard import (
     lost_worker,
     one_line,
 )
-from fedsim.flower.strategies import (
+from fedsim.records import ROUNDS_FILE, read_jsonl
+from fedsim.scenario.config import AuditConfig, SimulationConfig, StrategyConfig
+from fedsim.scenario.loading import validate_scenario
+from fedsim.strategies.aggregators import (
     StrategyStateUnknown,
     build_inner_strategy,
     has_state,
     restore_strategy_state,
     strategy_state,
 )
-from fedsim.records import ROUNDS_FILE, read_jsonl
-from fedsim.scenario.config import AuditConfig, SimulationConfig, StrategyConfig
-from fedsim.scenario.loading import validate_scenario
 
 SCENARIO = {
     "name": "failures",

@@ -8,7 +8,7 @@ import torch
 
 from attacks.local_training import client_options
 from attacks.updates import build_updates
-from fedsim.flower.local_update import local_update, recover_update
+from fedsim.flower.apps.local_update import local_update, recover_update
 from fedsim.scenario.build import build_federation
 from fedsim.scenario.loading import scenario_to_toml, validate_scenario
 

@@ -13,11 +13,11 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 
 from fedsim.cli import main as cli_main
 from fedsim.errors import ConfigError
-from fedsim.flower.client_app import simulation_app as client_app
-from fedsim.flower.faults import FAULTS_ENV
-from fedsim.flower.local_grid import LocalGrid
-from fedsim.flower.secagg import quantisation_step
-from fedsim.flower.server_app import run_federation
+from fedsim.flower.apps.client_app import simulation_app as client_app
+from fedsim.flower.apps.secagg import quantisation_step
+from fedsim.flower.apps.server_app import run_federation
+from fedsim.flower.runtimes.faults import FAULTS_ENV
+from fedsim.flower.runtimes.local_grid import LocalGrid
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, RunRecorder, read_jsonl
 from fedsim.scenario import Scenario
 from fedsim.scenario.acts import refuse_ignored

@@ -35,7 +35,7 @@ from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.strategy import LeakageAuditor
 from fedsim.cli import main as cli_main
 from fedsim.errors import ConfigError
-from fedsim.flower.loopback_cluster import free_port
+from fedsim.flower.runtimes.loopback_cluster import free_port
 from fedsim.flower.simulation import simulate
 from fedsim.records import LEAKAGE_FILE, RECONSTRUCTIONS_DIR, ROUNDS_FILE, RunRecorder, read_jsonl
 from fedsim.scenario.acts import ACTS, refuse_ignored, schema_fields

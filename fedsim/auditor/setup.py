@@ -231,7 +231,7 @@ class AuditSetup:
         """The update a client computed from the start and the sent weights.
 
         FedSGD clients send θ − lr·g, so g = (θ − θ_sent) / lr; FedAvg clients send
-        θ + δ, so δ = θ_sent − θ (see `fedsim.flower.local_update`). The difference is
+        θ + δ, so δ = θ_sent − θ (see `fedsim.flower.apps.local_update`). The difference is
         taken in the wider of the two dtypes and returned in the start's dtype (a strategy
         such as FedAdam sends float64 weights to clients that answer in float32).
         """

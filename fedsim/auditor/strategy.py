@@ -15,7 +15,7 @@ the attack objectives and stores the reconstructions (tensors and PNGs). Under
 secure aggregation it attacks nothing and records that per-client attacks are
 impossible: in `aggregate_train` when a setup declares it (a Flower app that hides
 updates by other means), or through `record_secure_round` on fedsim's SecAgg+ path
-(`fedsim.flower.secagg`), where no individual reply ever reaches the server and
+(`fedsim.flower.apps.secagg`), where no individual reply ever reaches the server and
 only that method and `close` are called.
 
 In an audited round, a reply it cannot use — an error reply, no reply before the
@@ -27,7 +27,7 @@ aggregate does with any reply is the inner strategy's business (fedsim puts a
 `ReplyFilter` in front of FedAvg so that unusable ones are dropped rather than averaged).
 
 Records name a client by the partition id its reply carries (fedsim's clients send it;
-any ClientApp can, see `fedsim.flower.protocol.reply_partition`) and, without one, by
+any ClientApp can, see `fedsim.message_keys.reply_partition`) and, without one, by
 its Flower node id; in deployment mode (and on `rejected` lines) every line also holds
 the node id. Each audited round is logged in
 one line, a round where nothing could be attacked as a warning (`fedsim.auditor.console`),
@@ -64,15 +64,15 @@ from fedsim.auditor.schedule import audited_clients, audited_round
 from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.worker import AuditWorker
 from fedsim.device import resolve_device
-from fedsim.flower.protocol import reply_partition
-from fedsim.flower.reply_check import ArraySpec, array_specs, reply_problem
-from fedsim.flower.wrapping import PassThroughStrategy
 from fedsim.image_grid import ClientImages, load_figures, save_image_grid
 from fedsim.judgement import read_record
+from fedsim.message_keys import reply_partition
 from fedsim.private_files import make_private
 from fedsim.records import RECONSTRUCTIONS_DIR, RunRecorder
 from fedsim.scenario.build import Federation
 from fedsim.scenario.config import AttackConfig
+from fedsim.strategies.passthrough import PassThroughStrategy
+from fedsim.strategies.reply_check import ArraySpec, array_specs, reply_problem
 
 logger = logging.getLogger(__name__)
 
@@ -399,7 +399,7 @@ class LeakageAuditor(PassThroughStrategy):
         """SecAgg+ round: if the schedule audits it, one `impossible` record per attack.
 
         Called when the round is configured, so the records do not depend on which
-        clients reply; the aggregate is not attacked (see `fedsim.flower.secagg`).
+        clients reply; the aggregate is not attacked (see `fedsim.flower.apps.secagg`).
         """
         if audited_round(self.setup.audit, server_round) and self.engine.attacks:
             self._record_impossible(server_round)

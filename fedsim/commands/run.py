@@ -32,9 +32,9 @@ from rich.console import Console
 
 from fedsim.commands import add_scenario_options
 from fedsim.errors import ConfigError, FedsimError
-from fedsim.flower.progress import RunProgress
-from fedsim.flower.runtime_guard import RuntimeCrashed
-from fedsim.flower.what_runs import runs_line, what_runs
+from fedsim.flower.bookkeeping.progress import RunProgress
+from fedsim.flower.bookkeeping.what_runs import runs_line, what_runs
+from fedsim.flower.runtimes.runtime_guard import RuntimeCrashed
 from fedsim.records import SCENARIO_FILE, RunRecorder, run_header
 from fedsim.scenario.config import Scenario
 from fedsim.scenario.loading import (
@@ -189,8 +189,8 @@ def _check_before_start(scenario: Scenario) -> Federation:
     from fedsim.auditor.engine import AuditEngine
     from fedsim.auditor.setup import AuditSetup
     from fedsim.device import resolve_device
-    from fedsim.flower.faults import active_faults
-    from fedsim.flower.ray_cluster import probe
+    from fedsim.flower.runtimes.faults import active_faults
+    from fedsim.flower.runtimes.ray_cluster import probe
     from fedsim.scenario.build import build_federation
 
     active_faults()
@@ -204,7 +204,7 @@ def _check_before_start(scenario: Scenario) -> Federation:
 
 
 def _resume(run_dir: Path, overrides: list[str], debug: bool = False, soft: list[str] = ()) -> int:
-    from fedsim.flower.server_app import audited_round_of
+    from fedsim.flower.apps.server_app import audited_round_of
 
     scenario, header, dropped = _resumed_scenario(run_dir, overrides, soft)
     _check_before_start(scenario)
@@ -244,7 +244,7 @@ def _simulate(
     console: Console | None = None,
     debug: bool = False,
 ) -> int:
-    from fedsim.flower.runtime_guard import one_line
+    from fedsim.flower.runtimes.runtime_guard import one_line
     from fedsim.flower.simulation import simulate
 
     console = console or Console()

@@ -7,12 +7,12 @@ network. Flower marks it deprecated in favour of `flwr run`; that path starts a
 SuperLink, packages the project as a Flower app and, unless told otherwise, installs
 its dependencies into a fresh environment, and its ServerApp runs in another
 process. The same ServerApp/ClientApp also run under `flwr run` (see
-`fedsim.flower.server_app.app`), so moving over is a launcher change only.
+`fedsim.flower.apps.server_app.app`), so moving over is a launcher change only.
 
-fedsim connects to Ray itself (`fedsim.flower.ray_cluster`: a cluster's address is
+fedsim connects to Ray itself (`fedsim.flower.runtimes.ray_cluster`: a cluster's address is
 probed first, a local instance is asked for explicitly), so Flower's backend finds Ray
 initialised and passes it no resources. When the runtime fails — Ray raises, a client's
-worker dies, Ctrl-C — the ServerApp thread is stopped (`fedsim.flower.runtime_guard`)
+worker dies, Ctrl-C — the ServerApp thread is stopped (`fedsim.flower.runtimes.runtime_guard`)
 and waited for, so the run ends with its finished records and one error naming the cause.
 """
 
@@ -27,9 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fedsim.errors import FedsimError
-from fedsim.flower.ray_cluster import start_ray, stop_ray
-from fedsim.flower.runtime_guard import RuntimeCrashed, RuntimeGuard, one_line
-from fedsim.flower.server_app import RunObserver, make_server_app
+from fedsim.flower.apps.server_app import RunObserver, make_server_app
+from fedsim.flower.runtimes.ray_cluster import start_ray, stop_ray
+from fedsim.flower.runtimes.runtime_guard import RuntimeCrashed, RuntimeGuard, one_line
 from fedsim.records import RunRecorder
 from fedsim.scenario.config import Scenario
 
@@ -64,7 +64,7 @@ def backend_config(scenario: Scenario) -> dict:
     """Flower's backend config: the resources each client's actor takes.
 
     No `init_args`: fedsim initialises Ray before Flower's backend would
-    (`fedsim.flower.ray_cluster.start_ray`), with the arguments Ray accepts for a
+    (`fedsim.flower.runtimes.ray_cluster.start_ray`), with the arguments Ray accepts for a
     cluster or for a local instance.
     """
     simulation = scenario.simulation
@@ -126,7 +126,7 @@ def _simulate_on_ray(
 ) -> SimulationTiming:
     from flwr.simulation import run_simulation
 
-    from fedsim.flower.client_app import simulation_app as client_app
+    from fedsim.flower.apps.client_app import simulation_app as client_app
 
     guard = RuntimeGuard()
     threads = max(1, int(scenario.simulation.cpus_per_client))
@@ -157,9 +157,9 @@ def _simulate_on_ray(
 def _simulate_in_process(
     scenario: Scenario, recorder: RunRecorder | None, clock: _StartupClock, resume_after: int
 ) -> SimulationTiming:
-    from fedsim.flower.client_app import simulation_app as client_app
-    from fedsim.flower.local_grid import LocalGrid
-    from fedsim.flower.server_app import run_federation
+    from fedsim.flower.apps.client_app import simulation_app as client_app
+    from fedsim.flower.apps.server_app import run_federation
+    from fedsim.flower.runtimes.local_grid import LocalGrid
 
     started = time.perf_counter()
     grid = LocalGrid(client_app, scenario.federation.clients, seed=scenario.seed)

@@ -7,13 +7,13 @@ anything but the update travelling over the federation.
 Contract — a client's defense randomness never reaches an attack. In simulation a
 client's defenses draw from `defense_generator`, derived from the scenario seed so
 that runs repeat. Only two callers may use it: the client itself
-(`fedsim.flower.local_update`) and ground-truth scoring (`trained_batch`, which
+(`fedsim.flower.apps.local_update`) and ground-truth scoring (`trained_batch`, which
 replays the batch stage — ATS's transformations — so reconstructions can also be
 scored against the image the gradient was computed on). No attack is ever handed it,
 a Federation, or anything that holds one: an attack gets an `AttackTarget` (model,
 update, mechanism, protocol, threat model) and a budget, nothing more. In a
 deployment the defenses' randomness comes from the operating system's entropy
-(`defenses.flower`, and fedsim's own deployable ClientApp, `fedsim.flower.client_app.app`).
+(`defenses.flower`, and fedsim's own deployable ClientApp, `fedsim.flower.apps.client_app.app`).
 tests/test_defense_secrecy.py checks both. Whoever holds the scenario seed (the run
 directory's scenario.toml) can regenerate a simulated client's noise, so the privacy
 claims of a seeded run say they do not hold against such a holder (`privacy_spent`).

@@ -286,7 +286,7 @@ class FederationConfig(_Strict):
     """Seconds the server waits for a round's replies (None: Flower's default, an hour);
     a client that has not answered by then counts as failed for that round."""
     secure_aggregation: bool = False
-    """Aggregate with Flower's SecAgg+ (`fedsim.flower.secagg`): the server sees only the
+    """Aggregate with Flower's SecAgg+ (`fedsim.flower.apps.secagg`): the server sees only the
     sum of each round's masked, quantised updates, and the auditor records per-client
     attacks as impossible instead of attacking."""
     secagg: SecAggConfig = Field(default_factory=SecAggConfig)
@@ -563,7 +563,7 @@ class SimulationConfig(_Strict):
     to join an existing Ray cluster (`ray start --head` on one machine, `ray start
     --address HEAD:6379` on the others, then `address = "HEAD:6379"` or "auto"), and
     the per-client resources decide how many clients run at once
-    (`fedsim.flower.ray_cluster`). `inprocess`: clients run one after another in this
+    (`fedsim.flower.runtimes.ray_cluster`). `inprocess`: clients run one after another in this
     process (no Ray start-up; for tests and small runs; Ray is still joined or started
     for `audit.worker = "ray"`). With a
     stochastic model (PRECODE) and `audit.worker = "thread"`, in-process clients and the

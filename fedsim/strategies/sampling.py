@@ -21,9 +21,9 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsim.flower.protocol import reply_partition
-from fedsim.flower.wrapping import PassThroughGrid, PassThroughStrategy
+from fedsim.message_keys import reply_partition
 from fedsim.scenario.build import derived_seed
+from fedsim.strategies.passthrough import PassThroughGrid, PassThroughStrategy
 
 _SAMPLING_TAG = 0x5A3B
 

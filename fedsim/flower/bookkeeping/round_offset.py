@@ -16,9 +16,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsim.flower.wrapping import PassThroughStrategy
 from fedsim.records import RunRecorder
 from fedsim.scenario.build import Federation
+from fedsim.strategies.passthrough import PassThroughStrategy
 
 
 def starting_point(

@@ -26,8 +26,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsim.flower.reply_check import ArraySpec, array_specs, reply_problem
-from fedsim.flower.wrapping import PassThroughStrategy
+from fedsim.strategies.passthrough import PassThroughStrategy
+from fedsim.strategies.reply_check import ArraySpec, array_specs, reply_problem
 
 logger = logging.getLogger(__name__)
 

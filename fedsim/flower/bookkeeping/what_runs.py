@@ -21,7 +21,7 @@ def what_runs(scenario: Scenario, launcher: str = "fedsim run") -> dict[str, str
     attack tasks choose their own (`device = "auto"`), `attack_device` says so. Under
     `launcher = "flwr run"` Flower's runtime runs the clients (`[simulation]` is unused)."""
     from fedsim.device import resolve_device
-    from fedsim.flower.ray_cluster import cluster_address
+    from fedsim.flower.runtimes.ray_cluster import cluster_address
 
     simulation = scenario.simulation
     attacked = bool(scenario.attacks) and not scenario.federation.secure_aggregation

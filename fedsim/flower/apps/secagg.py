@@ -3,7 +3,7 @@
 `federation.secure_aggregation = true` runs the rounds with Flower's
 `DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(...))` and a `LegacyContext` (in
 Flower 1.42 SecAgg+ exists only there), instead of the Message-API strategy loop.
-Clients quantise and mask their weights (`fedsim.flower.secagg_client`); the server
+Clients quantise and mask their weights (`fedsim.flower.apps.secagg_client`); the server
 sums the masked vectors, removes the masks with the key shares of at least
 `reconstruction_threshold` neighbours, and only then hands the result to the
 strategy: every FitRes that `aggregate_fit` receives holds the same unmasked
@@ -55,14 +55,14 @@ from flwr.serverapp.strategy import FedAvg
 
 from fedsim.auditor.strategy import LeakageAuditor
 from fedsim.device import resolve_device
-from fedsim.flower.protocol import PARTITION_KEY, SCENARIO_KEY, SEED_KEY, TORCH_THREADS_KEY
-from fedsim.flower.round_end import RoundEnd, RunObserver
-from fedsim.flower.round_offset import starting_point
-from fedsim.flower.sampling import learn_partitions, sampled_partitions
+from fedsim.flower.bookkeeping.round_end import RoundEnd, RunObserver
+from fedsim.flower.bookkeeping.round_offset import starting_point
+from fedsim.message_keys import PARTITION_KEY, SCENARIO_KEY, SEED_KEY, TORCH_THREADS_KEY
 from fedsim.records import RunRecorder
 from fedsim.scenario.build import Federation, build_federation
 from fedsim.scenario.config import AttackConfig, Scenario
 from fedsim.scenario.loading import scenario_to_toml
+from fedsim.strategies.sampling import learn_partitions, sampled_partitions
 
 logger = logging.getLogger(__name__)
 

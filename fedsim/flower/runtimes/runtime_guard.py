@@ -26,7 +26,7 @@ from flwr.app import Message
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
-from fedsim.flower.wrapping import PassThroughGrid
+from fedsim.strategies.passthrough import PassThroughGrid
 
 POLL_SECONDS = 0.1
 

@@ -24,7 +24,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
-from fedsim.flower.protocol import PARTITION_KEY
+from fedsim.message_keys import PARTITION_KEY
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ auditor, evaluated centrally each round.
 in-process simulation, and the module-level `app` reads `scenario` (a path) and
 `out` (a run directory) from the run config for `flwr run` and the deployment engine.
 Under `federation.secure_aggregation` the rounds run on Flower's SecAgg+ workflow
-instead (`fedsim.flower.secagg`).
+instead (`fedsim.flower.apps.secagg`).
 """
 
 from __future__ import annotations
@@ -27,25 +27,30 @@ from defenses.reconstruction import ReconstructionBound
 from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.strategy import LeakageAuditor
 from fedsim.device import resolve_device
-from fedsim.flower.ordering import PartitionOrder
-from fedsim.flower.protocol import SCENARIO_KEY, TORCH_THREADS_KEY
-from fedsim.flower.reply_filter import ReplyFilter
-from fedsim.flower.round_end import RoundEnd, RunObserver, audited_round_of, evaluate_model
-from fedsim.flower.round_offset import RoundOffset, starting_point
-from fedsim.flower.runtime_guard import GuardedGrid, RuntimeGuard
-from fedsim.flower.sampling import SeededSampling
-from fedsim.flower.secagg import run_secure_federation
-from fedsim.flower.strategies import (
+from fedsim.flower.apps.secagg import run_secure_federation
+from fedsim.flower.bookkeeping.round_end import (
+    RoundEnd,
+    RunObserver,
+    audited_round_of,
+    evaluate_model,
+)
+from fedsim.flower.bookkeeping.round_offset import RoundOffset, starting_point
+from fedsim.flower.bookkeeping.what_runs import what_runs
+from fedsim.flower.runtimes.runtime_guard import GuardedGrid, RuntimeGuard
+from fedsim.message_keys import SCENARIO_KEY, TORCH_THREADS_KEY
+from fedsim.records import RunRecorder, run_header
+from fedsim.scenario.build import Federation, build_federation
+from fedsim.scenario.config import AttackConfig, Scenario
+from fedsim.scenario.loading import load_scenario, scenario_to_toml
+from fedsim.strategies.aggregators import (
     build_inner_strategy,
     has_state,
     restore_strategy_state,
     strategy_state,
 )
-from fedsim.flower.what_runs import what_runs
-from fedsim.records import RunRecorder, run_header
-from fedsim.scenario.build import Federation, build_federation
-from fedsim.scenario.config import AttackConfig, Scenario
-from fedsim.scenario.loading import load_scenario, scenario_to_toml
+from fedsim.strategies.ordering import PartitionOrder
+from fedsim.strategies.reply_filter import ReplyFilter
+from fedsim.strategies.sampling import SeededSampling
 
 __all__ = [
     "RunObserver",
@@ -132,7 +137,7 @@ def run_federation(
     A scenario with `model.checkpoint` starts from that state after its `checkpoint_round`
     (with a fresh strategy state: a state dict holds only the model).
     At the end of every round the global model (and the strategy's state, where it keeps
-    one: `fedsim.flower.strategies`) is checkpointed and the records fsynced.
+    one: `fedsim.strategies.aggregators`) is checkpointed and the records fsynced.
     """
     if scenario.federation.secure_aggregation:
         run_secure_federation(
@@ -272,5 +277,5 @@ def main(grid: Grid, context: Context) -> None:
     header = {**run_header(scenario.seed), "runs": what_runs(scenario, launcher="flwr run")}
     recorder.write_scenario(scenario_to_toml(scenario, header, acting=True))
     log(INFO, "fedsim: scenario %s, records in %s", path, Path(out).resolve())
-    # The clients are `fedsim.flower.client_app.app` (pyproject.toml): noise from OS entropy.
+    # The clients are `fedsim.flower.apps.client_app.app` (pyproject.toml): noise from OS entropy.
     run_federation(grid, scenario, recorder, noise_from_seed=False)

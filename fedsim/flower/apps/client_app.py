@@ -6,7 +6,7 @@ the node's `partition-id` (from its `node_config`) says which client it is, and 
 reply carries it back in a ConfigRecord because node ids are random (with the Ray node
 it ran on, when an actor of Flower's Ray engine runs it). Under secure aggregation the
 train messages are Flower's legacy SecAgg+ ones: `secure_aggregation_mod` runs the
-protocol and `legacy_fit` trains (see `fedsim.flower.secagg_client`).
+protocol and `legacy_fit` trains (see `fedsim.flower.apps.secagg_client`).
 
 Two apps share every function and differ in one thing, where a client's defense
 randomness comes from. `app` — what `flwr run .` and the deployment engine load — draws
@@ -29,9 +29,10 @@ from flwr.clientapp import ClientApp
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 
-from fedsim.flower.faults import inject_faults
-from fedsim.flower.local_update import local_update
-from fedsim.flower.protocol import (
+from fedsim.flower.apps.local_update import local_update
+from fedsim.flower.apps.secagg_client import secure_aggregation_mod
+from fedsim.flower.runtimes.faults import inject_faults
+from fedsim.message_keys import (
     FEDSIM_RECORD,
     LEGACY_FIT_PARAMETERS,
     PARTITION_KEY,
@@ -39,7 +40,6 @@ from fedsim.flower.protocol import (
     SCENARIO_KEY,
     TORCH_THREADS_KEY,
 )
-from fedsim.flower.secagg_client import secure_aggregation_mod
 from fedsim.scenario.build import Federation, build_federation
 from fedsim.scenario.loading import scenario_from_resolved
 

@@ -3,7 +3,7 @@
 Flower 1.42 runs SecAgg+ on its legacy workflow only: each round the server sends
 four TRAIN messages (setup, share keys, collect masked vectors, unmask) that carry a
 `secaggplus_configs` ConfigRecord; the third also holds a legacy FitIns, which the
-ClientApp's train function answers with a FitRes (`fedsim.flower.client_app`).
+ClientApp's train function answers with a FitRes (`fedsim.flower.apps.client_app`).
 `secaggplus_mod` then quantises and masks the weights, so they never leave the
 client in the clear. Message-API train messages (no SecAgg+) pass by untouched,
 so one ClientApp serves both paths.
@@ -21,7 +21,7 @@ from flwr.client.mod import secaggplus_mod
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 
-from fedsim.flower.protocol import LEGACY_FIT_CONFIG, PARTITION_KEY, SEED_KEY
+from fedsim.message_keys import LEGACY_FIT_CONFIG, PARTITION_KEY, SEED_KEY
 from fedsim.scenario.build import derived_seed
 
 _ROUNDING_TAG = 0x5EC4

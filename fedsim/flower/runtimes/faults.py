@@ -33,7 +33,7 @@ import numpy as np
 from flwr.app import Array, Context, Message, MetricRecord
 
 from fedsim.errors import ConfigError
-from fedsim.flower.protocol import LEGACY_FIT_CONFIG, PARTITION_KEY
+from fedsim.message_keys import LEGACY_FIT_CONFIG, PARTITION_KEY
 
 FAULTS_ENV = "FEDSIM_FAULTS"
 KINDS = ("raise", "exit", "sleep", "nan", "inf", "shape", "weight")

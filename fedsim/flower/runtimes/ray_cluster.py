@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from fedsim.errors import ConfigError
-from fedsim.flower.faults import FAULTS_ENV
+from fedsim.flower.runtimes.faults import FAULTS_ENV
 from fedsim.scenario.config import SimulationConfig
 
 

@@ -17,8 +17,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsim.flower.protocol import reply_partition, reply_ray_node
-from fedsim.flower.wrapping import PassThroughStrategy
+from fedsim.message_keys import reply_partition, reply_ray_node
+from fedsim.strategies.passthrough import PassThroughStrategy
 
 
 def _key(message: Message) -> tuple[int, int]:
