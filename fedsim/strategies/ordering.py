@@ -3,15 +3,16 @@
 Replies arrive in completion order, which varies from run to run; a float32 sum in
 another order differs in the last bits, and the next round starts from other weights.
 Sorting by the partition id each fedsim client reports makes a simulated run
-repeatable. It also notes, per round, which partitions replied (and, under Ray, on
-which node each ran), how many replies were errors and how many never came
-(timeouts), for the records; fedsim pops each round's notes once its rounds.jsonl
-line is written.
+repeatable. It also tells, for each round, which partitions replied (and, under Ray,
+on which node each ran), how many replies were errors, how many never came (timeouts)
+and the inner strategy's train metrics (`RoundReplies`) to whoever builds it with
+`on_round`; it keeps none of that itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
@@ -19,6 +20,22 @@ from flwr.serverapp.strategy import Strategy
 
 from fedsim.message_keys import reply_partition, reply_ray_node
 from fedsim.strategies.passthrough import PassThroughStrategy
+
+
+@dataclass(frozen=True)
+class RoundReplies:
+    """What one round's train replies were, as `PartitionOrder` saw them."""
+
+    clients: list[int] = field(default_factory=list)
+    """The partitions that replied, in partition order."""
+    failures: int = 0
+    """Error replies."""
+    missing: int = 0
+    """Messages sent that got no reply (timeouts)."""
+    ray_nodes: list[str | None] | None = None
+    """The Ray node of each client in `clients`; None for rounds run outside Ray."""
+    metrics: MetricRecord | None = None
+    """The inner strategy's aggregated train metrics."""
 
 
 def _key(message: Message) -> tuple[int, int]:
@@ -31,14 +48,12 @@ def _key(message: Message) -> tuple[int, int]:
 class PartitionOrder(PassThroughStrategy):
     """Passes everything to `inner`, with train and evaluate replies sorted by partition id."""
 
-    def __init__(self, inner: Strategy) -> None:
+    def __init__(
+        self, inner: Strategy, on_round: Callable[[int, RoundReplies], None] | None = None
+    ) -> None:
         super().__init__(inner)
-        self.clients: dict[int, list[int]] = {}
-        self.failures: dict[int, int] = {}
-        self.missing: dict[int, int] = {}
-        self.train_metrics: dict[int, MetricRecord | None] = {}
-        self.ray_nodes: dict[int, list[str | None]] = {}
-        """Round → the Ray node of each client in `clients` (rounds run outside Ray absent)."""
+        self.on_round = on_round
+        """Told each round's `RoundReplies` once the inner strategy has aggregated them."""
         self._sent: dict[int, int] = {}
 
     def configure_train(
@@ -53,15 +68,18 @@ class PartitionOrder(PassThroughStrategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         ordered = sorted(replies, key=_key)
         sent = self._sent.pop(server_round, len(ordered))
-        self.missing[server_round] = max(0, sent - len(ordered))
         answered = [m for m in ordered if not m.has_error() and reply_partition(m) is not None]
-        self.clients[server_round] = [reply_partition(m) for m in answered]
         nodes = [reply_ray_node(m) for m in answered]
-        if any(node is not None for node in nodes):
-            self.ray_nodes[server_round] = nodes
-        self.failures[server_round] = sum(m.has_error() for m in ordered)
         arrays, metrics = self.inner.aggregate_train(server_round, ordered)
-        self.train_metrics[server_round] = metrics
+        if self.on_round is not None:
+            replies = RoundReplies(
+                clients=[reply_partition(m) for m in answered],
+                failures=sum(m.has_error() for m in ordered),
+                missing=max(0, sent - len(ordered)),
+                ray_nodes=nodes if any(node is not None for node in nodes) else None,
+                metrics=metrics,
+            )
+            self.on_round(server_round, replies)
         return arrays, metrics
 
     def aggregate_evaluate(

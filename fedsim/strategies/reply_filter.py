@@ -7,8 +7,8 @@ the wrong shape either stops the run (numpy cannot broadcast) or is silently
 broadcast into the mean. This wrapper applies `reply_problem` to every reply with
 content and passes on only the usable ones, so the inner strategy's own failure
 policy (`min_train_nodes`, dropping error replies) decides the rest. Dropped replies
-are logged and counted per round (`rejected`), and fedsim writes the count to
-rounds.jsonl. Error replies pass through unchanged: the inner strategy counts them.
+are logged, and each round's reasons go to `on_rejected` (fedsim writes their count to
+rounds.jsonl). Error replies pass through unchanged: the inner strategy counts them.
 
 The aggregate goes back to the dtypes the server sent: FedAvg averages every array
 in floating point, so an integer buffer (batch norm's `num_batches_tracked`) would
@@ -19,7 +19,7 @@ then be refused.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -35,12 +35,14 @@ logger = logging.getLogger(__name__)
 class ReplyFilter(PassThroughStrategy):
     """Passes everything to `inner`, minus train replies whose arrays are unusable."""
 
-    def __init__(self, inner: Strategy) -> None:
+    def __init__(
+        self, inner: Strategy, on_rejected: Callable[[int, list[str]], None] | None = None
+    ) -> None:
         super().__init__(inner)
         self.weighted_by_key: str | None = getattr(inner, "weighted_by_key", None)
         """The inner strategy's weight metric (checked too); the auditor reads it here."""
-        self.rejected: dict[int, list[str]] = {}
-        """Round → reasons of the replies dropped in it (rounds without drops absent)."""
+        self.on_rejected = on_rejected
+        """Told the round and the reasons of the replies dropped in it (rounds with drops)."""
         self._expected: dict[int, dict[str, ArraySpec]] = {}
 
     def configure_train(
@@ -54,6 +56,7 @@ class ReplyFilter(PassThroughStrategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         expected = self._expected.pop(server_round, None)
         kept: list[Message] = []
+        rejected: list[str] = []
         for message in replies:
             problem = (
                 None
@@ -69,7 +72,9 @@ class ReplyFilter(PassThroughStrategy):
                 message.metadata.src_node_id,
                 problem,
             )
-            self.rejected.setdefault(server_round, []).append(problem)
+            rejected.append(problem)
+        if rejected and self.on_rejected is not None:
+            self.on_rejected(server_round, rejected)
         arrays, metrics = self.inner.aggregate_train(server_round, kept)
         if arrays is not None and expected is not None:
             arrays = as_sent(arrays, expected)

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from logging import INFO
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from fedsim.device import resolve_device
 from fedsim.flower.apps.secagg import run_secure_federation
 from fedsim.flower.bookkeeping.round_end import (
     RoundEnd,
+    RoundNotes,
     RunObserver,
     audited_round_of,
     evaluate_model,
@@ -54,6 +56,7 @@ from fedsim.strategies.sampling import SeededSampling
 
 __all__ = [
     "RunObserver",
+    "ServerStrategy",
     "app",
     "audited_round_of",
     "build_strategy",
@@ -63,24 +66,38 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class ServerStrategy:
+    """The ServerApp's strategy stack, and the parts of it `run_federation` talks to."""
+
+    loop: Strategy
+    """The outermost wrapper: what Flower's round loop runs."""
+    auditor: LeakageAuditor
+    aggregator: Strategy
+    """The strategy the scenario names, innermost: its state is checkpointed."""
+
+
 def build_strategy(
     federation: Federation,
     recorder: RunRecorder | None,
     observer: RunObserver | None,
     attacks: Sequence[tuple[AttackConfig, Any]] | None = None,
     noise_from_seed: bool = True,
-) -> tuple[PartitionOrder, LeakageAuditor]:
+    notes: RoundNotes | None = None,
+) -> ServerStrategy:
     """The scenario's strategy (`federation.strategy`, FedAvg by default) behind a reply
     filter (unusable replies dropped, not averaged), inside the auditor, inside seeded
     client sampling (when not every client trains each round), inside the reply ordering.
 
+    The ordering and the filter report each round's replies and rejections to `notes`;
+    the auditor reports each audited round to `observer`.
     Clients whose defense randomness is not `noise_from_seed` transform their batch (ATS)
     with draws the server cannot replay: the auditor then scores against the originals only.
     """
     federation_config = federation.scenario.federation
     per_round = federation_config.per_round()
     sampled = per_round < federation_config.clients
-    inner = build_inner_strategy(
+    aggregator = build_inner_strategy(
         federation_config.strategy,
         # Under SeededSampling the strategy sees only the round's sample and takes all of it.
         fraction_train=1.0 if sampled else per_round / federation_config.clients,
@@ -93,7 +110,7 @@ def build_strategy(
     if not noise_from_seed:
         setup = dataclasses.replace(setup, trained_batch=None)
     auditor = LeakageAuditor(
-        ReplyFilter(inner),
+        ReplyFilter(aggregator, on_rejected=None if notes is None else notes.rejected),
         setup,
         recorder=recorder,
         on_round_audited=observer.round_audited if observer is not None else None,
@@ -106,7 +123,8 @@ def build_strategy(
         strategy = SeededSampling(
             auditor, federation_config.clients, per_round, federation.scenario.seed
         )
-    return PartitionOrder(strategy), auditor
+    loop = PartitionOrder(strategy, on_round=None if notes is None else notes.replied)
+    return ServerStrategy(loop, auditor, aggregator)
 
 
 def informed_bound(federation: Federation, server_round: int) -> ReconstructionBound | None:
@@ -152,9 +170,9 @@ def run_federation(
         )
         return
     federation = build_federation(scenario)
-    strategy, auditor = build_strategy(federation, recorder, observer, attacks, noise_from_seed)
-    reply_filter = auditor.inner if isinstance(auditor.inner, ReplyFilter) else None
-    aggregator = reply_filter.inner if reply_filter is not None else auditor.inner
+    notes = RoundNotes()
+    stack = build_strategy(federation, recorder, observer, attacks, noise_from_seed, notes)
+    aggregator = stack.aggregator
     stateful = has_state(aggregator)
     offset, initial_state = starting_point(federation, recorder, resume_after)
     device = resolve_device(scenario.device)
@@ -164,20 +182,9 @@ def run_federation(
         server_round = loop_round + offset
         if server_round <= resume_after:
             return None  # recorded before the interruption
-        metrics = strategy.train_metrics.pop(server_round, None)
-        rejected = [] if reply_filter is None else reply_filter.rejected.pop(server_round, [])
-        notes = {
-            "clients": strategy.clients.pop(server_round, []),
-            "failures": strategy.failures.pop(server_round, 0),
-            "missing": strategy.missing.pop(server_round, 0),
-            "rejected": len(rejected),
-            "train_loss": None if metrics is None else metrics.get("train-loss"),
-        }
-        ray_nodes = strategy.ray_nodes.pop(server_round, None)
-        if ray_nodes is not None:
-            notes["ray_nodes"] = ray_nodes
         state = strategy_state(aggregator) if stateful else None
-        loss, accuracy = round_end.close(server_round, arrays, notes, strategy_state=state)
+        round_notes = notes.pop(server_round)
+        loss, accuracy = round_end.close(server_round, arrays, round_notes, strategy_state=state)
         return MetricRecord({"loss": loss, "accuracy": accuracy})
 
     config = ConfigRecord(
@@ -186,7 +193,7 @@ def run_federation(
     if stateful and resume_after >= 1 and recorder is not None:
         restore_strategy_state(aggregator, recorder.checkpoints.load_strategy(resume_after))
     initial = ArrayRecord(initial_state)
-    loop: Strategy = RoundOffset(strategy, offset) if offset else strategy
+    loop: Strategy = RoundOffset(stack.loop, offset) if offset else stack.loop
     try:
         loop.start(
             grid=grid,
@@ -198,7 +205,7 @@ def run_federation(
             evaluate_fn=evaluate,
         )
     finally:
-        auditor.close()  # interrupted or not: the audits already submitted are recorded
+        stack.auditor.close()  # interrupted or not: the audits already submitted are recorded
         round_end.finish()
 
 

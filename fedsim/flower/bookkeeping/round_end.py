@@ -1,5 +1,9 @@
 """What ends every round, whichever workflow ran it: central evaluation, the round's
-rounds.jsonl line, the checkpoint and the progress journal, and the observer's call."""
+rounds.jsonl line, the checkpoint and the progress journal, and the observer's call.
+
+The strategy wrappers tell `RoundNotes` what each round's replies were, as they see them;
+the round's line takes its notes from there, not from the wrappers.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from flwr.app import ArrayRecord
 from fedsim.records import RunRecorder
 from fedsim.scenario.build import Federation
 from fedsim.scenario.config import Scenario
+from fedsim.strategies.ordering import RoundReplies
 
 
 class RunObserver(Protocol):
@@ -22,6 +27,41 @@ class RunObserver(Protocol):
     def round_finished(self, record: dict[str, Any]) -> None: ...
 
     def round_audited(self, server_round: int, records: list[dict[str, Any]]) -> None: ...
+
+
+class RoundNotes:
+    """Each round's replies and rejections as the wrappers report them, until its line is written.
+
+    `PartitionOrder(on_round=notes.replied)` and `ReplyFilter(on_rejected=notes.rejected)`
+    report; `pop` hands the round's notes to `RoundEnd.close` and forgets them.
+    """
+
+    def __init__(self) -> None:
+        self._replies: dict[int, RoundReplies] = {}
+        self._rejected: dict[int, list[str]] = {}
+
+    def replied(self, server_round: int, replies: RoundReplies) -> None:
+        self._replies[server_round] = replies
+
+    def rejected(self, server_round: int, reasons: list[str]) -> None:
+        self._rejected.setdefault(server_round, []).extend(reasons)
+
+    def pop(self, server_round: int) -> dict[str, Any]:
+        """The round's clients, failures, missing, rejected and train_loss entries (and its
+        Ray nodes, under Ray); a round nobody reported on has none of either."""
+        replies = self._replies.pop(server_round, RoundReplies())
+        rejected = self._rejected.pop(server_round, [])
+        metrics = replies.metrics
+        notes: dict[str, Any] = {
+            "clients": replies.clients,
+            "failures": replies.failures,
+            "missing": replies.missing,
+            "rejected": len(rejected),
+            "train_loss": None if metrics is None else metrics.get("train-loss"),
+        }
+        if replies.ray_nodes is not None:
+            notes["ray_nodes"] = replies.ray_nodes
+        return notes
 
 
 def evaluate_model(
