@@ -38,8 +38,8 @@ from fedsim.flower.runtimes.loopback_cluster import LoopbackCluster, free_port
 from fedsim.flower.runtimes.ray_cluster import start_ray, stop_ray
 from fedsim.records import LEAKAGE_FILE, ROUNDS_FILE, RunRecorder, read_jsonl
 from fedsim.scenario import load_scenario
+from fedsim.scenario.audit import AttackConfig
 from fedsim.scenario.components import build_attack
-from fedsim.scenario.config import AttackConfig
 
 CLIENTS = 4
 SCENARIO = {

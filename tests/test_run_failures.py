@@ -35,7 +35,9 @@ from fedsim.flower.runtimes.runtime_guard import (
     one_line,
 )
 from fedsim.records import ROUNDS_FILE, read_jsonl
-from fedsim.scenario.config import AuditConfig, SimulationConfig, StrategyConfig
+from fedsim.scenario.audit import AuditConfig
+from fedsim.scenario.config import SimulationConfig
+from fedsim.scenario.federation import StrategyConfig
 from fedsim.scenario.loading import validate_scenario
 from fedsim.strategies.aggregators import (
     StrategyStateUnknown,

@@ -39,7 +39,8 @@ from fedsim.flower.runtimes.loopback_cluster import free_port
 from fedsim.flower.simulation import simulate
 from fedsim.records import LEAKAGE_FILE, RECONSTRUCTIONS_DIR, ROUNDS_FILE, RunRecorder, read_jsonl
 from fedsim.scenario.acts import ACTS, refuse_ignored, schema_fields
-from fedsim.scenario.config import AuditConfig, Scenario
+from fedsim.scenario.audit import AuditConfig
+from fedsim.scenario.config import Scenario
 from fedsim.scenario.loading import validate_scenario
 
 REPO = Path(__file__).resolve().parents[1]

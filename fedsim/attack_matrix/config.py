@@ -14,7 +14,7 @@ import tomli_w
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fedsim.errors import ConfigError
-from fedsim.scenario.config import DatasetName, DefenseSpec, DirPath, ModelName, PositiveInt, Slug
+from fedsim.scenario.fields import DatasetName, DefenseSpec, DirPath, ModelName, PositiveInt, Slug
 from fedsim.scenario.loading import format_validation_error, read_with_overrides
 
 BUDGET_FIELDS = ("iterations", "restarts")

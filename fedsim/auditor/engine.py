@@ -36,9 +36,9 @@ from fedsim.auditor.label_counts import label_counts_field
 from fedsim.auditor.scoring import score_reconstruction
 from fedsim.auditor.setup import AuditSetup
 from fedsim.judgement import read_record
+from fedsim.scenario.audit import AttackConfig
 from fedsim.scenario.build import derived_seed
 from fedsim.scenario.components import build_attack, build_defense
-from fedsim.scenario.config import AttackConfig
 
 _ATTACK_TAG = 0xA77C
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedsim.scenario.config import AuditConfig
+from fedsim.scenario.audit import AuditConfig
 
 
 def audited_round(audit: AuditConfig, server_round: int) -> bool:

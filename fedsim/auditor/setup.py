@@ -23,8 +23,8 @@ from attacks.target import Protocol, ThreatModel
 from defenses.base import Defense, missing_mechanism, stated_mechanism
 from fedsim.auditor.client_training import OptimizerSpec, declared_protocol
 from fedsim.metrics.guesses import Guess, image_guess, row_guess
+from fedsim.scenario.audit import AttackConfig, AuditConfig, BudgetConfig
 from fedsim.scenario.build import Federation, derived_seed
-from fedsim.scenario.config import AttackConfig, AuditConfig, BudgetConfig
 
 GroundTruth = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
 """(client, round) → the inputs (images in [0, 1], or feature rows) and labels of the

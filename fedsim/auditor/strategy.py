@@ -69,8 +69,8 @@ from fedsim.judgement import read_record
 from fedsim.message_keys import reply_partition
 from fedsim.private_files import make_private
 from fedsim.records import RECONSTRUCTIONS_DIR, RunRecorder
+from fedsim.scenario.audit import AttackConfig
 from fedsim.scenario.build import Federation
-from fedsim.scenario.config import AttackConfig
 from fedsim.strategies.passthrough import PassThroughStrategy
 from fedsim.strategies.reply_check import ArraySpec, array_specs, reply_problem
 

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from fedsim.scenario.config import (
-    AttackConfig,
-    AuditConfig,
-    BudgetConfig,
-    DataConfig,
-    FederationConfig,
-    ModelConfig,
-    ProtocolConfig,
-    Scenario,
-)
+from fedsim.scenario.audit import AttackConfig, AuditConfig, BudgetConfig
+from fedsim.scenario.config import DataConfig, ModelConfig, Scenario
+from fedsim.scenario.federation import FederationConfig
 from fedsim.scenario.loading import (
     load_scenario,
     parse_override,
@@ -19,6 +12,7 @@ from fedsim.scenario.loading import (
     scenario_to_toml,
     validate_scenario,
 )
+from fedsim.scenario.protocol import ProtocolConfig
 
 __all__ = [
     "AttackConfig",

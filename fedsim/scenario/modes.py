@@ -21,7 +21,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fedsim.scenario.config import AttackConfig, Scenario
+    from fedsim.scenario.audit import AttackConfig
+    from fedsim.scenario.config import Scenario
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ MOMENTUM = Need(
 
 def strategy_takes(option: str) -> Need:
     """`option` of the server strategy: acts for the strategies that take it."""
-    from fedsim.scenario.config import STRATEGY_OPTIONS
+    from fedsim.scenario.federation import STRATEGY_OPTIONS
 
     takers = [name for name, options in STRATEGY_OPTIONS.items() if option in options]
     return Need(

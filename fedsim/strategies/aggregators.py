@@ -21,7 +21,7 @@ import torch
 from flwr.serverapp.strategy import FedAdagrad, FedAdam, FedAvg, FedYogi, Strategy
 
 from fedsim.errors import ConfigError
-from fedsim.scenario.config import StrategyConfig
+from fedsim.scenario.federation import StrategyConfig
 
 STRATEGIES: dict[str, type[FedAvg]] = {
     "fedavg": FedAvg,

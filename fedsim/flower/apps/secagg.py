@@ -59,8 +59,9 @@ from fedsim.flower.bookkeeping.round_end import RoundEnd, RunObserver
 from fedsim.flower.bookkeeping.round_offset import starting_point
 from fedsim.message_keys import PARTITION_KEY, SCENARIO_KEY, SEED_KEY, TORCH_THREADS_KEY
 from fedsim.records import RunRecorder
+from fedsim.scenario.audit import AttackConfig
 from fedsim.scenario.build import Federation, build_federation
-from fedsim.scenario.config import AttackConfig, Scenario
+from fedsim.scenario.config import Scenario
 from fedsim.scenario.loading import scenario_to_toml
 from fedsim.strategies.sampling import learn_partitions, sampled_partitions
 

@@ -41,8 +41,9 @@ from fedsim.flower.bookkeeping.what_runs import what_runs
 from fedsim.flower.runtimes.runtime_guard import GuardedGrid, RuntimeGuard
 from fedsim.message_keys import SCENARIO_KEY, TORCH_THREADS_KEY
 from fedsim.records import RunRecorder, run_header
+from fedsim.scenario.audit import AttackConfig
 from fedsim.scenario.build import Federation, build_federation
-from fedsim.scenario.config import AttackConfig, Scenario
+from fedsim.scenario.config import Scenario
 from fedsim.scenario.loading import load_scenario, scenario_to_toml
 from fedsim.strategies.aggregators import (
     build_inner_strategy,
