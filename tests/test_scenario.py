@@ -160,7 +160,7 @@ def test_overrides_apply_in_order() -> None:
     )
     assert scenario.protocol.lr == 0.25
     assert scenario.attacks[0].name == "cos"
-    assert scenario.budget_for(scenario.attacks[0]).iterations == 3
+    assert scenario.audit.budget_for(scenario.attacks[0]).iterations == 3
 
 
 @pytest.mark.parametrize(

@@ -216,7 +216,7 @@ class AuditSetup:
 
     def budget_for(self, attack: AttackConfig) -> BudgetConfig:
         """The audit budget with the attack's own overrides applied."""
-        return self.audit.budget.model_copy(update=attack.budget.model_dump(exclude_none=True))
+        return self.audit.budget_for(attack)
 
     def audit_rng(self, server_round: int) -> np.random.Generator:
         """The generator that samples which clients of a round are audited (as `Federation`'s)."""

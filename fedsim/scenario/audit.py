@@ -9,7 +9,7 @@ from pydantic import Field, ValidationInfo, model_validator
 
 from fedsim.scenario import names
 from fedsim.scenario.fields import AttackName, PositiveFloat, PositiveInt, Section
-from fedsim.scenario.rounds import RoundSchedule
+from fedsim.scenario.rounds import RoundSelection
 
 
 class BudgetConfig(Section):
@@ -21,6 +21,8 @@ class BudgetConfig(Section):
 
 
 class BudgetOverride(Section):
+    """An attack's own budget (`attacks[i].budget`): the fields it sets replace the audit's."""
+
     iterations: PositiveInt | None = None
     restarts: PositiveInt | None = None
     seconds: PositiveFloat | None = None
@@ -52,7 +54,7 @@ class AttackConfig(Section):
         return self.label or self.name
 
 
-class ClientSchedule(Section):
+class ClientSelection(Section):
     """Which of a round's clients are audited: all, or a seeded sample of `sample`."""
 
     sample: PositiveInt | None = None
@@ -75,8 +77,11 @@ class ThreatConfig(Section):
 
 
 class AuditConfig(Section):
-    rounds: RoundSchedule = Field(default_factory=RoundSchedule)
-    clients: ClientSchedule = Field(default_factory=ClientSchedule)
+    """Which rounds and clients are attacked, what the server knows, what each attack may
+    spend, and where the attacks run."""
+
+    rounds: RoundSelection = Field(default_factory=RoundSelection)
+    clients: ClientSelection = Field(default_factory=ClientSelection)
     threat: ThreatConfig = Field(default_factory=ThreatConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     worker: Literal["thread", "inline", "ray"] = "thread"
@@ -103,6 +108,10 @@ class AuditConfig(Section):
                     f" (worker is {self.worker!r}); set worker = 'ray'"
                 )
         return self
+
+    def budget_for(self, attack: AttackConfig) -> BudgetConfig:
+        """The audit budget with the attack's own overrides applied."""
+        return self.budget.model_copy(update=attack.budget.model_dump(exclude_none=True))
 
     def task_resources(self, clients_hold_cpus: bool) -> tuple[float, float]:
         """(CPUs, GPUs) each Ray attack task reserves; `clients_hold_cpus` when Flower's

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from fedsim.scenario import names
-from fedsim.scenario.audit import AttackConfig, AuditConfig, BudgetConfig
+from fedsim.scenario.audit import AttackConfig, AuditConfig
 from fedsim.scenario.federation import FederationConfig
 from fedsim.scenario.fields import (
     DatasetName,
@@ -185,11 +185,6 @@ class Scenario(Section):
                 f"audit.clients.sample: {sample} exceeds the clients trained per round"
                 f" ({per_round})"
             )
-
-    def budget_for(self, attack: AttackConfig) -> BudgetConfig:
-        """The audit budget with the attack's own overrides applied."""
-        own = attack.budget.model_dump(exclude_none=True)
-        return self.audit.budget.model_copy(update=own)
 
     @property
     def first_round(self) -> int:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from fedsim.scenario.fields import PositiveFloat, PositiveInt, Section
-from fedsim.scenario.rounds import RoundSchedule
+from fedsim.scenario.rounds import RoundSelection
 from fedsim.scenario.secagg import SecAggConfig
 
 STRATEGY_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -72,7 +72,7 @@ class FederationConfig(Section):
     attacks as impossible instead of attacking."""
     secagg: SecAggConfig = Field(default_factory=SecAggConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
-    keep_checkpoints: RoundSchedule | None = None
+    keep_checkpoints: RoundSelection | None = None
     """Rounds whose global model stays in `checkpoints/` (e.g. `{ log = 3 }`), to start
     later runs from with `model.checkpoint`; None keeps only what `--resume` needs."""
 

@@ -15,14 +15,15 @@ def log_mantissas(per_decade: int) -> frozenset[int]:
     return frozenset(round(10 ** (i / per_decade)) for i in range(per_decade))
 
 
-class RoundSchedule(Section):
+class RoundSelection(Section):
     """Which rounds are selected: at most one of `every`, `first`, `rounds`, `log`
     (none: every round).
 
     `log = k` picks about k rounds per decade, at round numbers with one significant
     digit: 3 gives 1, 2, 5, 10, 20, 50, 100, 200, …; 1 gives 1, 10, 100, …; 2 gives
     1, 3, 10, 30, …. A whole run from its first rounds to a converged model is then
-    covered by a few rounds per decade.
+    covered by a few rounds per decade. (Not `defenses.accounting`'s round schedule,
+    which says how a DP-SGD round samples its steps.)
     """
 
     every: PositiveInt | None = None
@@ -31,7 +32,7 @@ class RoundSchedule(Section):
     log: Annotated[int, Field(ge=1, le=9)] | None = None
 
     @model_validator(mode="after")
-    def _one_rule(self) -> RoundSchedule:
+    def _one_rule(self) -> RoundSelection:
         given = [k for k in ("every", "first", "rounds", "log") if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(
