@@ -43,7 +43,7 @@ JOB_PARTS = {
     "job": ("fedsim.auditor.strategy", "LeakageAuditor", "_run"),
     "optimisation": ("attacks.base", None, "optimise"),
     "label_inference": ("attacks.labels", None, "infer_labels"),
-    "scoring": ("fedsim.auditor.engine", None, "score_reconstruction"),
+    "scoring": ("fedsim.auditor.attack_runner", None, "score_reconstruction"),
     "image_strip": ("fedsim.auditor.strategy", "LeakageAuditor", "_save_grids"),
     "records": ("fedsim.auditor.strategy", "LeakageAuditor", "_mark_audited"),
 }

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 def make_jobs(scenario, rounds: int):  # noqa: ANN001, ANN201 - script
     """One RoundJob per round: the clients' real updates from the initial model, with
     the ground truth the auditor derives on the head."""
-    from fedsim.auditor.engine import ClientCase, RoundJob
+    from fedsim.auditor.attack_runner import ClientCase, RoundJob
     from fedsim.auditor.setup import AuditSetup
     from fedsim.flower.apps.local_update import local_update
     from fedsim.scenario.build import build_federation
@@ -57,7 +57,7 @@ def make_jobs(scenario, rounds: int):  # noqa: ANN001, ANN201 - script
 
 def measure(setup, jobs, workers: int) -> dict:  # noqa: ANN001 - script
     """Throughput on a cluster of `workers` 1-CPU worker nodes and a CPU-less head."""
-    from fedsim.auditor.engine import AuditEngine
+    from fedsim.auditor.attack_runner import AttackRunner
     from fedsim.auditor.ray_tasks import RayAttacks
     from fedsim.flower.runtimes.loopback_cluster import LoopbackCluster
     from fedsim.flower.runtimes.ray_cluster import start_ray, stop_ray
@@ -66,8 +66,8 @@ def measure(setup, jobs, workers: int) -> dict:  # noqa: ANN001 - script
     with LoopbackCluster(nodes=workers + 1, cpus=1, head_cpus=0) as address:
         start_ray(SimulationConfig(address=address))
         try:
-            engine = AuditEngine(setup, torch.device("cpu"))
-            remote = RayAttacks(engine, cpus=1.0, gpus=0.0)
+            runner = AttackRunner(setup, torch.device("cpu"))
+            remote = RayAttacks(runner, cpus=1.0, gpus=0.0)
             for wait in [remote.submit(jobs[0]) for _ in range(workers)]:
                 wait()  # warm-up: each node's worker processes import torch and fedsim
             started = time.perf_counter()
@@ -80,7 +80,7 @@ def measure(setup, jobs, workers: int) -> dict:  # noqa: ANN001 - script
     updates = len(records)
     return {
         "worker_nodes": workers,
-        "tasks": len(jobs) * len(engine.attacks),
+        "tasks": len(jobs) * len(runner.attacks),
         "attacked_updates": updates,
         "statuses": sorted({r["status"] for r in records}),
         "seconds": round(seconds, 2),

@@ -121,7 +121,7 @@ def test_aggregate_identical_with_and_without_auditor_full_loop() -> None:
         )
         if isinstance(strategy, LeakageAuditor):
             strategy.close()
-            assert strategy.engine.attacks[0][1].calls  # the auditor did attack
+            assert strategy.runner.attacks[0][1].calls  # the auditor did attack
         finals.append(result.arrays)
     assert_bitwise_equal(finals[0], finals[1])
 
@@ -275,7 +275,7 @@ def test_records_name_the_priors_and_untuned_ones_are_printed_once(
         protocol={"kind": "fedsgd", "lr": 0.1, "batch_size": 1},
     )
     grid = LocalGrid(client_app, scenario.federation.clients, seed=scenario.seed)
-    with caplog.at_level("WARNING", logger="fedsim.auditor.engine"):
+    with caplog.at_level("WARNING", logger="fedsim.auditor.attack_runner"):
         run_federation(grid, scenario, RunRecorder(tmp_path / "run"))
     records = read_jsonl(tmp_path / "run" / LEAKAGE_FILE)
     assert records and all(r["priors"] == {"tv": 0.01} for r in records)

@@ -151,7 +151,7 @@ def test_a_round_where_every_attack_failed_is_a_warning_with_the_reason(
 ) -> None:
     caplog.set_level(logging.INFO, logger="fedsim.auditor")
     strategy = auditor()
-    attack = strategy.engine.attacks[0][1]
+    attack = strategy.runner.attacks[0][1]
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("optimiser diverged")

@@ -186,7 +186,7 @@ def _forbidden(objects: Iterator[object]) -> list[str]:
 
 
 def test_no_attack_target_or_attack_of_the_auditor_leads_to_a_defense_generator() -> None:
-    from fedsim.auditor.engine import AuditEngine, ClientCase
+    from fedsim.auditor.attack_runner import AttackRunner, ClientCase
     from fedsim.auditor.setup import AuditSetup
     from fedsim.flower.apps.local_update import local_update
     from fedsim.scenario.build import build_federation
@@ -206,15 +206,15 @@ def test_no_attack_target_or_attack_of_the_auditor_leads_to_a_defense_generator(
     start = {k: v.clone() for k, v in model.state_dict().items()}
     sent = local_update(federation, model, 0, 1).state
     names = [n for n, _ in model.named_parameters()]
-    engine = AuditEngine(AuditSetup.from_federation(federation), torch.device("cpu"))
-    case = ClientCase(0, engine.setup.recover_update(start, sent, names))
-    case.originals, case.true_labels = engine.setup.ground_truth(0, 1)
-    case.trained_on = engine.setup.trained_batch(0, 1)[0]  # scoring has it; attacks must not
-    target = engine.target(federation.build_model(), case)
-    attacks = [attack for _, attack in engine.attacks]
+    runner = AttackRunner(AuditSetup.from_federation(federation), torch.device("cpu"))
+    case = ClientCase(0, runner.setup.recover_update(start, sent, names))
+    case.originals, case.true_labels = runner.setup.ground_truth(0, 1)
+    case.trained_on = runner.setup.trained_batch(0, 1)[0]  # scoring has it; attacks must not
+    target = runner.target(federation.build_model(), case)
+    attacks = [attack for _, attack in runner.attacks]
     assert _forbidden(_reachable(target, *attacks)) == []
     # The walk does find a generator where one is held: the scoring side's setup.
-    assert "Federation" in _forbidden(_reachable(engine.setup))
+    assert "Federation" in _forbidden(_reachable(runner.setup))
 
 
 def test_no_target_of_fedsim_attack_leads_to_a_defense_generator() -> None:

@@ -50,7 +50,7 @@ def test_adapted_attack_runs_in_the_federation(tmp_path: Path) -> None:
 
 
 def test_adapted_attack_is_the_one_for_the_defense() -> None:
-    from fedsim.auditor.engine import AuditEngine
+    from fedsim.auditor.attack_runner import AttackRunner
     from fedsim.auditor.setup import AuditSetup
 
     for defense, expected in [
@@ -61,8 +61,8 @@ def test_adapted_attack_is_the_one_for_the_defense() -> None:
             QUICKSTART,
             [f"defenses=['{defense}']", "attacks=[{name = 'adapted', overrides = {lr = 0.05}}]"],
         )
-        engine = AuditEngine(AuditSetup.from_federation(build_federation(scenario)), device=None)  # type: ignore[arg-type]
-        ((_, attack),) = engine.attacks
+        runner = AttackRunner(AuditSetup.from_federation(build_federation(scenario)), device=None)  # type: ignore[arg-type]
+        ((_, attack),) = runner.attacks
         assert type(attack).__name__ == expected and attack.lr == 0.05
         if defense.startswith("soteria"):
             assert attack.exclude and all(name.endswith(".weight") for name in attack.exclude)

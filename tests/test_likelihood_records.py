@@ -14,7 +14,7 @@ from fedsim.attack_matrix.cells import MatrixSettings, defended_batches, image_b
 from fedsim.attack_matrix.specs import AttackSpec
 from fedsim.attack_matrix.tables import _stand_in
 from fedsim.auditor import AuditSetup
-from fedsim.auditor.engine import AuditEngine, ClientCase, RoundJob
+from fedsim.auditor.attack_runner import AttackRunner, ClientCase, RoundJob
 from fedsim.models.cnn import PaperCNN
 
 LR = 0.1
@@ -46,7 +46,7 @@ def _records(
         setup.defense, model, x, y, torch.Generator().manual_seed(2), kind=protocol, local_lr=LR
     )
     job = RoundJob(1, model.state_dict(), cases=[ClientCase(0, made.update)])
-    outcomes = AuditEngine(setup, torch.device("cpu")).run(job)
+    outcomes = AttackRunner(setup, torch.device("cpu")).run(job)
     return {outcome.record["attack"]: outcome.record for _, outcome in outcomes}
 
 

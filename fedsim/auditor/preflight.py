@@ -16,7 +16,7 @@ from attacks.local_training import client_options
 from attacks.target import Budget
 from defenses.client import client_update
 from defenses.identity import NoDefense
-from fedsim.auditor.engine import AuditEngine, ClientCase, attack_targets
+from fedsim.auditor.attack_runner import AttackRunner, ClientCase, attack_targets
 from fedsim.auditor.setup import AuditSetup
 from fedsim.errors import ConfigError
 
@@ -52,16 +52,16 @@ def simulated_update(setup: AuditSetup, model: torch.nn.Module) -> list[torch.Te
     return [u.detach() for u in result.update]
 
 
-def preflight(setup: AuditSetup, engine: AuditEngine) -> None:
+def preflight(setup: AuditSetup, runner: AttackRunner) -> None:
     """Raise ConfigError, in one line, where the model or an attack cannot run on this set-up."""
     model = _forward_backward(setup)
     update = simulated_update(setup, model)
     case = ClientCase(client=0, update=update)
     x, y = probe_batch(setup)
     case.originals, case.true_labels = x, y
-    for config, attack in engine.attacks:
+    for config, attack in runner.attacks:
         try:
-            target = engine.target(model, case)
+            target = runner.target(model, case)
             (result,), _ = attack_targets(attack, [target], Budget(iterations=1, restarts=1))
         except Exception as error:  # noqa: BLE001 - reported as the set-up's error
             result = error

@@ -4,7 +4,7 @@ A round's tasks are submitted as soon as the round's updates are in, so the clus
 nodes (and GPUs, `audit.gpus` per task) attack while the head serves the next rounds;
 the auditor's worker thread then waits for them round by round, so the records are
 appended in round order and, within a round, in (attack, client) order — the order of
-the in-process engine. A task runs `AuditEngine.run_attack` on a copy of the engine
+the in-process worker. A task runs `AttackRunner.run_attack` on a copy of the runner
 without the data set: the model, the attacks and their seeds, the defense's mechanism
 and the job (start parameters, updates and the ground truth the head derived), so its
 records equal the thread worker's.
@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
+from fedsim.auditor.attack_runner import AttackResult, AttackRunner, ClientCase, RoundJob
 from fedsim.auditor.setup import AuditSetup
 
 
@@ -65,21 +65,21 @@ def _attack_task(
     from fedsim.device import resolve_device
 
     torch.set_num_threads(threads)
-    engine = AuditEngine(setup, resolve_device(setup.device), attacks)
+    runner = AttackRunner(setup, resolve_device(setup.device), attacks)
     position = {id(case): i for i, case in enumerate(job.cases)}
-    return [(position[id(case)], result) for case, result in engine.run_attack(job, index)]
+    return [(position[id(case)], result) for case, result in runner.run_attack(job, index)]
 
 
 class RayAttacks:
     """Submits rounds of attacks to Ray; `submit` returns what waits for their results."""
 
-    def __init__(self, engine: AuditEngine, cpus: float, gpus: float) -> None:
+    def __init__(self, runner: AttackRunner, cpus: float, gpus: float) -> None:
         import ray
 
-        self.engine = engine
+        self.runner = runner
         self.threads = max(1, round(cpus))
-        self._setup = ray.put(portable_setup(engine.setup))
-        self._attacks = ray.put(engine.attacks)
+        self._setup = ray.put(portable_setup(runner.setup))
+        self._attacks = ray.put(runner.attacks)
         self._remote = ray.remote(_attack_task).options(
             num_cpus=cpus,
             num_gpus=gpus,
@@ -95,7 +95,7 @@ class RayAttacks:
         shipped = ray.put(dataclasses.replace(job, rejected=[]))
         refs = [
             self._remote.remote(self._setup, self._attacks, index, shipped, self.threads)
-            for index in range(len(self.engine.attacks))
+            for index in range(len(self.runner.attacks))
         ]
         return lambda: self._collect(job, refs)
 
@@ -114,7 +114,7 @@ class RayAttacks:
             except Exception as error:  # noqa: BLE001 - a lost task: its cases are `failed`
                 reason = _lost_reason(error)
                 outcomes.extend(
-                    (case, self.engine.lost_record(job, case, index, reason)) for case in job.cases
+                    (case, self.runner.lost_record(job, case, index, reason)) for case in job.cases
                 )
                 continue
             outcomes.extend((job.cases[position], result) for position, result in results)

@@ -53,9 +53,9 @@ from attacks.domain import ImageDomain
 from defenses.reconstruction import ReconstructionBound
 from fedsim.auditor.aggregate import aggregate_case
 from fedsim.auditor.arguments import refuse_ignored_arguments
+from fedsim.auditor.attack_runner import AttackResult, AttackRunner, ClientCase, RoundJob
 from fedsim.auditor.bound_check import check_round
 from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
-from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
 from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, deployment_kappa, recognise
 from fedsim.auditor.preflight import preflight, simulated_update
 from fedsim.auditor.protocol_check import ProtocolCheck, update_norm
@@ -118,14 +118,14 @@ class LeakageAuditor(PassThroughStrategy):
         self.recorder = recorder
         self.on_round_audited = on_round_audited
         self.ground_truth = ground_truth and setup.ground_truth is not None
-        self.engine = AuditEngine(setup, device or resolve_device(setup.device), attacks)
+        self.runner = AttackRunner(setup, device or resolve_device(setup.device), attacks)
         self.worker = AuditWorker(
             threaded=setup.audit.worker != "inline", max_pending=setup.audit.pending
         )
         self.remote: RayAttacks | None = None
-        if setup.audit.worker == "ray" and self.engine.attacks:
+        if setup.audit.worker == "ray" and self.runner.attacks:
             cpus, gpus = setup.audit.task_resources(setup.clients_hold_cpus)
-            self.remote = RayAttacks(self.engine, cpus, gpus)
+            self.remote = RayAttacks(self.runner, cpus, gpus)
         self._start: dict[int, dict[str, torch.Tensor]] = {}
         self._sent_to: dict[int, list[int]] = {}
         self._partition_of_node: dict[int, int] = {}
@@ -199,7 +199,7 @@ class LeakageAuditor(PassThroughStrategy):
         )
         auditor.privacy = privacy
         with torch.random.fork_rng(devices=[]):  # the app's random draws stay its own
-            preflight(audit_setup, auditor.engine)
+            preflight(audit_setup, auditor.runner)
         return auditor
 
     # ------------------------------------------------------------------ pass-through hooks
@@ -215,7 +215,7 @@ class LeakageAuditor(PassThroughStrategy):
         # Only what this round needs: a round's state is dropped in its aggregate_train.
         self._start.clear()
         self._sent_to.clear()
-        if audited_round(self.setup.audit, server_round) and self.engine.attacks:
+        if audited_round(self.setup.audit, server_round) and self.runner.attacks:
             messages = list(messages)
             self._sent_to[server_round] = [int(m.metadata.dst_node_id) for m in messages]
             self._start[server_round] = {
@@ -326,10 +326,10 @@ class LeakageAuditor(PassThroughStrategy):
         self, server_round: int, client: int | None, node: int, reason: str
     ) -> list[dict[str, Any]]:
         return [
-            self.engine.unscored_record(
+            self.runner.unscored_record(
                 server_round, client, config, status="rejected", message=reason, node=node
             )
-            for config, _ in self.engine.attacks
+            for config, _ in self.runner.attacks
         ]
 
     def _submit(
@@ -365,7 +365,7 @@ class LeakageAuditor(PassThroughStrategy):
                     case.trained_on = self.setup.trained_batch(client, server_round)[0]
             job.cases.append(case)
         if self.remote is None:
-            self.worker.submit(lambda: self._run(job, lambda: self.engine.run(job)))
+            self.worker.submit(lambda: self._run(job, lambda: self.runner.run(job)))
             return
         self.worker.wait_for_room()  # no more rounds in flight on the cluster than `pending`
         results = self.remote.submit(job)
@@ -401,7 +401,7 @@ class LeakageAuditor(PassThroughStrategy):
         Called when the round is configured, so the records do not depend on which
         clients reply; the aggregate is not attacked (see `fedsim.flower.apps.secagg`).
         """
-        if audited_round(self.setup.audit, server_round) and self.engine.attacks:
+        if audited_round(self.setup.audit, server_round) and self.runner.attacks:
             self._record_impossible(server_round)
 
     def attack_aggregate(
@@ -413,7 +413,7 @@ class LeakageAuditor(PassThroughStrategy):
     ) -> None:
         """SecAgg+ round: attack the aggregate the server saw as one update computed from
         every client's batch together (`fedsim.auditor.aggregate`); simulation only."""
-        if not (audited_round(self.setup.audit, server_round) and self.engine.attacks):
+        if not (audited_round(self.setup.audit, server_round) and self.runner.attacks):
             return
         if not self.ground_truth or not clients:
             return
@@ -424,7 +424,7 @@ class LeakageAuditor(PassThroughStrategy):
             return
         job = RoundJob(server_round, start, cases=[case])
         if self.remote is None:
-            self.worker.submit(lambda: self._run(job, lambda: self.engine.run(job)))
+            self.worker.submit(lambda: self._run(job, lambda: self.runner.run(job)))
             return
         self.worker.wait_for_room()
         results = self.remote.submit(job)
@@ -436,10 +436,10 @@ class LeakageAuditor(PassThroughStrategy):
             "per-client updates are hidden under secure aggregation; the server sees only the sum"
         )
         records = [
-            self.engine.unscored_record(
+            self.runner.unscored_record(
                 server_round, None, config, status="impossible", message=hidden
             )
-            for config, _ in self.engine.attacks
+            for config, _ in self.runner.attacks
         ]
         self.worker.submit(lambda: self._publish(server_round, records))
 

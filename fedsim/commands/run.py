@@ -186,7 +186,7 @@ def file_sha256(path: Path) -> str:
 def _check_before_start(scenario: Scenario) -> Federation:
     """Build data, partitions, defenses and attacks now, and knock at the Ray cluster, so a
     bad name or a dead address fails before Ray starts."""
-    from fedsim.auditor.engine import AuditEngine
+    from fedsim.auditor.attack_runner import AttackRunner
     from fedsim.auditor.setup import AuditSetup
     from fedsim.device import resolve_device
     from fedsim.flower.runtimes.faults import active_faults
@@ -199,7 +199,7 @@ def _check_before_start(scenario: Scenario) -> Federation:
         probe(simulation.address, simulation.connect_timeout)
     federation = build_federation(scenario)
     federation.initial_state()  # a checkpoint that does not fit the model is refused now
-    AuditEngine(AuditSetup.from_federation(federation), resolve_device(scenario.device))
+    AttackRunner(AuditSetup.from_federation(federation), resolve_device(scenario.device))
     return federation
 
 

@@ -177,7 +177,7 @@ def _load_optimizers() -> None:
     import torch._dynamo  # noqa: F401
 
 
-class AuditEngine:
+class AttackRunner:
     """Builds targets for a round's cases and runs each configured attack on them."""
 
     def __init__(
