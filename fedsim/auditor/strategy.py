@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -52,10 +53,12 @@ from flwr.serverapp.strategy import Strategy
 from attacks.domain import ImageDomain
 from fedsim.auditor.aggregate import aggregate_case
 from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
+from fedsim.auditor.cost_plan import CostPlan
 from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJob
 from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, recognise
 from fedsim.auditor.preflight import preflight, simulated_update
 from fedsim.auditor.protocol_check import ProtocolCheck, update_norm
+from fedsim.auditor.proxy import ProxyAudit, plan_audit
 from fedsim.auditor.ray_tasks import AuditAbandoned, RayAttacks
 from fedsim.auditor.schedule import audited_clients, audited_round
 from fedsim.auditor.setup import AuditSetup
@@ -64,7 +67,7 @@ from fedsim.device import resolve_device
 from fedsim.flower.protocol import reply_partition
 from fedsim.flower.reply_check import ArraySpec, array_specs, reply_problem
 from fedsim.flower.wrapping import PassThroughStrategy
-from fedsim.image_grid import ClientImages, load_figures, save_image_grid
+from fedsim.image_grid import GRID_IMAGES, ClientImages, load_figures, save_image_grid
 from fedsim.judgement import read_record
 from fedsim.private_files import make_private
 from fedsim.records import RECONSTRUCTIONS_DIR, RunRecorder
@@ -141,6 +144,10 @@ class LeakageAuditor(PassThroughStrategy):
         """Flower's DP tool in use, where `for_model` recognised one (`fedsim.auditor.flower_dp`)."""
         self._round_config: dict[int, dict[str, Any]] = {}
         self._taken_part: Counter[int] = Counter()
+        self.plan: CostPlan | None = None
+        """What each attack does a round (`fedsim.auditor.cost_plan`), where `for_model` made one."""
+        self.proxy: ProxyAudit | None = None
+        """The proxy audit (`fedsim.auditor.proxy`), where `for_model` got `proxy_data`."""
 
     @classmethod
     def for_model(
@@ -151,6 +158,7 @@ class LeakageAuditor(PassThroughStrategy):
         out_dir: str | Path | None = None,
         on_round_audited: RoundCallback | None = None,
         delta: float = 1e-5,
+        proxy_data: Any = None,
         **setup: Any,
     ) -> LeakageAuditor:
         """The auditor for a Flower app that does not otherwise use fedsim (deployment mode).
@@ -164,6 +172,12 @@ class LeakageAuditor(PassThroughStrategy):
         where they carry no accountant. Before it returns, the model
         and every attack are tried once on a random batch of that shape and domain
         (`fedsim.auditor.preflight`), so a mistake raises ConfigError before any round.
+        Then each attack is timed on that probe and planned against `audit.budget.seconds`
+        (`fedsim.auditor.cost_plan`; logged, and written to `out_dir/audit_plan.json`).
+        `proxy_data` (a torch Dataset, arrays (inputs, labels) or a fedsim data set name,
+        `fedsim.auditor.proxy_data`): data of the clients' kind the server holds; each
+        audited round the auditor then simulates clients like the declared ones on it and
+        scores what the attacks recover from them (`fedsim.auditor.proxy`).
         Records and reconstructions (PNG and tensors) go to `out_dir`; call `close()`
         after the run: it waits for the last attacks and returns the summary it logs.
         """
@@ -188,6 +202,13 @@ class LeakageAuditor(PassThroughStrategy):
         auditor.privacy = privacy
         with torch.random.fork_rng(devices=[]):  # the app's random draws stay its own
             preflight(audit_setup, auditor.engine)
+            refusal = _proxy_refusal(privacy, setup.get("mechanism"))
+            auditor.plan, auditor.proxy = plan_audit(
+                audit_setup, auditor.engine, proxy_data, refusal
+            )
+        auditor.plan.log()
+        if recorder is not None:
+            auditor.plan.write(recorder.run_dir)
         return auditor
 
     # ------------------------------------------------------------------ pass-through hooks
@@ -330,6 +351,8 @@ class LeakageAuditor(PassThroughStrategy):
         usable, rejected = self._usable_replies(server_round, start, replies, sent_to)
         chosen = audited_clients(self.setup.audit, list(usable), self.setup.audit_rng(server_round))
         job = RoundJob(server_round, start, rejected=rejected)
+        if self.plan is not None:
+            job.budgets, job.skipped = self.plan.real_budgets(self.setup), self.plan.real_skipped()
         if self.privacy is not None:
             config = self._round_config.pop(server_round, None)
             job.mechanism = self.privacy.mechanism(config, self.setup.protocol)
@@ -374,13 +397,15 @@ class LeakageAuditor(PassThroughStrategy):
         metrics = list(message.content.metric_records.values())
         if len(metrics) == 1 and key in metrics[0]:
             self.protocol_check.weight(server_round, client, metrics[0][key], key)
-        if self._simulated_norm is None and not self.protocol_check.noisy:
+        by_proxy = self.proxy is not None and self.proxy.checks_protocol  # in ProxyAudit.audit
+        if not by_proxy and self._simulated_norm is None and not self.protocol_check.noisy:
             model = self.setup.build_model()
             model.load_state_dict(start)
             with torch.random.fork_rng(devices=[]):  # the app's draws stay its own
                 self._simulated_norm = update_norm(simulated_update(self.setup, model))
         norm = update_norm(update)
-        self.protocol_check.norm(server_round, client, norm, self._simulated_norm)
+        if self._simulated_norm is not None:
+            self.protocol_check.norm(server_round, client, norm, self._simulated_norm)
         self.protocol_check.noise(server_round, client, norm, sum(u.numel() for u in update))
 
     def record_secure_round(self, server_round: int) -> None:
@@ -449,6 +474,7 @@ class LeakageAuditor(PassThroughStrategy):
     def _run(
         self, job: RoundJob, attack: Callable[[], list[tuple[ClientCase, AttackResult]]]
     ) -> None:
+        started = time.perf_counter()
         try:
             outcomes = attack()
         except AuditAbandoned as error:
@@ -457,8 +483,11 @@ class LeakageAuditor(PassThroughStrategy):
         except Exception:  # noqa: BLE001 - record what is known; the round goes on
             logger.exception("round %d: the audit failed", job.server_round)
             outcomes = []
+        if self.proxy is not None:
+            folder = None if self.recorder is None else self.recorder.run_dir / RECONSTRUCTIONS_DIR
+            outcomes += self.proxy.audit(job, self.protocol_check, folder)
         records = job.rejected + [outcome.record for _, outcome in outcomes]
-        self.log.round(job.server_round, records)
+        self.log.round(job.server_round, records, time.perf_counter() - started)
         if self.recorder is not None:
             for record in records:
                 self.recorder.append_leakage(record)
@@ -479,7 +508,7 @@ class LeakageAuditor(PassThroughStrategy):
         self, job: RoundJob, outcomes: list[tuple[ClientCase, AttackResult]]
     ) -> None:
         """Deployment mode: per case, a tensor file of every attack's reconstruction and,
-        for images, a PNG grid."""
+        for images, a PNG grid of its first `GRID_IMAGES` (a few kB, whatever the batch)."""
         assert self.recorder is not None
         folder = self.recorder.run_dir / RECONSTRUCTIONS_DIR
         for case in job.cases:
@@ -496,9 +525,11 @@ class LeakageAuditor(PassThroughStrategy):
                 torch.save(dict(rows), folder / f"{stem}.pt")
                 make_private(folder / f"{stem}.pt")
                 if self.setup.audit.grids and isinstance(domain, ImageDomain):
-                    pictures = [(name, domain.to_unit(x).clamp(0, 1)) for name, x in rows]
+                    pictures = [
+                        (name, domain.to_unit(x[:GRID_IMAGES]).clamp(0, 1)) for name, x in rows
+                    ]
                     title = f"round {job.server_round}, {case.client}"
-                    save_image_grid(folder / f"{stem}.png", pictures, title)
+                    save_image_grid(folder / f"{stem}.png", pictures, title, GRID_IMAGES)
                     make_private(folder / f"{stem}.png")
             except Exception:  # noqa: BLE001
                 logger.exception("round %d: saving reconstructions failed", job.server_round)
@@ -538,6 +569,21 @@ def _train_config(messages: list[Message]) -> dict[str, Any]:
         return {}
     records = messages[0].content.config_records.values()
     return {k: v for record in records for k, v in record.items()}
+
+
+def _proxy_refusal(privacy: FlowerPrivacy | None, mechanism: object | None) -> str | None:
+    """Why proxy clients cannot train as the real ones do, or None."""
+    if privacy is not None:
+        return (
+            f"proxy clients cannot apply Flower's {privacy.label} yet; give the clients' defense"
+            " as a fedsim spec (defenses.flower.mod) to audit on proxy data"
+        )
+    if mechanism is not None:
+        return (
+            "the clients' defense is given as a mechanism only; proxy clients need the defense"
+            " itself (defense=...)"
+        )
+    return None
 
 
 def _protocol_text(setup: AuditSetup) -> str:
