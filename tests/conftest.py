@@ -40,7 +40,13 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 
 
 RAY_MODULES = frozenset(
-    {"test_federation.py", "test_flower_standalone.py", "test_ray_cluster.py", "test_secagg.py"}
+    {
+        "test_federation.py",
+        "test_flower_quickstart_app.py",
+        "test_flower_standalone.py",
+        "test_ray_cluster.py",
+        "test_secagg.py",
+    }
 )
 """Modules with tests that start Ray: `pytest -n N` runs them on one worker, one after
 another, so that two Ray instances, each sized to the whole machine, never run at once."""
