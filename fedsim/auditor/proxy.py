@@ -22,9 +22,9 @@ your clients' own data. The guess a reconstruction must beat is made from proxy
 examples kept out of every batch (`GUESS_EXAMPLES`). A strip of at most `GRID_IMAGES`
 images per proxy client is drawn per round.
 
-The proxy clients at the declared batch size are also the reference of the protocol
-check: the real replies' update norms, whole and per layer, are compared with theirs
-(`fedsim.auditor.protocol_check.ProtocolCheck.against_proxy`).
+Proxy clients at the declared batch size (`REFERENCE_CLIENTS` of them) are also the
+reference of the protocol check: the real replies' updates, whole and per layer, are
+compared with their median (`fedsim.auditor.protocol_check.ProtocolCheck.against_proxy`).
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 GUESS_EXAMPLES = 256
 """Proxy examples kept out of every batch, to make the guess from (at most a quarter)."""
+REFERENCE_CLIENTS = 3
+"""Proxy clients at the declared batch size whose median the real replies are checked
+against (those the plan attacks there, and more simulated for the check alone)."""
 _PROXY_TAG = 0x9807
 
 
@@ -116,8 +119,10 @@ class ProxyAudit:
                 )
                 outcomes += engine.run(proxy_job)
             if check is not None and self.checks_protocol and job.cases:
-                if reference is None:
-                    reference = [self._update(job, self.setup.batch_size, 0)[0]]
+                reference = reference or []
+                size = self.setup.batch_size
+                for client in range(len(reference), REFERENCE_CLIENTS):
+                    reference.append(self._update(job, size, client)[0])
                 names = [n for n, _ in self.setup.build_model().named_parameters()]
                 for case in job.cases:
                     check.against_proxy(

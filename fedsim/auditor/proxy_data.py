@@ -23,6 +23,7 @@ one-channel data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -200,11 +201,12 @@ def _shaped(inputs: torch.Tensor, shape: tuple[int, ...], domain: InputDomain) -
 def _check_box(inputs: torch.Tensor, domain: ImageDomain) -> None:
     low, high = float(inputs.min()), float(inputs.max())
     if low < domain.low - _BOX_SLACK or high > domain.high + _BOX_SLACK:
+        box = f"ImageDomain(low={math.floor(low):.1f}, high={math.ceil(high):.1f})"
         raise ConfigError(
             f"proxy_data: float inputs (taken as the model receives them) lie in "
             f"[{low:.3g}, {high:.3g}], outside the declared domain's box [{domain.low:g}, "
-            f"{domain.high:g}]; declare the box your transform gives "
-            f"(domain=ImageDomain(low={low:.3g}, high={high:.3g}) or so), or pass uint8 pixels"
+            f"{domain.high:g}]; declare the box your transform gives (domain={box} holds"
+            " these), or pass uint8 pixels"
         )
 
 
