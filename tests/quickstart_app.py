@@ -32,7 +32,12 @@ from flwr.serverapp.strategy import FedAvg
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-NUM_PARTITIONS, PARTITION_SIZE, BATCH_SIZE, LOCAL_EPOCHS, LR = 3, 24, 8, 1, 0.1
+NUM_PARTITIONS, LOCAL_EPOCHS, LR = 3, 1, 0.1
+INPUT_SHAPE = (1, 28, 28)
+"""One image as `Net` takes it (the quickstart's CIFAR-10: (3, 32, 32))."""
+PARTITION_SIZE, BATCH_SIZE = 24, 8
+"""A client's training examples and its loader's batch size (the quickstart's CIFAR-10
+with 10 partitions: 4,000 and 32)."""
 ROUND_SECONDS = 4.0
 """What each attack may spend on a round's audit (audit.budget.seconds)."""
 
@@ -85,8 +90,8 @@ def load_data(partition_id: int) -> DataLoader:
     return DataLoader(Digits(images[chosen], labels[chosen]), batch_size=BATCH_SIZE, shuffle=True)
 
 
-def load_centralized_dataset() -> Dataset:
-    return Digits(*_split("test"))
+def load_centralized_dataset() -> DataLoader:
+    return DataLoader(Digits(*_split("test")), batch_size=128)
 
 
 def train(net: Net, trainloader: DataLoader, epochs: int, lr: float) -> float:
@@ -125,7 +130,7 @@ def client_train(msg: Message, context: Context) -> Message:
     return Message(content=content, reply_to=msg)
 
 
-def server_app(out_dir: Path, rounds: int, iterations: int = 200) -> ServerApp:
+def server_app(out_dir: Path, rounds: int) -> ServerApp:
     server = ServerApp()
 
     @server.main()
@@ -139,24 +144,21 @@ def server_app(out_dir: Path, rounds: int, iterations: int = 200) -> ServerApp:
         strategy = LeakageAuditor.for_model(
             strategy,
             Net,
-            input_shape=(1, 28, 28),
+            input_shape=INPUT_SHAPE,
             num_classes=10,
-            batch_size=PARTITION_SIZE,  # len(trainloader.dataset)
-            domain=ImageDomain(low=-1.0, high=1.0),  # Normalize((0.5,), (0.5,))
+            batch_size=PARTITION_SIZE,  # len(trainloader.dataset) on each client
+            domain=ImageDomain(low=-1.0, high=1.0),  # Normalize((0.5,), (0.5,)) in the transform
             protocol="fedavg",
-            optimizer=functools.partial(torch.optim.SGD, lr=LR, momentum=0.9),
+            optimizer=functools.partial(torch.optim.SGD, lr=LR, momentum=0.9),  # as in train()
             local_steps=steps,
             local_batch_size=BATCH_SIZE,
-            shuffle=True,
+            shuffle=True,  # DataLoader(..., shuffle=True)
             attacks=["bayes"],
-            proxy_data=load_centralized_dataset(),
-            audit={
-                "worker": "inline",
-                "budget": {"iterations": iterations, "seconds": ROUND_SECONDS},
-            },
+            proxy_data=load_centralized_dataset(),  # the server's test set: {"img", "label"} items
+            audit={"budget": {"iterations": 200, "seconds": ROUND_SECONDS}},
             out_dir=out_dir,
         )
-        # ---
+        # then, as before:
         strategy.start(
             grid=grid,
             initial_arrays=ArrayRecord(Net().state_dict()),
@@ -172,13 +174,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--iterations", type=int, default=200)
     args = parser.parse_args()
     from fedsim.flower.local_grid import LocalGrid  # the test harness, not part of the app
 
     torch.manual_seed(0)
     grid = LocalGrid(client, num_nodes=NUM_PARTITIONS, seed=0)
-    app = server_app(args.out_dir, args.rounds, args.iterations)
+    app = server_app(args.out_dir, args.rounds)
     app(grid=grid, context=Context(1, 1, {}, RecordDict(), {}))
 
 

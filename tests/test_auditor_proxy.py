@@ -17,7 +17,7 @@ from flwr.clientapp.mod import LocalDpMod
 from flwr.serverapp.strategy import FedAvg
 from PIL import Image
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from attacks.domain import FeatureDomain, ImageDomain
 from fedsim.auditor import LeakageAuditor
@@ -61,6 +61,17 @@ def test_flwr_datasets_items_are_read_by_their_keys_in_the_models_space() -> Non
     assert data.source == "Dataset items' 'img' and 'label', 5 examples"
     pairs = _read(TensorDataset(x, torch.tensor([2, 1, 0, 0, 1])))
     assert torch.equal(pairs.inputs, x) and pairs.source.startswith("Dataset (input, label)")
+    loader = DataLoader(TensorDataset(x, torch.tensor([2, 1, 0, 0, 1])), batch_size=2)
+    assert torch.equal(_read(loader).inputs, x)  # its dataset's items, not its batches
+
+    class Split:  # a Hugging Face `datasets` split: items by index, not a torch Dataset
+        def __len__(self) -> int:
+            return 5
+
+        def __getitem__(self, index: int) -> dict:
+            return {"image": x[index], "label": torch.tensor(index % 3)}
+
+    assert _read(Split()).source == "Dataset items' 'image' and 'label', 5 examples"
 
 
 def test_ambiguous_or_missing_keys_and_a_wrong_box_are_refused_in_one_line() -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,7 +57,8 @@ PROXY_IMAGES = 4
 """Proxy examples a round at each batch size at least: ⌈4 / size⌉ proxy clients."""
 MIN_ITERATIONS = 10
 """Fewer iterations than this is no attack: the plan then leaves the attack out."""
-_PROBE_ITERATIONS = 4
+_PROBE_ITERATIONS = 5
+_PROBE_REPEATS = 3
 
 
 def proxy_clients(size: int) -> int:
@@ -107,16 +109,23 @@ class AttackPlan:
     proxy: list[ProxyCall] = field(default_factory=list)
     reason: str | None = None
     """Why the real replies are not attacked (`out_of_reach` records carry it)."""
+    share: float | None = None
+    """The share of the round's budget the declared update was weighed against."""
 
     def line(self, round_seconds: float | None) -> str:
-        budget = f"{self.iterations} iterations × {self.restarts} restarts"
+        restarts = "" if self.restarts == 1 else f" × {self.restarts} restarts"
+        budget = f"{self.iterations} iterations{restarts}"
         text = f"{self.attack} at {budget}: the declared update takes about "
         text += f"{_duration(self.declared_estimate)}"
         if self.fits:
             share = "" if self.real_seconds is None else f" within {self.real_seconds:.3g} s"
             text += f"; the replies are attacked{share}"
         else:
-            text += f", out of reach of {round_seconds:g} s a round; the replies are not attacked"
+            share = f"{self.share:.3g} s, its share of " if self.share != round_seconds else ""
+            text += (
+                f", out of reach of {share}{round_seconds:g} s a round; the replies are not"
+                " attacked"
+            )
         if self.proxy:
             sizes = ", ".join(
                 f"{c.batch_size}"
@@ -276,7 +285,7 @@ def _plan_attack(
     if estimate <= share and all(c.estimate <= share for c in proxy):
         plan.real_seconds, plan.proxy = round(share, 3), proxy
         return plan
-    plan.fits = False
+    plan.fits, plan.share = False, round(share, 3)
     of = f"its {share:.3g} s share of the {limit:g} s" if with_proxy else f"the {limit:g} s"
     plan.reason = (
         f"{name} at {iterations} iterations needs about {_duration(estimate)} for an update from"
@@ -298,20 +307,19 @@ def _plan_attack(
 
 def _probe(setup: AuditSetup, engine: AuditEngine, model: torch.nn.Module, index: int) -> CostModel:
     """Time attack `index` on probes of one example and of `PROBE_SIZE`, for one and for
-    `_PROBE_ITERATIONS` iterations; fit the cost model."""
+    `_PROBE_ITERATIONS` iterations (the median of `_PROBE_REPEATS` timings each: a busy
+    machine's noise); fit the cost model."""
     points = []
     for size in sorted({1, min(PROBE_SIZE, setup.batch_size)}):
         probe_engine, case = probe_case(setup, engine, model, size)
-        config, attack = probe_engine.attacks[index]
+        _, attack = probe_engine.attacks[index]
         target = probe_engine.target(model, case)
-        times = []
-        for iterations in (1, _PROBE_ITERATIONS):
-            started = time.perf_counter()
-            attack_targets(attack, [target], Budget(iterations=iterations, restarts=1))
-            times.append(time.perf_counter() - started)
-        slope = (
-            max(times[1] - times[0], 0.0) / (_PROBE_ITERATIONS - 1) or times[1] / _PROBE_ITERATIONS
-        )
+        times = [
+            statistics.median(_timed(attack, target, iterations) for _ in range(_PROBE_REPEATS))
+            for iterations in (1, _PROBE_ITERATIONS)
+        ]
+        slope = max(times[1] - times[0], 0.0) / (_PROBE_ITERATIONS - 1)
+        slope = slope or times[1] / _PROBE_ITERATIONS
         work = samples_processed(probe_engine.setup.protocol, probe_engine.setup.batch_size)
         points.append((work, slope, max(times[0] - slope, 0.0)))
     (steps_a, examples_a), slope_a, overhead = points[0]
@@ -326,6 +334,12 @@ def _probe(setup: AuditSetup, engine: AuditEngine, model: torch.nn.Module, index
     if per_step < 0 or per_example < 0:  # noise, or one kind of cost only: the larger probe
         per_step, per_example = 0.0, slope_b / examples_b
     return CostModel(max(overhead, overhead_b), per_step, per_example)
+
+
+def _timed(attack: object, target: object, iterations: int) -> float:
+    started = time.perf_counter()
+    attack_targets(attack, [target], Budget(iterations=iterations, restarts=1))
+    return time.perf_counter() - started
 
 
 def _budget(setup: AuditSetup, attack: str, iterations: int, seconds: float | None) -> BudgetConfig:

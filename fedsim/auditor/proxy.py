@@ -240,3 +240,19 @@ def plan_audit(
         setup, engine, model, proxy_examples=len(data) - held, proxy_source=data.source
     )
     return plan, ProxyAudit(setup, data, plan, engine)
+
+
+def proxy_refusal(privacy: Any, mechanism: object | None) -> str | None:
+    """Why proxy clients cannot train as the real ones do (`privacy`: Flower's DP tool
+    `for_model` recognised; `mechanism`: a likelihood given without its defense), or None."""
+    if privacy is not None:
+        return (
+            f"proxy clients cannot apply Flower's {privacy.label} yet; give the clients' defense"
+            " as a fedsim spec (defenses.flower.mod) to audit on proxy data"
+        )
+    if mechanism is not None:
+        return (
+            "the clients' defense is given as a mechanism only; proxy clients need the defense"
+            " itself (defense=...)"
+        )
+    return None

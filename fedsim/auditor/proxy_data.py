@@ -6,7 +6,8 @@ the same input in [0, 1] pixel space for scoring, and its label.
 - a fedsim data set name (`fedsim.data.DATASETS`: "cifar10", "mnist-sample", …): its
   test split, the held-out data a server evaluates on;
 - arrays `(inputs, labels)`, numpy or torch;
-- a torch `Dataset` whose items are `(input, label)` pairs, or dicts as Flower's
+- a torch `Dataset` (or a Hugging Face `datasets` split, or a `DataLoader`, whose
+  dataset is read) whose items are `(input, label)` pairs, or dicts as Flower's
   flwr-datasets loaders give them (`{"img": …, "label": …}`; also `image`, `x` and
   `y`, …): the keys used are said, and items with several candidates are refused.
 
@@ -71,15 +72,17 @@ def read_proxy_data(
 ) -> ProxyData:
     """At most `limit` examples of `data` (module note); ConfigError naming `proxy_data`
     where they cannot be read or do not fit the declared shape, classes and domain."""
+    if isinstance(data, torch.utils.data.DataLoader):
+        data = data.dataset  # its items, not its batches
     if isinstance(data, str):
         inputs, labels, source = _named(data, limit)
         space: Space = "unit" if inputs.ndim > 2 else "model"
-    elif isinstance(data, torch.utils.data.Dataset):
-        inputs, labels, source = _dataset(data, limit)
-        space = "model" if torch.is_floating_point(inputs) else "bytes"
     elif isinstance(data, tuple | list) and len(data) == 2:
         inputs, labels = _tensor(data[0])[:limit], _labels(data[1], limit)
         source = f"arrays of {len(labels)} examples"
+        space = "model" if torch.is_floating_point(inputs) else "bytes"
+    elif _map_style(data):
+        inputs, labels, source = _dataset(data, limit)
         space = "model" if torch.is_floating_point(inputs) else "bytes"
     else:
         raise ConfigError(
@@ -96,6 +99,17 @@ def read_proxy_data(
         return ProxyData(inputs, domain.to_unit(inputs), labels, source)
     pixels = (inputs / 255.0 if space == "bytes" else inputs).clamp(0, 1)
     return ProxyData(_into_box(pixels, domain), pixels, labels, source)
+
+
+def _map_style(data: Any) -> bool:
+    """A torch Dataset, or anything a DataLoader takes as one (a Hugging Face `datasets`
+    split, as flwr-datasets gives it): items by index, and a length."""
+    if isinstance(data, torch.utils.data.Dataset):
+        return True
+    arrays = (str, bytes, np.ndarray, torch.Tensor, Mapping)
+    return (
+        hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, arrays)
+    )
 
 
 def _check_labels(inputs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:

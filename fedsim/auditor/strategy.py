@@ -58,7 +58,7 @@ from fedsim.auditor.engine import AttackResult, AuditEngine, ClientCase, RoundJo
 from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, recognise
 from fedsim.auditor.preflight import preflight, simulated_update
 from fedsim.auditor.protocol_check import ProtocolCheck, update_norm
-from fedsim.auditor.proxy import ProxyAudit, plan_audit
+from fedsim.auditor.proxy import ProxyAudit, plan_audit, proxy_refusal
 from fedsim.auditor.ray_tasks import AuditAbandoned, RayAttacks
 from fedsim.auditor.schedule import audited_clients, audited_round
 from fedsim.auditor.setup import AuditSetup
@@ -202,7 +202,7 @@ class LeakageAuditor(PassThroughStrategy):
         auditor.privacy = privacy
         with torch.random.fork_rng(devices=[]):  # the app's random draws stay its own
             preflight(audit_setup, auditor.engine)
-            refusal = _proxy_refusal(privacy, setup.get("mechanism"))
+            refusal = proxy_refusal(privacy, setup.get("mechanism"))
             auditor.plan, auditor.proxy = plan_audit(
                 audit_setup, auditor.engine, proxy_data, refusal
             )
@@ -569,21 +569,6 @@ def _train_config(messages: list[Message]) -> dict[str, Any]:
         return {}
     records = messages[0].content.config_records.values()
     return {k: v for record in records for k, v in record.items()}
-
-
-def _proxy_refusal(privacy: FlowerPrivacy | None, mechanism: object | None) -> str | None:
-    """Why proxy clients cannot train as the real ones do, or None."""
-    if privacy is not None:
-        return (
-            f"proxy clients cannot apply Flower's {privacy.label} yet; give the clients' defense"
-            " as a fedsim spec (defenses.flower.mod) to audit on proxy data"
-        )
-    if mechanism is not None:
-        return (
-            "the clients' defense is given as a mechanism only; proxy clients need the defense"
-            " itself (defense=...)"
-        )
-    return None
 
 
 def _protocol_text(setup: AuditSetup) -> str:
