@@ -32,7 +32,10 @@ its Flower node id; in deployment mode (and on `rejected` lines) every line also
 the node id. Each audited round is logged in
 one line, a round where nothing could be attacked as a warning (`fedsim.auditor.console`),
 and `close()` returns and logs the run's summary. In deployment mode the auditor checks
-what it can observe against the protocol it was told (`fedsim.auditor.protocol_check`).
+what it can observe against the protocol it was told (`fedsim.auditor.protocol_check`),
+keeps each attack within the round's time by a plan made before round 1
+(`fedsim.auditor.cost_plan`), and, given proxy data, scores the attacks on clients it
+simulates like the declared ones each audited round (`fedsim.auditor.proxy`).
 """
 
 from __future__ import annotations
