@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from defenses.errors import DefenseError, MechanismRefused
-from defenses.mechanisms.base import Mechanism
+from defenses.mechanisms.base import Mechanism, NoiseKind
 
 STAGES = ("batch", "model", "gradient", "update")
 """The stages a defense may act at, in the order a client applies them."""
@@ -212,6 +212,25 @@ class Defense:
         """
         return self.mechanism
 
+    @property
+    def added_noise(self) -> tuple[NoiseKind, float] | None:
+        """(kind, scale) where all this defense does is add independent noise of that kind
+        to every coordinate of the update it is given (``gaussian``: σ, ``laplacian``: b),
+        so that a stack can fold it into the mechanism of the part before it
+        (`mechanism_with_noise`); None otherwise."""
+        return None
+
+    def mechanism_with_noise(
+        self,
+        noise: Sequence[tuple[NoiseKind, float]],
+        batch_size: int,
+        protocol: TrainingProtocol | None = None,
+    ) -> tuple[Mechanism, str] | None:
+        """This defense's mechanism when the parts after it add `noise` (their
+        `added_noise`, in order) to what the client sends, and how it composes in words;
+        None where no closed form is stated (the stack then states no likelihood)."""
+        return None
+
     def composition_refusal(self, parts: Sequence[Defense]) -> str | None:
         """Why this defense, stacked with `parts` (the whole stack, itself included, in
         order), would silently undo another part; None where it composes honestly."""
@@ -270,6 +289,13 @@ def resolve_parameters(
                 f"{defense}: unknown parameter {key!r}; accepted parameters: {accepted}"
             )
     return {p.name: p.convert(defense, values.get(p.name, p.default)) for p in parameters}
+
+
+def added_gaussian_variance(noise: Sequence[tuple[NoiseKind, float]]) -> float | None:
+    """Σ σ² of `noise` where every part is Gaussian (variances add), else None."""
+    if any(kind != "gaussian" for kind, _ in noise):
+        return None
+    return sum(scale**2 for _, scale in noise)
 
 
 def draw_normal(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -9,6 +9,7 @@ with batch-norm layers are refused. Privacy spent, per threat model:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -16,9 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from defenses.base import Defense, Parameter, TrainingProtocol, draw_normal
+from defenses.base import (
+    Defense,
+    Parameter,
+    TrainingProtocol,
+    added_gaussian_variance,
+    draw_normal,
+)
 from defenses.errors import DefenseError, MechanismRefused
-from defenses.mechanisms import Mechanism
+from defenses.mechanisms import Mechanism, NoiseKind
 from defenses.mechanisms.clipped import ClippedGaussianMechanism
 
 
@@ -118,6 +125,22 @@ class DPSGD(Defense):
         return ClippedGaussianMechanism(
             lr * self.clip, max(lr * self.sigma * self.clip / step_batch, 1e-12), self.clip
         )
+
+    def mechanism_with_noise(
+        self,
+        noise: Sequence[tuple[NoiseKind, float]],
+        batch_size: int,
+        protocol: TrainingProtocol | None = None,
+    ) -> tuple[Mechanism, str] | None:
+        """Gaussian noise after DP-SGD is added to what the client sends, in DP-SGD's
+        units: clipped Gaussian, the variances added, still clipped per sample."""
+        extra = added_gaussian_variance(noise)
+        if extra is None:
+            return None
+        dp = self.mechanism_for(batch_size, protocol)
+        std = math.sqrt(dp.std**2 + extra)
+        mechanism = ClippedGaussianMechanism(dp.clip, std, dp.per_sample_clip)
+        return mechanism, "clipped Gaussian, variances added"
 
     def composition_refusal(self, parts: Sequence[Defense]) -> str | None:
         """DP-SGD recomputes each sample's cross-entropy gradient from the batch, so a

@@ -20,13 +20,21 @@ its Laplacian defense on one sample only, and so does its likelihood here.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from defenses.base import Defense, Parameter, TrainingProtocol, draw_laplace, draw_normal
+from defenses.base import (
+    Defense,
+    Parameter,
+    TrainingProtocol,
+    added_gaussian_variance,
+    draw_laplace,
+    draw_normal,
+)
 from defenses.errors import MechanismRefused
-from defenses.mechanisms import GaussianMechanism, LaplacianMechanism, Mechanism
+from defenses.mechanisms import GaussianMechanism, LaplacianMechanism, Mechanism, NoiseKind
 from defenses.noise import REFERENCE
 
 
@@ -80,6 +88,20 @@ class PerSampleGaussianNoise(_NoisePerSample):
     @property
     def mechanism_note(self) -> str:
         return "exact: Gaussian with σ/√B on the mean gradient (lr·σ/√B on a one-step delta)"
+
+    def mechanism_with_noise(
+        self,
+        noise: Sequence[tuple[NoiseKind, float]],
+        batch_size: int,
+        protocol: TrainingProtocol | None = None,
+    ) -> tuple[Mechanism, str] | None:
+        """Gaussian noise on the update after it: Gaussian, the variances added (in the
+        units of what the client sends, as the noise after it)."""
+        extra = added_gaussian_variance(noise)
+        if extra is None:
+            return None
+        sigma = self.mechanism_for(batch_size, protocol).sigma
+        return GaussianMechanism(math.sqrt(sigma**2 + extra)), "Gaussian, variances added"
 
     def transform_gradients(
         self,

@@ -24,9 +24,21 @@ from collections.abc import Sequence
 
 import torch
 
-from defenses.base import Defense, Parameter, draw_laplace, draw_normal, draw_uniform
-from defenses.mechanisms import Mechanism
-from defenses.mechanisms.masked import FixedMaskMechanism, MaskedMechanism, fixed_mask
+from defenses.base import (
+    Defense,
+    Parameter,
+    TrainingProtocol,
+    draw_laplace,
+    draw_normal,
+    draw_uniform,
+)
+from defenses.mechanisms import Mechanism, NoiseKind
+from defenses.mechanisms.masked import (
+    FixedMaskMechanism,
+    MaskedMechanism,
+    PruneNoiseMixtureMechanism,
+    fixed_mask,
+)
 
 REFERENCE = "Balunović et al., Bayesian Framework for Gradient Leakage, ICLR 2022"
 PRUNE = Parameter(
@@ -76,6 +88,19 @@ class Prune(Defense):
     @property
     def mechanism_note(self) -> str:
         return "the known mask applied to the candidate, compared by L2 (exact argmax)"
+
+    def mechanism_with_noise(
+        self,
+        noise: Sequence[tuple[NoiseKind, float]],
+        batch_size: int,
+        protocol: TrainingProtocol | None = None,
+    ) -> tuple[Mechanism, str] | None:
+        """One noise after the fixed mask: the paper's soft pruning (`FixedMaskMechanism`),
+        as ``prune+gaussian`` / ``prune+laplacian``."""
+        if len(noise) != 1:
+            return None
+        mechanism = FixedMaskMechanism(self.p, self.mask_seed, *noise[0])
+        return mechanism, "the known mask, then noise on every coordinate"
 
     def transform_update(
         self, update: Sequence[torch.Tensor], generator: torch.Generator
@@ -159,6 +184,18 @@ class RandomPrune(Defense):
         return (
             "kept coordinates compared by L2 (exact argmax; the likelihood itself is a point mass)"
         )
+
+    def mechanism_with_noise(
+        self,
+        noise: Sequence[tuple[NoiseKind, float]],
+        batch_size: int,
+        protocol: TrainingProtocol | None = None,
+    ) -> tuple[Mechanism, str] | None:
+        """One noise after the fresh mask, on every coordinate (pruned ones included): the
+        mixture per coordinate (`PruneNoiseMixtureMechanism`)."""
+        if len(noise) != 1:
+            return None
+        return PruneNoiseMixtureMechanism(1.0 - self.p, *noise[0]), "mixture per coordinate"
 
     def transform_update(
         self, update: Sequence[torch.Tensor], generator: torch.Generator
