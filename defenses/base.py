@@ -23,13 +23,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
 from defenses.errors import DefenseError, MechanismRefused
 from defenses.mechanisms.base import Mechanism, NoiseKind
+
+if TYPE_CHECKING:
+    from defenses.accounting import PrivacyClaim, RoundSchedule
 
 STAGES = ("batch", "model", "gradient", "update")
 """The stages a defense may act at, in the order a client applies them."""
@@ -179,6 +182,8 @@ class Defense:
     """True where the defense changes the gradient or update itself (not just the data)."""
     adds_loss: ClassVar[bool] = False
     """True where `extra_loss` adds a term to the training loss (PRECODE's KL term)."""
+    states_privacy: ClassVar[bool] = False
+    """True where `privacy_claims` states a formal (ε, δ) guarantee (DP-SGD)."""
 
     def __init__(self, **values: Any) -> None:
         self.values = resolve_parameters(self.name, self.parameters, values)
@@ -229,6 +234,17 @@ class Defense:
         """This defense's mechanism when the parts after it add `noise` (their
         `added_noise`, in order) to what the client sends, and how it composes in words;
         None where no closed form is stated (the stack then states no likelihood)."""
+        return None
+
+    def privacy_claims(
+        self, schedule: RoundSchedule, rounds: int, **context: Any
+    ) -> list[PrivacyClaim] | None:
+        """The (ε, δ) this defense guarantees after `rounds` rounds of `schedule`, one claim
+        per threat model, each saying whether the run satisfies its assumption; None where
+        it states none (`states_privacy` False). `context`: what the caller knows of the
+        run, as the keyword arguments of `defenses.accounting.privacy_claims` (whether
+        sampling is secret, who can regenerate the noise, κ). A DefenseError names what
+        makes the claim impossible for this run (a δ too large for the partition)."""
         return None
 
     def composition_refusal(self, parts: Sequence[Defense]) -> str | None:

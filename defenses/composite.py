@@ -29,6 +29,7 @@ without a change here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -36,6 +37,9 @@ from torch import nn
 from defenses.base import STAGES, Defense, TrainingProtocol
 from defenses.errors import DefenseError
 from defenses.mechanisms import Mechanism
+
+if TYPE_CHECKING:
+    from defenses.accounting import PrivacyClaim, RoundSchedule
 
 
 class Composite(Defense):
@@ -68,6 +72,20 @@ class Composite(Defense):
     @property
     def perturbs_update(self) -> bool:  # type: ignore[override]
         return any(p.perturbs_update for p in self.parts)
+
+    @property
+    def states_privacy(self) -> bool:  # type: ignore[override]
+        return any(p.states_privacy for p in self.parts)
+
+    def privacy_claims(
+        self, schedule: RoundSchedule, rounds: int, **context: Any
+    ) -> list[PrivacyClaim] | None:
+        """The claims of the first part that states any."""
+        for part in self.parts:
+            claims = part.privacy_claims(schedule, rounds, **context)
+            if claims is not None:
+                return claims
+        return None
 
     @property
     def spec(self) -> str:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from defenses.accounting import PrivacyClaim, RoundSchedule, privacy_claims
 from defenses.base import (
     Defense,
     Parameter,
@@ -85,9 +87,19 @@ class DPSGD(Defense):
     )
     stages = frozenset({"gradient"})
     perturbs_update = True
+    states_privacy = True
     clip: float
     sigma: float
     delta: float
+
+    def privacy_claims(
+        self, schedule: RoundSchedule, rounds: int, **context: Any
+    ) -> list[PrivacyClaim]:
+        """ε at δ per threat model for noise multiplier σ (`defenses.accounting`)."""
+        try:
+            return privacy_claims(self.sigma, self.delta, schedule, rounds, **context)
+        except DefenseError as error:
+            raise DefenseError(f"{self.name} {str(error).removeprefix('accounting: ')}") from None
 
     @property
     def mechanism(self) -> Mechanism:
