@@ -25,6 +25,7 @@ import torch
 from defenses.augment import MAGNITUDES, OPERATIONS, random_crop_flip
 from defenses.base import Defense, Parameter
 from defenses.errors import DefenseError
+from defenses.registry import register_defense
 
 SUB_POLICIES: tuple[tuple[str, int], ...] = (
     ("invert", 7), ("contrast", 6), ("rotate", 2), ("translateX", 9), ("sharpness", 1),
@@ -74,10 +75,13 @@ def apply_policy(
     return img
 
 
+@register_defense
 class ATS(Defense):
     """Batch stage: random crop and flip, then the searched policy, per image."""
 
     name = "ats"
+    randomised = True
+    examples = ("ats:policy=7-4-15", "ats:policy=21-13-3,padding=2")
     reference = (
         "Gao et al., Privacy-preserving Collaborative Learning with Automatic Transformation "
         "Search, CVPR 2021"

@@ -184,6 +184,12 @@ class Defense:
     """True where `extra_loss` adds a term to the training loss (PRECODE's KL term)."""
     states_privacy: ClassVar[bool] = False
     """True where `privacy_claims` states a formal (ε, δ) guarantee (DP-SGD)."""
+    randomised: ClassVar[bool] = False
+    """True where the update depends on the client's generator (noise, a fresh mask, a
+    random augmentation); False where the same batch always gives the same update."""
+    examples: ClassVar[tuple[str, ...]] = ()
+    """Specs of this defense with parameter values off their defaults, which the tests
+    run beside the defaults (a defense with parameters names at least one)."""
 
     def __init__(self, **values: Any) -> None:
         self.values = resolve_parameters(self.name, self.parameters, values)

@@ -74,6 +74,10 @@ class Composite(Defense):
         return any(p.perturbs_update for p in self.parts)
 
     @property
+    def randomised(self) -> bool:  # type: ignore[override]
+        return any(p.randomised for p in self.parts)
+
+    @property
     def states_privacy(self) -> bool:  # type: ignore[override]
         return any(p.states_privacy for p in self.parts)
 

@@ -29,6 +29,7 @@ from defenses.base import (
 from defenses.errors import DefenseError, MechanismRefused
 from defenses.mechanisms import Mechanism, NoiseKind
 from defenses.mechanisms.clipped import ClippedGaussianMechanism
+from defenses.registry import register_defense
 
 
 def refuse_batch_norm(model: nn.Module) -> None:
@@ -65,10 +66,12 @@ def clip_per_sample(per_sample: Sequence[torch.Tensor], clip: float) -> list[tor
     return [g * factor.view(b, *([1] * (g.dim() - 1))) for g in per_sample]
 
 
+@register_defense
 class DPSGD(Defense):
     """Gradient stage: (Σ_i clip_C(∇ℓ(x_i)) + N(0, σ²C² I)) / B for every local step."""
 
     name = "dpsgd"
+    examples = ("dpsgd:clip=0.5,sigma=1.7", "dpsgd:clip=0.5,sigma=1,delta=1e-6")
     reference = "Abadi et al., Deep Learning with Differential Privacy, CCS 2016"
     effect = "clips each sample's gradient to C and adds Gaussian noise σ·C (its (ε, δ) per threat model is in the run's records)"
     parameters = (
@@ -91,6 +94,10 @@ class DPSGD(Defense):
     clip: float
     sigma: float
     delta: float
+
+    @property
+    def randomised(self) -> bool:  # type: ignore[override]
+        return self.sigma > 0
 
     def privacy_claims(
         self, schedule: RoundSchedule, rounds: int, **context: Any

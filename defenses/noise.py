@@ -21,14 +21,18 @@ from defenses.base import (
     draw_normal,
 )
 from defenses.mechanisms import GaussianMechanism, LaplacianMechanism, Mechanism, NoiseKind
+from defenses.registry import register_defense
 
 REFERENCE = "Balunović et al., Bayesian Framework for Gradient Leakage, ICLR 2022"
 
 
+@register_defense
 class GaussianNoise(Defense):
     """g = update + N(0, σ² I), independent per coordinate, added once to the update as sent."""
 
     name = "gaussian"
+    randomised = True
+    examples = ("gaussian:sigma=0.37",)
     reference = REFERENCE
     effect = "adds isotropic Gaussian noise once to the whole update"
     parameters = (
@@ -70,10 +74,13 @@ class GaussianNoise(Defense):
         return [u + self.sigma * draw_normal(u, generator) for u in update]
 
 
+@register_defense
 class LaplacianNoise(Defense):
     """g = update + Laplace(0, b), independent per coordinate."""
 
     name = "laplacian"
+    randomised = True
+    examples = ("laplacian:b=0.23",)
     reference = REFERENCE
     effect = "adds Laplacian noise once to the whole update"
     parameters = (

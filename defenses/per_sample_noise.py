@@ -36,6 +36,7 @@ from defenses.base import (
 from defenses.errors import MechanismRefused
 from defenses.mechanisms import GaussianMechanism, LaplacianMechanism, Mechanism, NoiseKind
 from defenses.noise import REFERENCE
+from defenses.registry import register_defense
 
 
 def step_units(name: str, batch_size: int, protocol: TrainingProtocol | None) -> tuple[float, int]:
@@ -63,10 +64,13 @@ class _NoisePerSample(Defense):
         return self.mechanism_for(1)
 
 
+@register_defense
 class PerSampleGaussianNoise(_NoisePerSample):
     """Gradient stage: N(0, σ² I) on each sample's gradient, averaged: σ/√B on the mean."""
 
     name = "gaussian-per-sample"
+    randomised = True
+    examples = ("gaussian-per-sample:sigma=0.37",)
     reference = REFERENCE + " (its code's dp_gaussian: noise per sample, then the mean)"
     effect = "adds Gaussian noise to each sample's gradient, then averages (the paper's convention)"
     parameters = (
@@ -115,10 +119,13 @@ class PerSampleGaussianNoise(_NoisePerSample):
         return [g + std * draw_normal(g, generator) for g in grads]
 
 
+@register_defense
 class PerSampleLaplacianNoise(_NoisePerSample):
     """Gradient stage: Laplace(0, b) on each sample's gradient, averaged over the batch."""
 
     name = "laplacian-per-sample"
+    randomised = True
+    examples = ("laplacian-per-sample:b=0.23",)
     reference = REFERENCE + " (its code's dp_laplacian: noise per sample, then the mean)"
     effect = (
         "adds Laplacian noise to each sample's gradient, then averages (the paper's convention)"

@@ -17,12 +17,15 @@ from torch import nn
 
 from defenses.base import Defense, Parameter
 from defenses.errors import DefenseError
+from defenses.registry import register_defense
 
 
+@register_defense
 class Precode(Defense):
     """Model stage: train the PRECODE network with KL weight β."""
 
     name = "precode"
+    examples = ("precode:beta=0.01",)
     reference = "Scheliga, Mäder, Seeland, PRECODE - A Generic Model Extension to Prevent Deep Gradient Leakage, WACV 2022"
     effect = (
         "puts a variational bottleneck before the classifier (a heuristic: no likelihood;"

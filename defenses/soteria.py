@@ -27,6 +27,7 @@ from torch import nn
 
 from defenses.base import Defense, Parameter
 from defenses.errors import DefenseError
+from defenses.registry import register_defense
 
 
 def find_defended_layer(model: nn.Module, layer: str) -> tuple[str, nn.Linear]:
@@ -106,10 +107,12 @@ def representation_scores(model: nn.Module, layer: nn.Linear, x: torch.Tensor) -
     return ratio.sum(dim=0)
 
 
+@register_defense
 class Soteria(Defense):
     """Gradient stage: zero the defended layer's weight columns of the least sensitive elements."""
 
     name = "soteria"
+    examples = ("soteria:rate=50",)
     reference = (
         "Sun et al., Soteria: Provable Defense against Privacy Leakage in Federated Learning "
         "from Representation Perspective, CVPR 2021"
