@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from defenses.adapted import AdaptedAttack
 from defenses.errors import DefenseError, MechanismRefused
 from defenses.mechanisms.base import Mechanism, NoiseKind
 
@@ -187,6 +188,9 @@ class Defense:
     randomised: ClassVar[bool] = False
     """True where the update depends on the client's generator (noise, a fresh mask, a
     random augmentation); False where the same batch always gives the same update."""
+    adapted: ClassVar[AdaptedAttack | None] = None
+    """The attack adapted to this defense (`defenses.adapted`): the adaptive adversary a
+    heuristic defense falls to; None: the Bayes adversary with its own mechanism."""
     examples: ClassVar[tuple[str, ...]] = ()
     """Specs of this defense with parameter values off their defaults, which the tests
     run beside the defaults (a defense with parameters names at least one)."""
@@ -241,6 +245,10 @@ class Defense:
         `added_noise`, in order) to what the client sends, and how it composes in words;
         None where no closed form is stated (the stack then states no likelihood)."""
         return None
+
+    def adapted_attack(self, model: nn.Module | None = None) -> AdaptedAttack | None:
+        """`adapted`, resolved for `model` where it depends on the model (Soteria's layer)."""
+        return self.adapted
 
     def privacy_claims(
         self, schedule: RoundSchedule, rounds: int, **context: Any

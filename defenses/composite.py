@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from defenses.adapted import AdaptedAttack
 from defenses.base import STAGES, Defense, TrainingProtocol
 from defenses.errors import DefenseError
 from defenses.mechanisms import Mechanism
@@ -72,6 +73,14 @@ class Composite(Defense):
     @property
     def perturbs_update(self) -> bool:  # type: ignore[override]
         return any(p.perturbs_update for p in self.parts)
+
+    def adapted_attack(self, model: nn.Module | None = None) -> AdaptedAttack | None:
+        """The attack adapted to the first part that declares one."""
+        for part in self.parts:
+            adapted = part.adapted_attack(model)
+            if adapted is not None:
+                return adapted
+        return None
 
     @property
     def randomised(self) -> bool:  # type: ignore[override]
