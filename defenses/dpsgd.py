@@ -28,7 +28,7 @@ from defenses.base import (
 )
 from defenses.errors import DefenseError, MechanismRefused
 from defenses.mechanisms import Mechanism, NoiseKind
-from defenses.mechanisms.clipped import ClippedGaussianMechanism
+from defenses.mechanisms.clipped import ClippedGaussianMechanism, clip_rows
 from defenses.registry import register_defense
 
 
@@ -58,12 +58,14 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     return [grads[name] for name in names]
 
 
+CLIP_EPSILON = 1e-6
+"""Added to a per-sample gradient's norm before dividing (`attacks.clipping` forms the
+adversary's candidates with the same)."""
+
+
 def clip_per_sample(per_sample: Sequence[torch.Tensor], clip: float) -> list[torch.Tensor]:
     """Each sample's gradient (over all parameters together) rescaled to norm at most `clip`."""
-    b = per_sample[0].shape[0]
-    norms = torch.cat([g.reshape(b, -1) for g in per_sample], dim=1).norm(dim=1)
-    factor = (clip / (norms + 1e-6)).clamp(max=1.0)
-    return [g * factor.view(b, *([1] * (g.dim() - 1))) for g in per_sample]
+    return clip_rows(per_sample, clip, CLIP_EPSILON)
 
 
 @register_defense
