@@ -22,7 +22,7 @@ from defenses.registry import register_defense
 
 
 @register_defense
-class Precode(Defense):
+class PrecodeDefense(Defense):
     """Model stage: train the PRECODE network with KL weight β."""
 
     name = "precode"
