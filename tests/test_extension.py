@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,12 @@ def test_the_auditor_attacks_it_with_its_mechanism() -> None:
     ((_, outcome),) = AuditEngine(setup, torch.device("cpu")).run(job)
     assert outcome.record["status"] == "ok" and outcome.record["defense"] == SPEC
     assert outcome.record["mechanism"]["name"] == "clipped-gaussian"
+
+
+def test_the_contributing_guide_shows_lines_of_this_defense() -> None:
+    """CONTRIBUTING.md's fragments are this module's lines, so the guide shows what runs."""
+    guide = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
+    fragments = re.findall(r"```py\n(.*?)```", guide, flags=re.DOTALL)
+    here = {line.strip() for line in Path(__file__).read_text().splitlines()}
+    shown = [line.strip() for block in fragments for line in block.splitlines() if line.strip()]
+    assert shown and [line for line in shown if line not in here] == []
