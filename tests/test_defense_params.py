@@ -169,3 +169,17 @@ def test_registering_a_defense_checks_its_name_and_stages() -> None:
         register_defense(int)  # type: ignore[type-var]
     assert register_defense(GaussianNoise) is GaussianNoise  # again: the same entry
     assert DEFENSES["gaussian"] is GaussianNoise and "stage-test" not in DEFENSES
+
+
+@pytest.mark.parametrize("spec", SEEDED)
+def test_a_defense_states_privacy_claims_exactly_where_it_says_it_does(spec: str) -> None:
+    """`states_privacy` is what scenarios and modes read before any round: it must agree
+    with `privacy_claims`, and every claim names its threat model and its δ."""
+    from defenses import RoundSchedule
+
+    defense = parse_defense(spec)
+    schedule = RoundSchedule(partition_size=1000, batch_size=4)
+    claims = defense.privacy_claims(schedule, 2, secret_sampling=False)
+    assert (claims is not None) == defense.states_privacy, spec
+    for claim in claims or []:
+        assert claim.threat_model and claim.statement and 0 < claim.delta < 1e-3, claim
