@@ -2,7 +2,8 @@
 
 DP-SGD clips the gradient of every sample to norm C (over all parameters together)
 and averages: (1/B) Σ_i f_i ∇θ ℓ(x_i, y_i) with f_i = min(1, C / (‖∇θ ℓ(x_i, y_i)‖ + ε)),
-ε = 10⁻⁶ (`defenses.dpsgd.clip_per_sample`; the two packages do not import each other).
+ε = 10⁻⁶ (`defenses.dpsgd.CLIP_EPSILON`; the two packages do not import each other, so
+each keeps its clip: here from squared norms, as the fast route forms them).
 
 On the fast route (`attacks.updates.ActivationUpdates`) a layer's per-sample gradient
 is formed from its input a_i and the backpropagated signal δ_i of sample i, and every

@@ -1,8 +1,12 @@
-"""The adaptive adversary for each heuristic defense, as an attack configuration.
+"""The attack adapted to a defense, as the defense declares it: data, never an attack.
 
 Reference: Balunović et al., "Bayesian Framework for Gradient Leakage", ICLR 2022
 (Section 6: Soteria, ATS and PRECODE fall to attacks adapted to them, especially
 early in training).
+
+A heuristic defense names the adaptive adversary it falls to (`Defense.adapted_attack`):
+an attack by its registered name, the options it runs with, and the parameters whose
+update it leaves out of its data term. Those of this package:
 
 - ``soteria``: gradient matching with the defended layer's weight gradient left out
   of the matching loss (it is the only gradient Soteria changes, so the rest is the
@@ -13,9 +17,9 @@ early in training).
 - ``precode``: analytic inversion of the first fully connected layer, which sits
   before the variational bottleneck (``analytic-fc``).
 
-`build_adapted_attack(defense, model)` returns a ready attack; `AdaptedAttack.spec()`
-writes the same as an attack spec (``cos:exclude=["body.fc2.weight"]``) for
-`fedsim attack --attack`.
+`defenses` never imports `attacks`: `attacks.adapted.build_adapted_attack` builds the
+attack from this declaration, and `AdaptedAttack.spec()` writes it as an attack spec
+(``cos:exclude=["body.fc2.weight"]``) for `fedsim attack --attack`.
 """
 
 from __future__ import annotations
@@ -26,11 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
-
-from defenses.base import Defense
-from defenses.composite import Composite
-from defenses.errors import DefenseError
-from defenses.soteria import Soteria, find_defended_layer
 
 
 @dataclass(frozen=True)
@@ -59,12 +58,6 @@ class AdaptedAttack:
             out["exclude"] = tuple(self.exclude_parameters)
         return out
 
-    def build(self, **overrides: Any) -> Any:
-        """The attack, with `overrides` (a budget, a seed) on top of the adapted settings."""
-        from attacks.registry import build_attack
-
-        return build_attack(self.attack, **{**self.overrides(), **overrides})
-
     def spec(self) -> str:
         """The same attack as a spec string (``name:key=value,...``, TOML values)."""
         items = [f"{k}={_toml(v)}" for k, v in self.overrides().items()]
@@ -79,64 +72,3 @@ def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value)
-
-
-STRONG_INVERTING_GRADIENTS: Mapping[str, Any] = {
-    "iterations": 2000,
-    "restarts": 1,
-    "lr": 0.1,
-}
-"""The Inverting Gradients setting the paper ran against ATS (its `defense_attacks/ats`
-code, config 'inversed': signed Adam lr 0.1, boxed, 2000 iterations, learning-rate
-drops); the rest are the `cos` attack's defaults. The paper's TV weight (1e-5 on
-normalised images, ≈ 5e-5 on CIFAR-10 pixels) is not copied: on ConvNet-64 it leaves
-the attack at noise even without a defense, so the weight tuned for the target's model
-applies (`attacks.prior_defaults`: 0.8 on ConvNet-64, 0.01 on the paper CNN)."""
-
-
-def adapted_attack(defense: Defense, model: nn.Module | None = None) -> AdaptedAttack | None:
-    """The adapted attack for a heuristic defense (or the first heuristic part of a stack); None if none."""
-    parts = defense.parts if isinstance(defense, Composite) else (defense,)
-    for part in parts:
-        if isinstance(part, Soteria):
-            layer = part.layer
-            if model is not None:
-                layer, _ = find_defended_layer(model, part.layer)
-            elif layer == "auto":
-                layer = "<defended layer>"  # resolved once the model is known
-            return AdaptedAttack(
-                "cos",
-                {},
-                (f"{layer}.weight",),
-                "drop the defended layer's weight gradient from the matching loss",
-            )
-        if part.name == "ats":
-            return AdaptedAttack(
-                "cos",
-                dict(STRONG_INVERTING_GRADIENTS),
-                (),
-                "strong Inverting Gradients, early rounds",
-            )
-        if part.name == "precode":
-            return AdaptedAttack(
-                "analytic-fc", {}, (), "invert the first linear layer, before the bottleneck"
-            )
-    return None
-
-
-def build_adapted_attack(
-    defense: Defense | str, model: nn.Module, fallback: str | None = "bayes", **overrides: Any
-) -> Any:
-    """The attack adapted to `defense` (a Defense or a spec such as ``soteria:rate=80``)
-    for `model`, with `overrides`; for a defense without an adapted attack, `fallback`
-    (by default the Bayes adversary, which uses the defense's own mechanism), or a
-    DefenseError when `fallback` is None."""
-    from attacks.registry import build_attack
-    from defenses.registry import parse_defense
-
-    adapted = adapted_attack(parse_defense(defense), model)
-    if adapted is not None:
-        return adapted.build(**overrides)
-    if fallback is None:
-        raise DefenseError(f"defense {defense!r} has no adapted attack")
-    return build_attack(fallback, **overrides)

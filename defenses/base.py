@@ -23,13 +23,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
+from defenses.adapted import AdaptedAttack
 from defenses.errors import DefenseError, MechanismRefused
-from defenses.mechanisms.base import Mechanism
+from defenses.mechanisms.base import Mechanism, NoiseKind
+
+if TYPE_CHECKING:
+    from defenses.accounting import PrivacyClaim, RoundSchedule
 
 STAGES = ("batch", "model", "gradient", "update")
 """The stages a defense may act at, in the order a client applies them."""
@@ -179,6 +183,17 @@ class Defense:
     """True where the defense changes the gradient or update itself (not just the data)."""
     adds_loss: ClassVar[bool] = False
     """True where `extra_loss` adds a term to the training loss (PRECODE's KL term)."""
+    states_privacy: ClassVar[bool] = False
+    """True where `privacy_claims` states a formal (ε, δ) guarantee (DP-SGD)."""
+    randomised: ClassVar[bool] = False
+    """True where the update depends on the client's generator (noise, a fresh mask, a
+    random augmentation); False where the same batch always gives the same update."""
+    adapted: ClassVar[AdaptedAttack | None] = None
+    """The attack adapted to this defense (`defenses.adapted`): the adaptive adversary a
+    heuristic defense falls to; None: the Bayes adversary with its own mechanism."""
+    examples: ClassVar[tuple[str, ...]] = ()
+    """Specs of this defense with parameter values off their defaults, which the tests
+    run beside the defaults (a defense with parameters names at least one)."""
 
     def __init__(self, **values: Any) -> None:
         self.values = resolve_parameters(self.name, self.parameters, values)
@@ -211,6 +226,40 @@ class Defense:
         likelihood can be stated and stating none would mislead an attack that models it.
         """
         return self.mechanism
+
+    @property
+    def added_noise(self) -> tuple[NoiseKind, float] | None:
+        """(kind, scale) where all this defense does is add independent noise of that kind
+        to every coordinate of the update it is given (``gaussian``: σ, ``laplacian``: b),
+        so that a stack can fold it into the mechanism of the part before it
+        (`mechanism_with_noise`); None otherwise."""
+        return None
+
+    def mechanism_with_noise(
+        self,
+        noise: Sequence[tuple[NoiseKind, float]],
+        batch_size: int,
+        protocol: TrainingProtocol | None = None,
+    ) -> tuple[Mechanism, str] | None:
+        """This defense's mechanism when the parts after it add `noise` (their
+        `added_noise`, in order) to what the client sends, and how it composes in words;
+        None where no closed form is stated (the stack then states no likelihood)."""
+        return None
+
+    def adapted_attack(self, model: nn.Module | None = None) -> AdaptedAttack | None:
+        """`adapted`, resolved for `model` where it depends on the model (Soteria's layer)."""
+        return self.adapted
+
+    def privacy_claims(
+        self, schedule: RoundSchedule, rounds: int, **context: Any
+    ) -> list[PrivacyClaim] | None:
+        """The (ε, δ) this defense guarantees after `rounds` rounds of `schedule`, one claim
+        per threat model, each saying whether the run satisfies its assumption; None where
+        it states none (`states_privacy` False). `context`: what the caller knows of the
+        run, as the keyword arguments of `defenses.accounting.privacy_claims` (whether
+        sampling is secret, who can regenerate the noise, κ). A DefenseError names what
+        makes the claim impossible for this run (a δ too large for the partition)."""
+        return None
 
     def composition_refusal(self, parts: Sequence[Defense]) -> str | None:
         """Why this defense, stacked with `parts` (the whole stack, itself included, in
@@ -270,6 +319,13 @@ def resolve_parameters(
                 f"{defense}: unknown parameter {key!r}; accepted parameters: {accepted}"
             )
     return {p.name: p.convert(defense, values.get(p.name, p.default)) for p in parameters}
+
+
+def added_gaussian_variance(noise: Sequence[tuple[NoiseKind, float]]) -> float | None:
+    """Σ σ² of `noise` where every part is Gaussian (variances add), else None."""
+    if any(kind != "gaussian" for kind, _ in noise):
+        return None
+    return sum(scale**2 for _, scale in noise)
 
 
 def draw_normal(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -10,34 +10,37 @@ order they act (``gaussian | dpsgd`` is DP-SGD, then noise):
 
 - no part perturbs the gradient or update (e.g. ``ats`` alone): None;
 - exactly one part does: that part's mechanism (``ats | dpsgd`` → DP-SGD's);
-- Gaussian noise after Gaussian noise (``gaussian``, ``gaussian-per-sample``): Gaussian
-  with the variances added, also after DP-SGD (clipped Gaussian with the variances
-  added, still clipped per sample);
-- ``prune`` (the fixed public mask) then one ``gaussian`` or ``laplacian``: the fixed-mask
-  likelihood `FixedMaskMechanism`, as ``prune+gaussian`` / ``prune+laplacian``;
-- ``random-prune`` then one ``gaussian`` or ``laplacian`` (noise on every coordinate,
-  pruned ones included): the mixture `PruneNoiseMixtureMechanism`;
+- one part, then parts that only add noise to the update (`Defense.added_noise`:
+  ``gaussian``, ``laplacian``): the first part's `Defense.mechanism_with_noise`, where it
+  states one. Those of this package: Gaussian noise after Gaussian noise (``gaussian``,
+  ``gaussian-per-sample``) is Gaussian with the variances added, also after DP-SGD
+  (clipped Gaussian with the variances added, still clipped per sample); ``prune`` (the
+  fixed public mask) then one ``gaussian`` or ``laplacian`` is the fixed-mask likelihood
+  `FixedMaskMechanism`, as ``prune+gaussian`` / ``prune+laplacian``; ``random-prune``
+  then one noise (on every coordinate, pruned ones included) is the mixture
+  `PruneNoiseMixtureMechanism`;
 - anything else: None, with the reason in `mechanism_note` — the adversary is not
   given a likelihood it cannot trust.
+
+Each part answers for itself (the two hooks), so a defense defined elsewhere composes
+without a change here.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from defenses.adapted import AdaptedAttack
 from defenses.base import STAGES, Defense, TrainingProtocol
-from defenses.dpsgd import DPSGD
 from defenses.errors import DefenseError
-from defenses.mechanisms import GaussianMechanism, Mechanism
-from defenses.mechanisms.clipped import ClippedGaussianMechanism
-from defenses.mechanisms.masked import FixedMaskMechanism, PruneNoiseMixtureMechanism
-from defenses.noise import GaussianNoise, LaplacianNoise
-from defenses.per_sample_noise import PerSampleGaussianNoise
-from defenses.pruning import Prune, RandomPrune
+from defenses.mechanisms import Mechanism
+
+if TYPE_CHECKING:
+    from defenses.accounting import PrivacyClaim, RoundSchedule
 
 
 class Composite(Defense):
@@ -70,6 +73,32 @@ class Composite(Defense):
     @property
     def perturbs_update(self) -> bool:  # type: ignore[override]
         return any(p.perturbs_update for p in self.parts)
+
+    def adapted_attack(self, model: nn.Module | None = None) -> AdaptedAttack | None:
+        """The attack adapted to the first part that declares one."""
+        for part in self.parts:
+            adapted = part.adapted_attack(model)
+            if adapted is not None:
+                return adapted
+        return None
+
+    @property
+    def randomised(self) -> bool:  # type: ignore[override]
+        return any(p.randomised for p in self.parts)
+
+    @property
+    def states_privacy(self) -> bool:  # type: ignore[override]
+        return any(p.states_privacy for p in self.parts)
+
+    def privacy_claims(
+        self, schedule: RoundSchedule, rounds: int, **context: Any
+    ) -> list[PrivacyClaim] | None:
+        """The claims of the first part that states any."""
+        for part in self.parts:
+            claims = part.privacy_claims(schedule, rounds, **context)
+            if claims is not None:
+                return claims
+        return None
 
     @property
     def spec(self) -> str:
@@ -147,44 +176,16 @@ def _compose_mechanism(
         ), f"the mechanism of {active[0].name}: {active[0].mechanism_note}"
     names = " then ".join(p.name for p in active)
     first, rest = active[0], active[1:]
-    if all(isinstance(p, GaussianNoise) for p in rest):
-        extra = sum(p.sigma**2 for p in rest)
-        if isinstance(first, GaussianNoise):
-            return GaussianMechanism(
-                math.sqrt(first.sigma**2 + extra)
-            ), f"{names}: Gaussian, variances added"
-        if isinstance(first, PerSampleGaussianNoise):
-            # in the units of what the client sends, as the noise after it
-            sigma = first.mechanism_for(batch_size, protocol).sigma
-            return GaussianMechanism(
-                math.sqrt(sigma**2 + extra)
-            ), f"{names}: Gaussian, variances added"
-        if isinstance(first, DPSGD):
-            # The noise after DP-SGD is added to what the client sends: DP-SGD's units.
-            dp = first.mechanism_for(batch_size, protocol)
-            std = math.sqrt(dp.std**2 + extra)
-            return ClippedGaussianMechanism(
-                dp.clip, std, dp.per_sample_clip
-            ), f"{names}: clipped Gaussian, variances added"
-    if isinstance(first, Prune | RandomPrune) and len(rest) == 1:
-        noise = _noise_of(rest[0])
-        if noise is not None and isinstance(first, Prune):
-            mechanism = FixedMaskMechanism(first.p, first.mask_seed, *noise)
-            return mechanism, f"{names}: the known mask, then noise on every coordinate"
-        if noise is not None:
-            mixture = PruneNoiseMixtureMechanism(1.0 - first.p, *noise)
-            return mixture, f"{names}: mixture per coordinate"
+    noise = [part.added_noise for part in rest]
+    if all(n is not None for n in noise):
+        composed = first.mechanism_with_noise(
+            [n for n in noise if n is not None], batch_size, protocol
+        )
+        if composed is not None:
+            mechanism, how = composed
+            return mechanism, f"{names}: {how}"
     return None, f"{names}: no closed-form composed likelihood; the adversary is told none"
 
 
 def _first_stage(defense: Defense) -> int:
     return min(STAGES.index(stage) for stage in defense.stages)
-
-
-def _noise_of(defense: Defense) -> tuple[str, float] | None:
-    """(noise kind, scale) of a plain noise defense, else None."""
-    if isinstance(defense, GaussianNoise):
-        return "gaussian", defense.sigma
-    if isinstance(defense, LaplacianNoise):
-        return "laplacian", defense.b
-    return None

@@ -9,17 +9,27 @@ with batch-norm layers are refused. Privacy spent, per threat model:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from defenses.base import Defense, Parameter, TrainingProtocol, draw_normal
+from defenses.accounting import PrivacyClaim, RoundSchedule, privacy_claims
+from defenses.base import (
+    Defense,
+    Parameter,
+    TrainingProtocol,
+    added_gaussian_variance,
+    draw_normal,
+)
 from defenses.errors import DefenseError, MechanismRefused
-from defenses.mechanisms import Mechanism
-from defenses.mechanisms.clipped import ClippedGaussianMechanism
+from defenses.mechanisms import Mechanism, NoiseKind
+from defenses.mechanisms.clipped import ClippedGaussianMechanism, clip_rows
+from defenses.registry import register_defense
 
 
 def refuse_batch_norm(model: nn.Module) -> None:
@@ -48,18 +58,22 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     return [grads[name] for name in names]
 
 
+CLIP_EPSILON = 1e-6
+"""Added to a per-sample gradient's norm before dividing (`attacks.clipping` forms the
+adversary's candidates with the same)."""
+
+
 def clip_per_sample(per_sample: Sequence[torch.Tensor], clip: float) -> list[torch.Tensor]:
     """Each sample's gradient (over all parameters together) rescaled to norm at most `clip`."""
-    b = per_sample[0].shape[0]
-    norms = torch.cat([g.reshape(b, -1) for g in per_sample], dim=1).norm(dim=1)
-    factor = (clip / (norms + 1e-6)).clamp(max=1.0)
-    return [g * factor.view(b, *([1] * (g.dim() - 1))) for g in per_sample]
+    return clip_rows(per_sample, clip, CLIP_EPSILON)
 
 
+@register_defense
 class DPSGD(Defense):
     """Gradient stage: (Σ_i clip_C(∇ℓ(x_i)) + N(0, σ²C² I)) / B for every local step."""
 
     name = "dpsgd"
+    examples = ("dpsgd:clip=0.5,sigma=1.7", "dpsgd:clip=0.5,sigma=1,delta=1e-6")
     reference = "Abadi et al., Deep Learning with Differential Privacy, CCS 2016"
     effect = "clips each sample's gradient to C and adds Gaussian noise σ·C (its (ε, δ) per threat model is in the run's records)"
     parameters = (
@@ -78,9 +92,23 @@ class DPSGD(Defense):
     )
     stages = frozenset({"gradient"})
     perturbs_update = True
+    states_privacy = True
     clip: float
     sigma: float
     delta: float
+
+    @property
+    def randomised(self) -> bool:  # type: ignore[override]
+        return self.sigma > 0
+
+    def privacy_claims(
+        self, schedule: RoundSchedule, rounds: int, **context: Any
+    ) -> list[PrivacyClaim]:
+        """ε at δ per threat model for noise multiplier σ (`defenses.accounting`)."""
+        try:
+            return privacy_claims(self.sigma, self.delta, schedule, rounds, **context)
+        except DefenseError as error:
+            raise DefenseError(f"{self.name} {str(error).removeprefix('accounting: ')}") from None
 
     @property
     def mechanism(self) -> Mechanism:
@@ -118,6 +146,22 @@ class DPSGD(Defense):
         return ClippedGaussianMechanism(
             lr * self.clip, max(lr * self.sigma * self.clip / step_batch, 1e-12), self.clip
         )
+
+    def mechanism_with_noise(
+        self,
+        noise: Sequence[tuple[NoiseKind, float]],
+        batch_size: int,
+        protocol: TrainingProtocol | None = None,
+    ) -> tuple[Mechanism, str] | None:
+        """Gaussian noise after DP-SGD is added to what the client sends, in DP-SGD's
+        units: clipped Gaussian, the variances added, still clipped per sample."""
+        extra = added_gaussian_variance(noise)
+        if extra is None:
+            return None
+        dp = self.mechanism_for(batch_size, protocol)
+        std = math.sqrt(dp.std**2 + extra)
+        mechanism = ClippedGaussianMechanism(dp.clip, std, dp.per_sample_clip)
+        return mechanism, "clipped Gaussian, variances added"
 
     def composition_refusal(self, parts: Sequence[Defense]) -> str | None:
         """DP-SGD recomputes each sample's cross-entropy gradient from the batch, so a

@@ -43,7 +43,7 @@ Mod = Callable[["Message", "Context", Callable[["Message", "Context"], "Message"
 
 
 def _update_defense(spec: str | Defense, params: dict[str, Any]) -> Defense:
-    from defenses.registry import UPDATE_STAGE, build_defense, parse_defense
+    from defenses.registry import build_defense, parse_defense, update_stage_defenses
 
     if isinstance(spec, Defense):
         defense = spec
@@ -54,7 +54,7 @@ def _update_defense(spec: str | Defense, params: dict[str, Any]) -> Defense:
     if not defense.stages <= {"update"}:
         raise DefenseError(
             f"flower mod: {defense.spec!r} acts at the {', '.join(sorted(defense.stages))} stage; "
-            f"a mod sees only the update — accepted: {', '.join(UPDATE_STAGE)}"
+            f"a mod sees only the update — accepted: {', '.join(update_stage_defenses())}"
         )
     return defense
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from defenses.base import Defense
+from defenses.registry import register_defense
 
 
+@register_defense
 class NoDefense(Defense):
     """Every stage unchanged; the adversary chooses its own distance (mechanism None)."""
 

@@ -20,14 +20,23 @@ its Laplacian defense on one sample only, and so does its likelihood here.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from defenses.base import Defense, Parameter, TrainingProtocol, draw_laplace, draw_normal
+from defenses.base import (
+    Defense,
+    Parameter,
+    TrainingProtocol,
+    added_gaussian_variance,
+    draw_laplace,
+    draw_normal,
+)
 from defenses.errors import MechanismRefused
-from defenses.mechanisms import GaussianMechanism, LaplacianMechanism, Mechanism
+from defenses.mechanisms import GaussianMechanism, LaplacianMechanism, Mechanism, NoiseKind
 from defenses.noise import REFERENCE
+from defenses.registry import register_defense
 
 
 def step_units(name: str, batch_size: int, protocol: TrainingProtocol | None) -> tuple[float, int]:
@@ -55,10 +64,13 @@ class _NoisePerSample(Defense):
         return self.mechanism_for(1)
 
 
+@register_defense
 class PerSampleGaussianNoise(_NoisePerSample):
     """Gradient stage: N(0, σ² I) on each sample's gradient, averaged: σ/√B on the mean."""
 
     name = "gaussian-per-sample"
+    randomised = True
+    examples = ("gaussian-per-sample:sigma=0.37",)
     reference = REFERENCE + " (its code's dp_gaussian: noise per sample, then the mean)"
     effect = "adds Gaussian noise to each sample's gradient, then averages (the paper's convention)"
     parameters = (
@@ -81,6 +93,20 @@ class PerSampleGaussianNoise(_NoisePerSample):
     def mechanism_note(self) -> str:
         return "exact: Gaussian with σ/√B on the mean gradient (lr·σ/√B on a one-step delta)"
 
+    def mechanism_with_noise(
+        self,
+        noise: Sequence[tuple[NoiseKind, float]],
+        batch_size: int,
+        protocol: TrainingProtocol | None = None,
+    ) -> tuple[Mechanism, str] | None:
+        """Gaussian noise on the update after it: Gaussian, the variances added (in the
+        units of what the client sends, as the noise after it)."""
+        extra = added_gaussian_variance(noise)
+        if extra is None:
+            return None
+        sigma = self.mechanism_for(batch_size, protocol).sigma
+        return GaussianMechanism(math.sqrt(sigma**2 + extra)), "Gaussian, variances added"
+
     def transform_gradients(
         self,
         model: nn.Module,
@@ -93,10 +119,13 @@ class PerSampleGaussianNoise(_NoisePerSample):
         return [g + std * draw_normal(g, generator) for g in grads]
 
 
+@register_defense
 class PerSampleLaplacianNoise(_NoisePerSample):
     """Gradient stage: Laplace(0, b) on each sample's gradient, averaged over the batch."""
 
     name = "laplacian-per-sample"
+    randomised = True
+    examples = ("laplacian-per-sample:b=0.23",)
     reference = REFERENCE + " (its code's dp_laplacian: noise per sample, then the mean)"
     effect = (
         "adds Laplacian noise to each sample's gradient, then averages (the paper's convention)"

@@ -15,14 +15,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from defenses.adapted import AdaptedAttack
 from defenses.base import Defense, Parameter
 from defenses.errors import DefenseError
+from defenses.registry import register_defense
 
 
-class Precode(Defense):
+@register_defense
+class PrecodeDefense(Defense):
     """Model stage: train the PRECODE network with KL weight β."""
 
     name = "precode"
+    examples = ("precode:beta=0.01",)
+    adapted = AdaptedAttack(
+        "analytic-fc", {}, (), "invert the first linear layer, before the bottleneck"
+    )
     reference = "Scheliga, Mäder, Seeland, PRECODE - A Generic Model Extension to Prevent Deep Gradient Leakage, WACV 2022"
     effect = (
         "puts a variational bottleneck before the classifier (a heuristic: no likelihood;"

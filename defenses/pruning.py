@@ -24,9 +24,22 @@ from collections.abc import Sequence
 
 import torch
 
-from defenses.base import Defense, Parameter, draw_laplace, draw_normal, draw_uniform
-from defenses.mechanisms import Mechanism
-from defenses.mechanisms.masked import FixedMaskMechanism, MaskedMechanism, fixed_mask
+from defenses.base import (
+    Defense,
+    Parameter,
+    TrainingProtocol,
+    draw_laplace,
+    draw_normal,
+    draw_uniform,
+)
+from defenses.mechanisms import Mechanism, NoiseKind
+from defenses.mechanisms.masked import (
+    FixedMaskMechanism,
+    MaskedMechanism,
+    PruneNoiseMixtureMechanism,
+    fixed_mask,
+)
+from defenses.registry import register_defense
 
 REFERENCE = "Balunović et al., Bayesian Framework for Gradient Leakage, ICLR 2022"
 PRUNE = Parameter(
@@ -57,10 +70,12 @@ def random_mask(
     return [(draw_uniform(u, generator) >= prune).to(u.dtype) for u in update]
 
 
+@register_defense
 class Prune(Defense):
     """g = m ⊙ update, m the fixed public mask (each coordinate pruned with probability p)."""
 
     name = "prune"
+    examples = ("prune:p=0.3", "prune:p=0.6,mask_seed=4")
     reference = REFERENCE
     effect = "never sends a fixed, public fraction p of the coordinates; the rest go exactly"
     parameters = (PRUNE, MASK_SEED)
@@ -77,16 +92,32 @@ class Prune(Defense):
     def mechanism_note(self) -> str:
         return "the known mask applied to the candidate, compared by L2 (exact argmax)"
 
+    def mechanism_with_noise(
+        self,
+        noise: Sequence[tuple[NoiseKind, float]],
+        batch_size: int,
+        protocol: TrainingProtocol | None = None,
+    ) -> tuple[Mechanism, str] | None:
+        """One noise after the fixed mask: the paper's soft pruning (`FixedMaskMechanism`),
+        as ``prune+gaussian`` / ``prune+laplacian``."""
+        if len(noise) != 1:
+            return None
+        mechanism = FixedMaskMechanism(self.p, self.mask_seed, *noise[0])
+        return mechanism, "the known mask, then noise on every coordinate"
+
     def transform_update(
         self, update: Sequence[torch.Tensor], generator: torch.Generator
     ) -> list[torch.Tensor]:
         return masked_by_seed(update, self.p, self.mask_seed)
 
 
+@register_defense
 class PruneGaussian(Defense):
     """g = m ⊙ update + N(0, σ² I): the paper's ``soft_gaussian_pruning``."""
 
     name = "prune+gaussian"
+    randomised = True
+    examples = ("prune+gaussian:p=0.3,sigma=0.41",)
     reference = REFERENCE
     effect = "a fixed, public pruning mask, and Gaussian noise on every coordinate"
     parameters = (PRUNE, SIGMA, MASK_SEED)
@@ -111,10 +142,13 @@ class PruneGaussian(Defense):
         return [u + self.sigma * draw_normal(u, generator) for u in masked]
 
 
+@register_defense
 class PruneLaplacian(Defense):
     """g = m ⊙ update + Laplace(0, b): the paper's ``soft_pruning``."""
 
     name = "prune+laplacian"
+    randomised = True
+    examples = ("prune+laplacian:p=0.7,b=0.19,mask_seed=3",)
     reference = REFERENCE
     effect = "a fixed, public pruning mask, and Laplacian noise on every coordinate"
     parameters = (PRUNE, SCALE, MASK_SEED)
@@ -139,10 +173,13 @@ class PruneLaplacian(Defense):
         return [u + draw_laplace(u, self.b, generator) for u in masked]
 
 
+@register_defense
 class RandomPrune(Defense):
     """g = m ⊙ update with a fresh m per update, each coordinate pruned with probability p."""
 
     name = "random-prune"
+    randomised = True
+    examples = ("random-prune:p=0.3",)
     reference = REFERENCE + " (variant: a fresh random mask per update)"
     effect = "sends a fresh random fraction 1 − p of the coordinates, exactly"
     parameters = (PRUNE,)
@@ -160,16 +197,31 @@ class RandomPrune(Defense):
             "kept coordinates compared by L2 (exact argmax; the likelihood itself is a point mass)"
         )
 
+    def mechanism_with_noise(
+        self,
+        noise: Sequence[tuple[NoiseKind, float]],
+        batch_size: int,
+        protocol: TrainingProtocol | None = None,
+    ) -> tuple[Mechanism, str] | None:
+        """One noise after the fresh mask, on every coordinate (pruned ones included): the
+        mixture per coordinate (`PruneNoiseMixtureMechanism`)."""
+        if len(noise) != 1:
+            return None
+        return PruneNoiseMixtureMechanism(1.0 - self.p, *noise[0]), "mixture per coordinate"
+
     def transform_update(
         self, update: Sequence[torch.Tensor], generator: torch.Generator
     ) -> list[torch.Tensor]:
         return [u * m for u, m in zip(update, random_mask(update, self.p, generator), strict=True)]
 
 
+@register_defense
 class RandomPruneGaussian(Defense):
     """g = m ⊙ (update + N(0, σ² I)), fresh m: pruned coordinates exactly zero, kept ones noisy."""
 
     name = "random-prune+gaussian"
+    randomised = True
+    examples = ("random-prune+gaussian:p=0.3,sigma=0.41",)
     reference = REFERENCE + " (variant: a fresh random mask per update)"
     effect = "sends a fresh random fraction 1 − p of the coordinates, with Gaussian noise"
     parameters = (PRUNE, SIGMA)
@@ -196,10 +248,13 @@ class RandomPruneGaussian(Defense):
         ]
 
 
+@register_defense
 class RandomPruneLaplacian(Defense):
     """g = m ⊙ (update + Laplace(0, b)), fresh m: pruned coordinates exactly zero, kept ones noisy."""
 
     name = "random-prune+laplacian"
+    randomised = True
+    examples = ("random-prune+laplacian:p=0.7,b=0.19",)
     reference = REFERENCE + " (variant: a fresh random mask per update)"
     effect = "sends a fresh random fraction 1 − p of the coordinates, with Laplacian noise"
     parameters = (PRUNE, SCALE)

@@ -20,6 +20,7 @@ import torch
 from defenses.base import Defense, Parameter, draw_uniform
 from defenses.mechanisms import Mechanism
 from defenses.mechanisms.quantized import SignMechanism, StochasticQuantizationMechanism
+from defenses.registry import register_defense
 
 
 def stochastic_quantize(t: torch.Tensor, bits: int, generator: torch.Generator) -> torch.Tensor:
@@ -34,10 +35,13 @@ def stochastic_quantize(t: torch.Tensor, bits: int, generator: torch.Generator) 
     return lo + (floor + up).clamp(max=2**bits - 1) * step
 
 
+@register_defense
 class StochasticQuantization(Defense):
     """g = per-tensor stochastic rounding of the update to 2^bits levels (E[g] = update)."""
 
     name = "quantize"
+    randomised = True
+    examples = ("quantize:bits=3",)
     reference = "Alistarh et al., QSGD: Communication-Efficient SGD via Gradient Quantization and Encoding, NeurIPS 2017"
     effect = "rounds every coordinate of the update to a few levels (compression)"
     parameters = (
@@ -61,10 +65,12 @@ class StochasticQuantization(Defense):
         return [stochastic_quantize(u, self.bits, generator) for u in update]
 
 
+@register_defense
 class SignCompression(Defense):
     """g = sign(update): one bit per coordinate (zeros stay zero)."""
 
     name = "sign"
+    examples = ("sign:temperature=0.3",)
     reference = (
         "Bernstein et al., signSGD: Compressed Optimisation for Non-Convex Problems, ICML 2018"
     )

@@ -1,4 +1,18 @@
-"""Name → defense table, the spec parser, and the rows of `fedsim list defenses`.
+"""The defense registry (name → class), the spec parser, and the rows of `fedsim list defenses`.
+
+A defense registers itself with the `register_defense` class decorator, as Opacus'
+validators do (``@register_module_validator``); the built-in ones do so in their own
+modules, which importing `defenses` loads in the order of `BUILT_IN`. A defense
+defined anywhere else registers when its module is imported, and from then on works by
+name wherever a spec is read (`parse_defense`, scenario files, `fedsim attack
+--defense`, `fedsim list defenses`, `AuditSetup.for_model(defense=...)`):
+
+    from defenses import Defense, Parameter, register_defense
+
+    @register_defense
+    class MyDefense(Defense):
+        name = "mine"
+        ...
 
 Spec syntax: ``name`` or ``name:args``, where args are comma-separated
 ``key=value`` pairs or leading positional values in the order the defense lists
@@ -9,78 +23,94 @@ A scenario may give the same as a list of specs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar
 
-from defenses.ats import ATS
 from defenses.base import STAGES, Defense, Parameter
 from defenses.composite import compose
-from defenses.dpsgd import DPSGD
 from defenses.errors import DefenseError
-from defenses.identity import NoDefense
-from defenses.noise import GaussianNoise, LaplacianNoise
-from defenses.per_sample_noise import PerSampleGaussianNoise, PerSampleLaplacianNoise
-from defenses.precode import Precode
-from defenses.pruning import (
-    Prune,
-    PruneGaussian,
-    PruneLaplacian,
-    RandomPrune,
-    RandomPruneGaussian,
-    RandomPruneLaplacian,
-)
-from defenses.quantize import SignCompression, StochasticQuantization
-from defenses.soteria import Soteria
-from defenses.topk import TopKPrune
 
-DEFENSES: dict[str, type[Defense]] = {
-    cls.name: cls
-    for cls in (
-        NoDefense,
-        GaussianNoise,
-        LaplacianNoise,
-        PerSampleGaussianNoise,
-        PerSampleLaplacianNoise,
-        Prune,
-        PruneGaussian,
-        PruneLaplacian,
-        RandomPrune,
-        RandomPruneGaussian,
-        RandomPruneLaplacian,
-        TopKPrune,
-        DPSGD,
-        Soteria,
-        ATS,
-        Precode,
-        StochasticQuantization,
-        SignCompression,
-    )
-}
-UPDATE_STAGE = tuple(name for name, cls in DEFENSES.items() if cls.stages == frozenset({"update"}))
-"""Defenses acting on the outgoing update alone (those usable as Flower mods)."""
+BUILT_IN = (
+    "identity",
+    "noise",
+    "per_sample_noise",
+    "pruning",
+    "topk",
+    "dpsgd",
+    "soteria",
+    "ats",
+    "precode",
+    "quantize",
+)
+"""Modules of `defenses` whose defenses register on import, in the order they are listed."""
+
+_REGISTERED: dict[str, type[Defense]] = {}
+DEFENSES: Mapping[str, type[Defense]] = MappingProxyType(_REGISTERED)
+"""Every registered defense by name, in the order registered (a read-only view that
+grows as defenses register)."""
+
+_RESERVED = frozenset(":|,= \t")
+"""Characters of the spec syntax, which no defense name may hold."""
+
+D = TypeVar("D", bound=type[Defense])
+
+
+def register_defense(cls: D) -> D:
+    """Register the Defense subclass `cls` under its `name` (a class decorator; returns
+    `cls`). A name taken by another class is refused (DefenseError); registering a class
+    again under its own name, or a redefinition of it (same module and class name, as
+    when a notebook cell runs twice), replaces the entry."""
+    if not (isinstance(cls, type) and issubclass(cls, Defense)):
+        raise DefenseError(f"register_defense: {cls!r} is not a subclass of defenses.Defense")
+    name = cls.name
+    if not name or name == Defense.name or _RESERVED & set(name):
+        raise DefenseError(
+            f"register_defense: {cls.__qualname__} needs a class attribute `name` of its own, "
+            f"without any of {' '.join(repr(c) for c in sorted(_RESERVED))}; got {name!r}"
+        )
+    unknown = set(cls.stages) - set(STAGES)
+    if unknown:
+        raise DefenseError(
+            f"register_defense: {name}: unknown stage(s) {', '.join(sorted(unknown))}; "
+            f"choose from {', '.join(STAGES)}"
+        )
+    taken = _REGISTERED.get(name)
+    if taken is not None and _where(taken) != _where(cls):
+        raise DefenseError(f"register_defense: name {name!r} is taken by {_where(taken)}")
+    _REGISTERED[name] = cls
+    return cls
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def defense_class(name: str) -> type[Defense]:
+    """The registered defense `name`; DefenseError naming the registered ones otherwise."""
+    try:
+        return _REGISTERED[name]
+    except KeyError:
+        raise DefenseError(
+            f"defense: unknown name {name!r}; choose one of {', '.join(_REGISTERED)}"
+        ) from None
+
+
+def update_stage_defenses() -> tuple[str, ...]:
+    """Registered defenses acting on the outgoing update alone (those usable as Flower mods)."""
+    return tuple(name for name, cls in _REGISTERED.items() if cls.stages == frozenset({"update"}))
 
 
 def build_defense(name: str, **values: Any) -> Defense:
     """The defense `name` with parameter `values` (defaults for the rest)."""
-    try:
-        cls = DEFENSES[name]
-    except KeyError:
-        raise DefenseError(
-            f"defense: unknown name {name!r}; choose one of {', '.join(DEFENSES)}"
-        ) from None
-    return cls(**values)
+    return defense_class(name)(**values)
 
 
 def _parse_one(text: str) -> Defense:
     name, _, args = text.strip().partition(":")
     name = name.strip()
-    try:
-        cls = DEFENSES[name]
-    except KeyError:
-        raise DefenseError(
-            f"defense: unknown name {name!r}; choose one of {', '.join(DEFENSES)}"
-        ) from None
+    cls = defense_class(name)
     values: dict[str, Any] = {}
     positional_open = True
     for index, raw in enumerate(a.strip() for a in args.split(",")) if args.strip() else []:
@@ -140,7 +170,7 @@ class DefenseInfo:
 def list_defenses() -> list[DefenseInfo]:
     """Every registered defense with its parameters, stages, protection and mechanism."""
     rows = []
-    for name, cls in DEFENSES.items():
+    for name, cls in _REGISTERED.items():
         default = cls()
         rows.append(
             DefenseInfo(

@@ -11,7 +11,7 @@ Elements with the smallest scores (the `rate` percent below the percentile) are
 those a reconstruction recovers most easily from, and the gradient of the defended
 layer's weight is zeroed in their columns. Every other parameter's gradient is
 sent unchanged. Heuristic: no likelihood is stated (mechanism None); the adapted
-attack drops the defended layer from the matching loss (`defenses.adapted`).
+attack drops the defended layer from the matching loss (`adapted_attack`).
 
 The layer is named by `layer`, a module path in `model.named_modules()` (e.g.
 ``body.fc2``). ``auto`` uses the layer the model names in its `defended_layer` or
@@ -25,8 +25,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from defenses.adapted import AdaptedAttack
 from defenses.base import Defense, Parameter
 from defenses.errors import DefenseError
+from defenses.registry import register_defense
 
 
 def find_defended_layer(model: nn.Module, layer: str) -> tuple[str, nn.Linear]:
@@ -106,10 +108,12 @@ def representation_scores(model: nn.Module, layer: nn.Linear, x: torch.Tensor) -
     return ratio.sum(dim=0)
 
 
+@register_defense
 class Soteria(Defense):
     """Gradient stage: zero the defended layer's weight columns of the least sensitive elements."""
 
     name = "soteria"
+    examples = ("soteria:rate=50",)
     reference = (
         "Sun et al., Soteria: Provable Defense against Privacy Leakage in Federated Learning "
         "from Representation Perspective, CVPR 2021"
@@ -134,6 +138,21 @@ class Soteria(Defense):
     perturbs_update = True
     rate: float
     layer: str
+
+    def adapted_attack(self, model: nn.Module | None = None) -> AdaptedAttack:
+        """Cosine matching without the defended layer's weight gradient (the only one
+        Soteria changes), the layer resolved on `model` (a placeholder without one)."""
+        layer = self.layer
+        if model is not None:
+            layer, _ = find_defended_layer(model, self.layer)
+        elif layer == "auto":
+            layer = "<defended layer>"  # resolved once the model is known
+        return AdaptedAttack(
+            "cos",
+            {},
+            (f"{layer}.weight",),
+            "drop the defended layer's weight gradient from the matching loss",
+        )
 
     @property
     def mechanism_note(self) -> str:

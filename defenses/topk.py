@@ -17,12 +17,15 @@ import torch
 from defenses.base import Defense, Parameter
 from defenses.mechanisms import Mechanism
 from defenses.mechanisms.masked import MaskedMechanism
+from defenses.registry import register_defense
 
 
+@register_defense
 class TopKPrune(Defense):
     """g = update with all but its largest-magnitude fraction p (per tensor) set to zero."""
 
     name = "topk"
+    examples = ("topk:p=0.2",)
     reference = "Zhu, Liu, Han, Deep Leakage from Gradients, NeurIPS 2019"
     effect = "sends only the largest-magnitude coordinates of the update"
     parameters = (

@@ -13,6 +13,9 @@ import torch
 
 from fedsim.private_files import make_private
 
+GRID_IMAGES = 8
+"""Images per client a grid of a deployment's or a proxy audit's round shows at most."""
+
 
 def load_figures() -> None:
     """Load matplotlib and its default font (about a quarter second the first time), so

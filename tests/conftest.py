@@ -42,6 +42,7 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 RAY_MODULES = frozenset(
     {
         "test_federation.py",
+        "test_flower_quickstart_app.py",
         "test_flower_standalone.py",
         "test_golden_records.py",
         "test_ray_cluster.py",

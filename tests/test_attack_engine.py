@@ -9,9 +9,9 @@ import torch
 from attack_helpers import fedavg_target, gradient_target, mnist_images, paper_cnn, psnr
 from torch import nn
 
-from attacks import Budget, ThreatModel, build_attack, engine, updates
+from attacks import Budget, ThreatModel, build_attack, engine
 from attacks.engine import OptimizerConfig, data_weight, learning_rate
-from attacks.updates import ActivationUpdates, VmapUpdates, build_updates
+from attacks.updates import ActivationUpdates, VmapUpdates, avg_pool, build_updates
 from defenses.mechanisms import GaussianMechanism
 
 
@@ -173,7 +173,7 @@ def _bn_model(batch: int) -> nn.Module:
 @pytest.mark.parametrize("pool_from", [None, 0], ids=["pool-kernel", "pool-as-convolution"])
 def test_fast_route_matches_vmap_and_plain_autograd(train, batch, pool_from, monkeypatch):
     if pool_from is not None:  # small inputs keep the pooling kernel unless forced
-        monkeypatch.setattr(updates, "_POOL_AS_CONVOLUTION_FROM", pool_from)
+        monkeypatch.setattr(avg_pool, "POOL_AS_CONVOLUTION_FROM", pool_from)
     model = _bn_model(batch)
     with torch.no_grad():
         for m in model.modules():

@@ -125,18 +125,24 @@ def test_bad_weights_and_names_are_refused(images):
 
 
 def test_adapted_attack_for_soteria_excludes_the_defended_layer():
-    from defenses.adapted import adapted_attack, build_adapted_attack
+    from attacks.adapted import build_adapted_attack
     from defenses.registry import parse_defense
     from fedsim.attack_matrix.specs import parse_attack_spec
     from fedsim.models.convbig import ConvBig
 
     model = ConvBig((1, 28, 28), 10, [0.1307], [0.3081])
-    attack = build_adapted_attack("soteria:rate=80", model, iterations=5)
+
+    def adapted(spec: str, **overrides):
+        return build_adapted_attack(parse_defense(spec).adapted_attack(model), **overrides)
+
+    attack = adapted("soteria:rate=80", iterations=5)
     assert attack.exclude == ("body.fc2.weight",) and attack.iterations == 5
     assert resolve_parameter_weights(model, {}, attack.exclude).count(0.0) == 1
-    spec = adapted_attack(parse_defense("soteria:rate=80"), model).spec()
+    spec = parse_defense("soteria:rate=80").adapted_attack(model).spec()
     assert parse_attack_spec(spec).build().exclude == ("body.fc2.weight",)
-    ats = build_adapted_attack("ats", model)
+    ats = adapted("ats")
     assert ats.name == "cos" and ats.iterations == 2000
-    assert build_adapted_attack("gaussian:sigma=0.1", model).name == "bayes"
-    assert build_adapted_attack("precode", model).name == "analytic-fc"
+    assert adapted("gaussian:sigma=0.1").name == "bayes"
+    assert adapted("precode").name == "analytic-fc"
+    with pytest.raises(AttackError, match="no fallback"):
+        build_adapted_attack(None, fallback=None)

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import updates
-from attacks.updates import LinearFactors, _ConvolutionAvgPool
+from attacks.updates import avg_pool, candidates
+from attacks.updates.avg_pool import ConvolutionAvgPool, replace_avg_pools
+from attacks.updates.candidates import LinearFactors
 
 
 def _factors(rows: int) -> tuple[LinearFactors, torch.Tensor]:
@@ -18,7 +19,7 @@ def _factors(rows: int) -> tuple[LinearFactors, torch.Tensor]:
     return LinearFactors(a, d), g
 
 
-@pytest.mark.parametrize("rows", [1, 3, updates._LEFT_MULTIPLY_ROWS + 4])
+@pytest.mark.parametrize("rows", [1, 3, candidates.LEFT_MULTIPLY_ROWS + 4])
 def test_factor_inner_products_equal_those_of_the_materialised_gradient(rows):
     """Both ways `dot` multiplies (few rows, many rows) give the values and gradients of
     the (N, out, in) gradient they stand for."""
@@ -42,9 +43,9 @@ def test_pooling_as_a_convolution_equals_average_pooling_to_second_order(
 ):
     """Values, gradients and the gradients of gradients (what the attack differentiates)
     agree, odd sizes whose last rows the pooling drops included."""
-    monkeypatch.setattr(updates, "_POOL_AS_CONVOLUTION_FROM", 0)
+    monkeypatch.setattr(avg_pool, "POOL_AS_CONVOLUTION_FROM", 0)
     pool = nn.AvgPool2d(kernel, stride)
-    swapped = _ConvolutionAvgPool(pool)
+    swapped = ConvolutionAvgPool(pool)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, *size, dtype=torch.float64, generator=gen, requires_grad=True)
     outputs = [pool(x), swapped(x)]
@@ -65,12 +66,12 @@ def test_only_plain_average_pools_are_swapped():
         nn.AvgPool2d(2, divisor_override=3),
         nn.MaxPool2d(2),
     )
-    updates._replace_avg_pools(model)
+    replace_avg_pools(model)
     layers = [model[0], model[1][0], model[1][1], model[2], model[3], model[4]]
     assert [type(m) for m in layers] == [
-        _ConvolutionAvgPool,
+        ConvolutionAvgPool,
         nn.AvgPool2d,
-        _ConvolutionAvgPool,
+        ConvolutionAvgPool,
         nn.AvgPool2d,
         nn.AvgPool2d,
         nn.MaxPool2d,

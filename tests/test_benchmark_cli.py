@@ -1,5 +1,6 @@
 """The benchmarks' command lines: the speed benchmark's GPU mode on a machine without CUDA
-(skipped, with the reason printed) and the overhead benchmark's parts of an audit job."""
+(skipped, with the reason printed), the overhead benchmark's parts of an audit job, and
+the proxy-leakage benchmark's cells."""
 
 from __future__ import annotations
 
@@ -61,3 +62,33 @@ def test_audit_overhead_says_where_a_job_spends_its_time() -> None:
     inside = sum(parts[p]["first_ms"] for p in parts if p != "job")
     assert 0 < inside <= parts["job"]["first_ms"]
     assert unaudited["job_parts"] == {}
+
+
+def test_proxy_leakage_counts_each_cell_as_the_judgement_does(
+    data_root: Path, tmp_path: Path
+) -> None:
+    plot = tmp_path / "where.png"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "proxy_leakage.py"),
+            f"--data-root={data_root}",
+            *("--sizes", "1", "4", "--steps", "1", "4", "--attacks", "l2"),
+            "--iterations=2",
+            "--images=4",
+            "--train-epochs=1",
+            f"--plot={plot}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=REPO,
+    )
+    report = json.loads(done.stdout)
+    for state in ("early", "trained"):
+        cells = report["states"][state]["cells"]
+        assert [(c["batch_size"], c["local_steps"]) for c in cells] == [(1, 1), (4, 1), (4, 4)]
+        assert all(c["images"] == 4 and 0 <= c["recovered"] <= 4 for c in cells)
+        assert cells[2]["mini_batch"] == 1 and cells[0]["statuses"] == ["ok"]
+    assert plot.stat().st_size > 0

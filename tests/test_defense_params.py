@@ -13,7 +13,8 @@ from defenses import (
     list_defenses,
     parse_defense,
 )
-from fedsim.models.cnn import PaperCNN
+from fedsim.data.info import DatasetInfo
+from fedsim.models import build_model
 
 BAD = [
     ("gaussian:sigma=-0.1", "sigma", "(0, inf)"),
@@ -107,20 +108,78 @@ def test_precode_names_the_model_and_kl_weight() -> None:
     )
 
 
-SEEDED = ["gaussian", "laplacian", "prune", "prune+gaussian", "prune+laplacian", "random-prune",
-          "random-prune+gaussian", "random-prune+laplacian", "topk", "quantize", "sign",
-          "dpsgd:clip=0.5,sigma=1", "soteria:rate=50", "ats:policy=hybrid", "ats:policy=7-4-15 | dpsgd"]  # fmt: skip
+STACKS = ["ats:policy=7-4-15 | dpsgd"]
+SEEDED = [spec for cls in DEFENSES.values() for spec in (cls.name, *cls.examples)] + STACKS
+"""Every registered defense, at its defaults and at each of its `examples`, and a stack."""
+INFO = DatasetInfo("test", (3, 16, 16), 5, (0.5,) * 3, (0.25,) * 3)
 
 
 @pytest.mark.parametrize("spec", SEEDED)
 def test_same_seed_same_update(spec: str) -> None:
-    model = PaperCNN((3, 16, 16), 5, [0.5] * 3, [0.25] * 3)
+    """The client's generator is the only source of a defense's randomness, and a defense
+    that declares itself deterministic (`randomised` False) does not use it."""
+    defense = parse_defense(spec)
+    model = build_model(defense.model_name or "cnn", INFO)
     g = torch.Generator().manual_seed(9)
     x, y = torch.rand(3, 3, 16, 16, generator=g), torch.randint(0, 5, (3,), generator=g)
-    defense = parse_defense(spec)
-    first = defended_gradient(defense, model, x, y, torch.Generator().manual_seed(1))
-    again = defended_gradient(defense, model, x, y, torch.Generator().manual_seed(1))
-    other = defended_gradient(defense, model, x, y, torch.Generator().manual_seed(2))
+
+    def update(seed: int) -> list[torch.Tensor]:
+        torch.manual_seed(0)  # a model's own noise (PRECODE's bottleneck) is not the defense's
+        return defended_gradient(defense, model, x, y, torch.Generator().manual_seed(seed))
+
+    first, again, other = update(1), update(1), update(2)
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
-    deterministic = spec in ("prune", "topk", "sign") or spec.startswith("soteria")
-    assert deterministic == all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+    same = all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+    assert same == (not defense.randomised), f"{spec}: randomised is {defense.randomised}"
+
+
+@pytest.mark.parametrize("name", list(DEFENSES))
+def test_every_defense_with_parameters_names_examples_off_its_defaults(name: str) -> None:
+    cls = DEFENSES[name]
+    assert bool(cls.examples) == bool(cls.parameters), f"{name}: examples {cls.examples}"
+    default = parse_defense(name).spec
+    for example in cls.examples:
+        defense = parse_defense(example)
+        assert defense.name == name and defense.spec != default, example
+
+
+def test_registering_a_defense_checks_its_name_and_stages() -> None:
+    from defenses import Defense, register_defense
+    from defenses.noise import GaussianNoise
+
+    class Unnamed(Defense):
+        pass
+
+    class Colon(Defense):
+        name = "a:b"
+
+    class Stage(Defense):
+        name = "stage-test"
+        stages = frozenset({"weights"})
+
+    class Another(GaussianNoise):
+        pass
+
+    for cls, message in [
+        (Unnamed, "name"), (Colon, "':'"), (Stage, "weights"), (Another, "taken by defenses.noise"),
+    ]:  # fmt: skip
+        with pytest.raises(DefenseError, match=message):
+            register_defense(cls)
+    with pytest.raises(DefenseError, match="not a subclass"):
+        register_defense(int)  # type: ignore[type-var]
+    assert register_defense(GaussianNoise) is GaussianNoise  # again: the same entry
+    assert DEFENSES["gaussian"] is GaussianNoise and "stage-test" not in DEFENSES
+
+
+@pytest.mark.parametrize("spec", SEEDED)
+def test_a_defense_states_privacy_claims_exactly_where_it_says_it_does(spec: str) -> None:
+    """`states_privacy` is what scenarios and modes read before any round: it must agree
+    with `privacy_claims`, and every claim names its threat model and its δ."""
+    from defenses import RoundSchedule
+
+    defense = parse_defense(spec)
+    schedule = RoundSchedule(partition_size=1000, batch_size=4)
+    claims = defense.privacy_claims(schedule, 2, secret_sampling=False)
+    assert (claims is not None) == defense.states_privacy, spec
+    for claim in claims or []:
+        assert claim.threat_model and claim.statement and 0 < claim.delta < 1e-3, claim

@@ -88,14 +88,14 @@ def test_convbig_default_layer_is_its_representation_layer() -> None:
 
 
 def test_adapted_attacks() -> None:
-    from defenses.adapted import adapted_attack
     from fedsim.models.convbig import ConvBig
 
     model = ConvBig((3, 16, 16), 10, [0.5] * 3, [0.25] * 3)
-    soteria = adapted_attack(parse_defense("soteria"), model)
+    soteria = parse_defense("soteria").adapted_attack(model)
     assert soteria is not None and soteria.exclude_parameters == ("body.fc2.weight",)
     weights = soteria.parameter_weights(model)
     assert weights.count(0.0) == 1 and len(weights) == len(list(model.parameters()))
-    assert adapted_attack(parse_defense("ats")).attack == "cos"
-    assert adapted_attack(parse_defense("precode")).attack == "analytic-fc"
-    assert adapted_attack(parse_defense("gaussian")) is None
+    assert parse_defense("ats").adapted_attack().attack == "cos"
+    assert parse_defense("precode").adapted_attack().attack == "analytic-fc"
+    assert parse_defense("gaussian").adapted_attack() is None
+    assert parse_defense("gaussian | soteria | ats").adapted_attack(model) == soteria

@@ -255,3 +255,60 @@ def test_the_aggregate_of_a_secure_round_is_a_series_of_its_own() -> None:
     approximate = found["l2 on the aggregate"]
     assert approximate.leaked is None  # nothing recovered by an approximate model
     assert "Modelled approximately: one training on the union" in approximate.text
+
+
+def test_proxy_audits_are_one_series_per_batch_size_apart_from_the_real_replies() -> None:
+    real = {"round": 1, "client": 7, "attack": "bayes", "defense": "none", "status": "ok",
+            "batch_size": 64, "psnr": None, "ssim": None}  # fmt: skip
+    small = _images(1, 0, [0.9], defense="none", proxy=True, batch_size=1)
+    large = _images(1, 0, [0.1] * 4, defense="none", proxy=True, batch_size=4)
+    found = {v.attack: v for v in verdicts([real, small, large, {**small, "round": 2}])}
+    assert set(found) == {"bayes", "bayes (proxy, batch 1)", "bayes (proxy, batch 4)"}
+    assert found["bayes"].leaked is None and found["bayes"].audited == 1
+    assert found["bayes (proxy, batch 1)"].leaked is True
+    one = found["bayes (proxy, batch 1)"]
+    assert (one.recovered, one.items) == (2, 2)
+    assert found["bayes (proxy, batch 4)"].leaked is False
+    assert "the proxy clients' images" in found["bayes (proxy, batch 1)"].text
+    entry = found["bayes (proxy, batch 4)"].as_json()
+    assert entry["proxy"] is True and entry["batch_size"] == 4
+    assert found["bayes"].as_json()["batch_size"] is None
+
+
+def test_label_counts_are_a_fact_of_every_series_with_and_without_ground_truth() -> None:
+    def counts(recovered: dict | None, true: dict | None, guess: float | None) -> dict:
+        if true is None:
+            return {"method": "head", "recovered": recovered, "true": None, "accuracy": None,
+                    "exact": None, "guess_accuracy": None}  # fmt: skip
+        right = sum(min(n, (recovered or {}).get(c, 0)) for c, n in true.items()) / 4
+        return {"method": "head", "recovered": recovered, "true": true, "accuracy": right,
+                "exact": recovered == true, "guess_accuracy": guess}  # fmt: skip
+
+    real = {"round": 1, "client": 0, "attack": "bayes", "defense": "none", "status": "ok",
+            "psnr": None, "ssim": None}  # fmt: skip
+    unread = {**real, "client": 2, "label_counts": counts(None, None, None)}
+    read = [{**real, "client": c, "label_counts": counts({"3": 4}, None, None)} for c in (0, 1)]
+    (verdict,) = verdicts(read)
+    assert verdict.text.endswith("The class histogram of every update is readable: 2 updates.")
+    assert verdict.label_counts == {"updates": 2, "readable": 2, "scored": 0, "exact": None,
+                                    "mean_accuracy": None, "mean_guess_accuracy": None,
+                                    "beats_even_split": None}  # fmt: skip
+    (partly,) = verdicts([*read, unread])
+    assert partly.text.endswith("The class histogram is readable in 2 of 3 updates.")
+
+    true = {"1": 2, "2": 2}
+    proxy = [
+        _images(1, 0, [0.1], proxy=True, batch_size=4, label_counts=counts(true, true, 0.5)),
+        _images(2, 0, [0.1], proxy=True, batch_size=4,
+                label_counts=counts({"1": 3, "5": 1}, true, 0.5)),
+    ]  # fmt: skip
+    (scored,) = verdicts(proxy)
+    assert scored.text.endswith(
+        "Label counts: the class histogram was recovered exactly in 1 of 2 updates (75 % of"
+        " the labels counted right on average; an even split over the classes gets 50 %)."
+    )
+    entry = scored.as_json()["label_counts"]
+    assert (entry["exact"], entry["scored"], entry["beats_even_split"]) == (1, 2, True)
+    assert entry["mean_accuracy"] == pytest.approx(0.75)
+    (without,) = verdicts([_images(1, 0, [0.1])])
+    assert without.label_counts is None and "histogram" not in without.text

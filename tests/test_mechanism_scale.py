@@ -18,7 +18,7 @@ from defenses import DEFENSES, parse_defense
 from defenses.base import Defense, stated_mechanism
 from defenses.mechanisms import GaussianMechanism, NoiseKind
 from defenses.mechanisms.clipped import ClippedGaussianMechanism
-from defenses.registry import UPDATE_STAGE
+from defenses.registry import update_stage_defenses
 
 Expected = Callable[[Defense, int], tuple[str | None, float | None]]
 
@@ -46,36 +46,21 @@ EXPECTED: dict[str, Expected] = {
 for a client batch of b samples; (None, None) also where the defense states no mechanism
 or refuses to."""
 
+BUILT_IN = [name for name, cls in DEFENSES.items() if cls.__module__.startswith("defenses.")]
+"""The registered defenses of this package: `EXPECTED` states each one's scale by hand."""
 NON_DEFAULT = {
-    "gaussian": "gaussian:sigma=0.37",
-    "laplacian": "laplacian:b=0.23",
-    "gaussian-per-sample": "gaussian-per-sample:sigma=0.37",
-    "laplacian-per-sample": "laplacian-per-sample:b=0.23",
-    "prune": "prune:p=0.3",
-    "prune+gaussian": "prune+gaussian:p=0.3,sigma=0.41",
-    "prune+laplacian": "prune+laplacian:p=0.7,b=0.19,mask_seed=3",
-    "random-prune": "random-prune:p=0.3",
-    "random-prune+gaussian": "random-prune+gaussian:p=0.3,sigma=0.41",
-    "random-prune+laplacian": "random-prune+laplacian:p=0.7,b=0.19",
-    "topk": "topk:p=0.2",
-    "dpsgd": "dpsgd:clip=0.5,sigma=1.7",
-    "soteria": "soteria:rate=50",
-    "ats": "ats:policy=7-4-15",
-    "precode": "precode:beta=0.01",
-    "quantize": "quantize:bits=3",
-    "sign": "sign",
+    name: cls.examples[0] for name, cls in DEFENSES.items() if name in BUILT_IN and cls.examples
 }
 
 
-def test_the_table_covers_every_registered_defense() -> None:
-    assert set(EXPECTED) == set(DEFENSES)
-    assert set(NON_DEFAULT) == set(DEFENSES) - {"none"}
+def test_the_table_covers_every_built_in_defense() -> None:
+    assert set(EXPECTED) == set(BUILT_IN)
 
 
 CASES = [
     (name, spec, batch)
-    for name in DEFENSES
-    for spec in (name, NON_DEFAULT.get(name, name))
+    for name in BUILT_IN
+    for spec in (name, *DEFENSES[name].examples)
     for batch in (1, 4)
 ]
 
@@ -121,18 +106,53 @@ def test_composed_mechanisms_state_the_scale_of_their_parts(
     assert mechanism.noise_scale == pytest.approx(scale, rel=1e-12)
 
 
-def test_only_plain_additive_noise_is_noise_only() -> None:
-    assert parse_defense("gaussian").mechanism.noise_only
-    assert parse_defense("laplacian").mechanism.noise_only
-    assert parse_defense("gaussian:0.3 | gaussian:0.4").mechanism.noise_only
+STACKS = ["gaussian:0.3 | gaussian:0.4", "dpsgd | gaussian:0.1", "prune:0.5 | gaussian:0.2",
+          "random-prune:0.5 | gaussian:0.2", "ats | dpsgd:clip=1,sigma=2"]  # fmt: skip
+STATED = [
+    (spec, batch)
+    for cls in DEFENSES.values()
+    for spec in (cls.name, *cls.examples)
+    for batch in (1, 4)
+] + [(spec, batch) for spec in STACKS for batch in (1, 4)]
+"""Every registered defense at its defaults and examples, and stacks, for 1 and 4 samples."""
+SHAPES = [(30, 20), (30,), (5, 30), (5,)]
+
+
+@pytest.mark.parametrize("spec, batch", STATED)
+def test_noise_only_is_exactly_a_likelihood_of_the_difference(spec: str, batch: int) -> None:
+    """`noise_only` (the observed update is the candidate plus noise, nothing else) holds
+    exactly where the likelihood depends on observed − candidate alone: moving both by
+    the same shift changes nothing. Candidates lie well inside a per-sample clip, the
+    only candidates such a mechanism is stated for."""
+    defense = parse_defense(spec)
+    mechanism, _ = stated_mechanism(defense, batch)
+    if mechanism is None:
+        return
+    g = torch.Generator().manual_seed(4)
+    clean = [torch.randn(s, generator=g, dtype=torch.float64) for s in SHAPES]
+    norm = math.sqrt(sum(float(c.square().sum()) for c in clean))
+    clip = mechanism.per_sample_clip
+    scale = 0.3 if clip is None else clip / (4 * norm)
+    clean = [c * scale for c in clean]
+    observed = defense.transform_update(clean, torch.Generator().manual_seed(0))
+    candidates = [c.unsqueeze(0) + 0.2 * scale * torch.randn(3, *c.shape, generator=g,
+                  dtype=torch.float64) for c in clean]  # fmt: skip
+    shift = [0.5 * scale * torch.randn(c.shape, generator=g, dtype=torch.float64) for c in clean]
+    ll = mechanism.log_likelihood(observed, candidates)
+    moved = mechanism.log_likelihood(
+        [o + d for o, d in zip(observed, shift, strict=True)],
+        [c + d for c, d in zip(candidates, shift, strict=True)],
+    )
+    invariant = torch.allclose(ll, moved, rtol=1e-9, atol=1e-9 * float(ll.abs().max()))
+    assert mechanism.noise_only == invariant, (spec, batch, ll, moved)
+
+
+def test_dpsgd_is_noise_only_on_candidates_clipped_per_sample() -> None:
     # DP-SGD's noise is added to the mean of per-sample clipped gradients, the candidate
     # the attack forms as `per_sample_clip` says; a whole-update clip is more than noise.
     assert parse_defense("dpsgd:clip=0.5").mechanism_for(4).per_sample_clip == 0.5
     assert parse_defense("dpsgd | gaussian:0.1").mechanism_for(4).noise_only
     assert not ClippedGaussianMechanism(clip=1.0, std=0.1).noise_only
-    for spec in ("prune+gaussian", "random-prune+gaussian", "prune:0.5 | gaussian:0.2",
-                 "random-prune:0.5 | gaussian:0.2", "quantize", "topk"):  # fmt: skip
-        assert not parse_defense(spec).mechanism.noise_only, spec
 
 
 def test_the_noise_kinds_agree_on_both_sides() -> None:
@@ -312,6 +332,7 @@ def _flat(update: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([u.reshape(-1).double() for u in update])
 
 
+UPDATE_STAGE = [name for name in update_stage_defenses() if name in BUILT_IN]
 UNITS = [
     (name, kind, way)
     for name in UPDATE_STAGE
@@ -320,7 +341,7 @@ UNITS = [
 ]
 
 
-def test_the_units_table_covers_every_update_stage_defense() -> None:
+def test_the_units_table_covers_every_built_in_update_stage_defense() -> None:
     assert set(TWINS) <= set(UPDATE_STAGE)
     assert all(EXPECTED[n](parse_defense(n), 1)[0] is None for n in set(UPDATE_STAGE) - set(TWINS))
 

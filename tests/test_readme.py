@@ -2,7 +2,7 @@
 app the tests run, and its test command is what CI runs.
 
 `python` blocks are run; `py` blocks are fragments of a Flower app (they need a grid and a
-context), so every line of them must appear in `tests/tabular_app.py`, which runs.
+context), so every line of them must appear in `tests/quickstart_app.py`, which runs.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ def test_readme_flower_app_fragments_are_the_tested_apps_lines() -> None:
     fragments = re.findall(r"```py\n(.*?)```", (REPO / "README.md").read_text(), flags=re.DOTALL)
     assert len(fragments) >= 2, "README has no Flower app fragments"
     app_lines = {
-        line.strip() for line in (REPO / "tests" / "tabular_app.py").read_text().splitlines()
+        line.strip() for line in (REPO / "tests" / "quickstart_app.py").read_text().splitlines()
     }
     for fragment in fragments:
         for line in fragment.splitlines():
             code = line.strip()
             if code and not code.startswith("#"):
-                assert code in app_lines, f"README line not in tests/tabular_app.py: {code}"
+                assert code in app_lines, f"README line not in tests/quickstart_app.py: {code}"
 
 
 def test_ci_runs_the_readme_test_commands() -> None:

@@ -4,6 +4,7 @@ to the aggregate after it has seen each update)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -49,13 +50,26 @@ class ClippedGaussianMechanism(Mechanism):
         return -diff.pow(2).sum(dim=1) / (2 * self.std**2)
 
 
+FLAT_CLIP_EPSILON = 1e-12
+"""Added to the norm of a whole update before dividing (the clip of Flower's mods)."""
+
+
+def clip_rows(tensors: Sequence[torch.Tensor], clip: float, epsilon: float) -> list[torch.Tensor]:
+    """Row i (the leading index) of `tensors`, over all of them together, times
+    min(1, C / (‖row i‖ + ε)): rescaled to norm at most C. The one clip of `defenses`:
+    candidate updates (ε = `FLAT_CLIP_EPSILON`) and DP-SGD's per-sample gradients
+    (`defenses.dpsgd.clip_per_sample`); `attacks.clipping` keeps its own (`attacks` and
+    `defenses` do not import each other)."""
+    n = tensors[0].shape[0]
+    norms = torch.cat([t.reshape(n, -1) for t in tensors], dim=1).norm(dim=1)
+    factor = (clip / (norms + epsilon)).clamp(max=1.0)
+    return [t * factor.view(n, *([1] * (t.dim() - 1))) for t in tensors]
+
+
 def clip_candidates(candidate: Update, clip: float) -> list[torch.Tensor]:
     """Each candidate rescaled to norm at most `clip` over all parameters together
     (Flower's `clip_inputs_inplace`, McMahan et al.'s flat clipping)."""
-    n = candidate[0].shape[0]
-    norms = torch.cat([c.reshape(n, -1) for c in candidate], dim=1).norm(dim=1)
-    factor = (clip / (norms + 1e-12)).clamp(max=1.0)
-    return [c * factor.view(n, *([1] * (c.dim() - 1))) for c in candidate]
+    return clip_rows(candidate, clip, FLAT_CLIP_EPSILON)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Values are TOML literals (``exclude=['body.fc2.weight', 'body.fc2.bias']`` works: only
 commas outside brackets, braces and quotes separate options). The name ``adapted``
-stands for the attack adapted to each defense (`defenses.adapted`): Soteria → cosine
+stands for the attack adapted to each defense (`Defense.adapted_attack`): Soteria → cosine
 matching without the defended layer, ATS → strong Inverting Gradients, PRECODE →
 analytic inversion of the first layer, any other defense → the Bayes adversary with
 the defense's own mechanism. Options given to ``adapted`` apply where the chosen
@@ -18,16 +18,16 @@ from typing import Any
 
 from torch import nn
 
+from attacks.adapted import FALLBACK
 from attacks.errors import AttackError
 from attacks.registry import ATTACKS, build_attack
 from attacks.target import AttackTarget, Budget, Reconstruction
-from defenses.adapted import adapted_attack
 from defenses.base import Defense
 
 ADAPTED = "adapted"
 """Pseudo-attack name: the attack adapted to the defense under test."""
 
-ADAPTED_FALLBACK = "bayes"
+ADAPTED_FALLBACK = FALLBACK
 
 
 def _value(text: str) -> Any:
@@ -82,7 +82,7 @@ class AttackSpec:
         """The concrete attack for `defense` (only ``adapted`` depends on it)."""
         if self.name != ADAPTED:
             return self
-        adapted = adapted_attack(defense, model)
+        adapted = defense.adapted_attack(model)
         if adapted is None:
             return AttackSpec(ADAPTED_FALLBACK, dict(self.overrides), f"adapted={ADAPTED_FALLBACK}")
         accepted = {f.name for f in fields(ATTACKS[adapted.attack])}

@@ -56,6 +56,7 @@ FOR_MODEL_ACTS: Mapping[str, Acts] = {
     "audit": ALWAYS,
     "seed": ALWAYS,
     "device": ALWAYS,
+    "proxy_data": ALWAYS,  # the proxy clients are attacked in every mode with attacks
 }
 
 FOR_MODEL_NAMES = {"protocol.kind": "protocol", "data.dataset": "domain", "attacks": "attacks"}

@@ -6,10 +6,12 @@ attack failure becomes a record with a status and the error's message: `oom` whe
 ran out of memory (torch.OutOfMemoryError, a RuntimeError "out of memory", MemoryError;
 a batched attack is then retried one target at a time), `failed` for any other
 exception (`refused` when the attack refuses a target it cannot honestly model,
-`attacks.errors.AttackRefused`), `timeout` when the attack says so or returns well past its time budget
-(`Budget.seconds`). The optimisation attacks stop themselves there: their loop checks the
-deadline every step, building the problem included, and returns the best candidate so
-far; the over-budget check catches attacks that cannot be stopped half-way.
+`attacks.errors.AttackRefused`), `timeout` when the attack says so or returns well past
+its time budget (`Budget.seconds`). The optimisation attacks stop themselves there:
+their loop checks the deadline every step, building the problem included, and returns
+the best candidate so far; the over-budget check catches attacks that cannot be stopped
+half-way. `out_of_reach` records an attack a cost plan keeps off the update
+(`RoundJob.skipped`, `fedsim.auditor.cost_plan`); the update's label counts are still read.
 
 `seconds` in a record is the attack's own time on that client, or, where one call
 reconstructed several clients at once (`reconstruct_many`), an equal share of that
@@ -28,6 +30,7 @@ from typing import Any
 
 import torch
 
+from attacks.domain import ImageDomain
 from attacks.errors import AttackRefused
 from attacks.local_training import approximations
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
@@ -36,7 +39,7 @@ from fedsim.auditor.label_counts import label_counts_field
 from fedsim.auditor.scoring import score_reconstruction
 from fedsim.auditor.setup import AuditSetup
 from fedsim.judgement import read_record
-from fedsim.scenario.audit import AttackConfig
+from fedsim.scenario.audit import AttackConfig, BudgetConfig
 from fedsim.scenario.build import derived_seed
 from fedsim.scenario.components import build_attack, build_defense
 
@@ -58,6 +61,8 @@ class ClientCase:
     fields: dict[str, Any] = field(default_factory=dict)
     """Extra fields of this client's records (its ε under Flower's LocalDpMod)."""
     originals: torch.Tensor | None = None
+    """Images in [0, 1] pixel space whatever the domain's box (reconstructions are mapped
+    there to be scored), or feature rows."""
     true_labels: torch.Tensor | None = None
     trained_on: torch.Tensor | None = None
     """The originals after the defenses' batch stage (ATS), where one transforms them."""
@@ -82,6 +87,12 @@ class RoundJob:
     fields: dict[str, Any] = field(default_factory=dict)
     """Extra fields of every record of the round (what the server saw under Flower's DP
     tools, the central ε)."""
+    budgets: dict[str, BudgetConfig] = field(default_factory=dict)
+    """Attack label → its budget on this job, where a cost plan sets one
+    (`fedsim.auditor.cost_plan`); else the setup's."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Attack label → why it is not run on this job (recorded `out_of_reach`, with the
+    label counts of each update still read)."""
 
 
 _NO_SCORES: dict[str, Any] = {
@@ -107,10 +118,17 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
+class _OutOfReach(Exception):
+    """Not an error: the cost plan keeps this attack off this update (its reason)."""
+
+
 def _failure_status(error: BaseException) -> str:
-    """`oom`, `refused` (the attack cannot honestly run on the target) or `failed`."""
+    """`oom`, `refused` (the attack cannot honestly run on the target), `out_of_reach`
+    (the cost plan keeps it off the update) or `failed`."""
     if is_out_of_memory(error):
         return "oom"
+    if isinstance(error, _OutOfReach):
+        return "out_of_reach"
     return "refused" if isinstance(error, AttackRefused) else "failed"
 
 
@@ -313,7 +331,8 @@ class AttackRunner:
         config, attack = self.attacks[index]
         model = model if model is not None else self._start_model(job)
         outcomes: list[tuple[ClientCase, AttackResult]] = []
-        budget = Budget(**self.setup.budget_for(config).model_dump())
+        planned = job.budgets.get(config.display_name) or self.setup.budget_for(config)
+        budget = Budget(**planned.model_dump())
         targets: list[AttackTarget] = []
         ready: list[ClientCase] = []
         for case in job.cases:
@@ -329,12 +348,17 @@ class AttackRunner:
             config = config.model_copy(update={"label": f"{config.display_name}~{surrogate}"})
         started = time.perf_counter()
         seed = derived_seed(self.setup.seed, _ATTACK_TAG, job.server_round, index) % 2**31
+        skip = job.skipped.get(config.display_name)
         # No global RNG here: this may run in a worker thread beside the federation.
         results, shared_by = (
-            attack_targets(seeded(attack, seed), targets, budget) if targets else ([], 1)
+            attack_targets(seeded(attack, seed), targets, budget)
+            if targets and skip is None
+            else ([], 1)
         )
         elapsed = time.perf_counter() - started
         read = _update_facts(ready, targets)
+        if skip is not None:
+            results = [_OutOfReach(skip)] * len(ready)
         for case, result in zip(ready, results, strict=True):
             if isinstance(result, Exception):
                 seconds = elapsed / max(len(ready), 1)
@@ -345,6 +369,7 @@ class AttackRunner:
             outcomes.append((case, outcome))
         for case, outcome in outcomes:
             outcome.record.update({**job.fields, **case.fields, **read.get(id(case), {})})
+            outcome.record["budget"] = planned.model_dump()
         return outcomes
 
     def lost_record(self, job: RoundJob, case: ClientCase, index: int, reason: str) -> AttackResult:
@@ -373,13 +398,14 @@ class AttackRunner:
         seconds: float,
         shared_by: int = 1,
     ) -> AttackResult:
+        text = str(error) if isinstance(error, _OutOfReach) else f"{type(error).__name__}: {error}"
         return AttackResult(
             self.unscored_record(
                 job.server_round,
                 case.client,
                 config,
                 status=_failure_status(error),
-                message=(f"{type(error).__name__}: {error}".splitlines() or [""])[0],
+                message=(text.splitlines() or [""])[0],
                 seconds=seconds,
                 node=case.node,
                 shared_by=shared_by,
@@ -397,11 +423,13 @@ class AttackRunner:
         record = self.base_record(job.server_round, case.client, config, case.node)
         inputs = recon.inputs.detach().float().cpu()
         domain = self.setup.domain
+        # originals are in [0, 1] pixel space; a reconstruction in the domain's box
+        unit = domain.to_unit(inputs) if isinstance(domain, ImageDomain) else inputs
         scores = None
         if case.originals is not None and case.true_labels is not None:
             try:
                 scores = score_reconstruction(
-                    inputs, recon.labels, case.originals, case.true_labels, domain
+                    unit, recon.labels, case.originals, case.true_labels, domain
                 )
             except Exception as error:  # noqa: BLE001
                 return self._failure(job, case, config, error, recon.seconds, shared_by)
@@ -437,7 +465,7 @@ class AttackRunner:
             record.update(self._guessed(case.originals, case.true_labels, ""))
         if case.trained_on is not None and case.true_labels is not None:
             seen = score_reconstruction(
-                inputs, recon.labels, case.trained_on, case.true_labels, domain
+                unit, recon.labels, case.trained_on, case.true_labels, domain
             )
             record.update(
                 psnr_trained_on=seen.psnr,

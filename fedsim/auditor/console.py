@@ -1,8 +1,10 @@
 """What the auditor tells a person at the console, through Python logging.
 
-One line per audited round: how many attacks ended in each status and the best leakage
-(images: highest PSNR; feature rows: lowest MSE; without ground truth only the
-objectives exist, so the line says where the reconstructions are). A round in which
+One line per audited round: how many attacks ended in each status, what was recovered
+as `fedsim.judgement` counts it (per series: images or rows recovered of those scored),
+the best leakage (images: highest PSNR; feature rows: lowest MSE; without ground truth
+only the objectives exist, so the line says where the reconstructions are) and the
+seconds the round's audit took. A round in which
 every attack failed or was rejected is a warning that names the reason (secure
 aggregation's `impossible` rounds are by design and logged as information). `AuditLog.close`
 returns the run's summary and logs it.
@@ -21,9 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fedsim.judgement import round_counts
+
 logger = logging.getLogger("fedsim.auditor")
 
-NOT_ATTACKED = ("failed", "rejected", "oom", "refused", "impossible")
+NOT_ATTACKED = ("failed", "rejected", "oom", "refused", "impossible", "out_of_reach")
 """Statuses of records that hold no reconstruction."""
 
 BROKEN = ("failed", "rejected", "oom", "refused")
@@ -50,8 +54,12 @@ def best_leakage(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def describe_leakage(record: dict[str, Any]) -> str:
-    """'bayes on client 3: PSNR 21.4 dB' or '... MSE 0.012, categorical 0.93'."""
+    """'bayes on client 3: PSNR 21.4 dB' or '... MSE 0.012, categorical 0.93'; a proxy
+    client's: 'bayes on proxy client 0 of batch 4: …'."""
     where = f"{record['attack']} on client {record['client']}"
+    if record.get("proxy"):
+        batch = record.get("batch_size")
+        where = f"{record['attack']} on proxy client {record['client']} of batch {batch}"
     if record.get("psnr") is not None:
         return f"{where}: PSNR {record['psnr']:.1f} dB, SSIM {record['ssim']:.2f}"
     text = f"{where}: MSE {record['mse']:.3g}"
@@ -76,6 +84,8 @@ class AuditSummary:
     """Distinct reasons of records without a reconstruction, first seen first."""
     reconstructions: str | None = None
     """Where the reconstructions are stored, without ground truth."""
+    round_seconds: dict[int, float] = field(default_factory=dict)
+    """Audited round → seconds its audit took (attacks, proxy clients, pictures)."""
 
     @property
     def ok(self) -> int:
@@ -104,11 +114,15 @@ class AuditLog:
         self._summary = AuditSummary(reconstructions=reconstructions)
         self._lock = threading.Lock()
 
-    def round(self, server_round: int, records: Sequence[dict[str, Any]]) -> None:
+    def round(
+        self, server_round: int, records: Sequence[dict[str, Any]], seconds: float | None = None
+    ) -> None:
         """Log one audited round; warn when none of its records holds a reconstruction."""
         with self._lock:
             summary = self._summary
             summary.rounds += 1
+            if seconds is not None:
+                summary.round_seconds[server_round] = seconds
             summary.statuses.update(r["status"] for r in records)
             for record in records:
                 problem = record.get("message") or record["status"]
@@ -118,15 +132,21 @@ class AuditLog:
             if best is not None and best_leakage([b for b in (summary.best, best) if b]) is best:
                 summary.best = best
         line = f"audit round {server_round}: {count_statuses(records)}"
+        recovered = round_counts(records)
+        if recovered:
+            line += "; recovered: " + ", ".join(
+                f"{label} {hits} of {items}" for label, (hits, items) in recovered.items()
+            )
         if best is not None:
             line += f"; most leakage: {describe_leakage(best)}"
+        took = "" if seconds is None else f" ({seconds:.1f} s)"
         if records and all(r["status"] in BROKEN for r in records):
             reasons = sorted({r.get("message") or r["status"] for r in records})
-            logger.warning("%s; nothing was attacked: %s", line, "; ".join(reasons[:3]))
+            logger.warning("%s; nothing was attacked: %s%s", line, "; ".join(reasons[:3]), took)
         elif not records:
-            logger.warning("%s; no reply to audit", line)
+            logger.warning("%s; no reply to audit%s", line, took)
         else:
-            logger.info(line)
+            logger.info("%s%s", line, took)
 
     def close(self) -> AuditSummary:
         """The summary, logged line by line."""

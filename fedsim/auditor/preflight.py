@@ -1,11 +1,14 @@
 """Before the first round: does the audit set-up run at all? And what should an update look like?
 
 `preflight` builds the model, runs one forward and one backward pass on a batch of
-the declared input shape drawn from the declared domain, makes the update the declared
-protocol gives on it, and runs every attack for one step on that update, so that a wrong
-shape, domain or attack option fails when the auditor is built, before any training,
-with one line naming what is wrong. `simulated_update` is that same update for any
-start parameters (the protocol check compares observed updates with it).
+the declared input shape drawn from the declared domain, and runs every attack for one
+step on the update a client like the declared one makes from `PROBE_SIZE` such inputs
+(`fedsim.auditor.client_sizes`: the declared protocol at a smaller batch, so that a
+client of 1,864 examples does not make the check cost minutes), so that a wrong shape,
+domain or attack option fails when the auditor is built, before any training, with one
+line naming what is wrong. `simulated_update` is the declared protocol's update for any
+start parameters (the protocol check compares observed updates with it); `probe_case`
+is the probe the cost plan times (`fedsim.auditor.cost_plan`).
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from attacks.target import Budget
 from defenses.client import client_update
 from defenses.identity import NoDefense
 from fedsim.auditor.attack_runner import AttackRunner, ClientCase, attack_targets
+from fedsim.auditor.client_sizes import smaller_client
 from fedsim.auditor.setup import AuditSetup
 from fedsim.errors import ConfigError
 
 _PROBE_SEED = 0x5EED
+
+PROBE_SIZE = 8
+"""The most examples of the client whose update the attacks are tried (and timed) on."""
 
 
 def probe_batch(setup: AuditSetup) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,13 +59,23 @@ def simulated_update(setup: AuditSetup, model: torch.nn.Module) -> list[torch.Te
     return [u.detach() for u in result.update]
 
 
+def probe_case(
+    setup: AuditSetup, runner: AttackRunner, model: torch.nn.Module, size: int
+) -> tuple[AttackRunner, ClientCase]:
+    """The runner and the case of a client like the declared one holding `size` random
+    inputs of the domain (its update from `model`'s parameters; truth attached)."""
+    small = smaller_client(setup, min(size, setup.batch_size))
+    if small is not setup:
+        runner = AttackRunner(small, runner.device, runner.attacks)
+    case = ClientCase(client=0, update=simulated_update(small, model))
+    case.originals, case.true_labels = probe_batch(small)
+    return runner, case
+
+
 def preflight(setup: AuditSetup, runner: AttackRunner) -> None:
     """Raise ConfigError, in one line, where the model or an attack cannot run on this set-up."""
     model = _forward_backward(setup)
-    update = simulated_update(setup, model)
-    case = ClientCase(client=0, update=update)
-    x, y = probe_batch(setup)
-    case.originals, case.true_labels = x, y
+    runner, case = probe_case(setup, runner, model, PROBE_SIZE)
     for config, attack in runner.attacks:
         try:
             target = runner.target(model, case)

@@ -12,6 +12,10 @@ compares what it can observe with what it was told:
   way points at wrong `local_steps`, `lr`, `optimizer` or `batch_size`. Real data and
   random inputs differ, so the bound is wide and the check only speaks of orders of
   magnitude;
+- with proxy data, instead, the update with the median of proxy clients trained as
+  declared on the server's data, defense included (`fedsim.auditor.proxy`): its norm
+  within `PROXY_RATIO`, each weight matrix's within `NORM_RATIO` (small batches vary from
+  client to client), and no layer unchanged that the proxy clients change;
 - where the declared mechanism states additive noise (`noise`, `noise_scale`, see
   `attacks.likelihood`), the update's root mean square per coordinate with that noise's
   standard deviation: an update quieter than half of it did not carry the declared noise.
@@ -23,11 +27,14 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 
 import torch
 
 NORM_RATIO = 10.0
 """Observed / simulated update norm beyond which (or below whose inverse) the check warns."""
+PROXY_RATIO = 3.0
+"""The same against the median of proxy clients (`fedsim.auditor.proxy`), whole update."""
 
 logger = logging.getLogger("fedsim.auditor")
 
@@ -113,3 +120,50 @@ class ProtocolCheck:
                 f"random inputs ({simulated:.3g}); check local_steps, lr, optimizer and "
                 "batch_size",
             )
+
+    def against_proxy(
+        self,
+        server_round: int,
+        client: int,
+        observed: list[torch.Tensor],
+        reference: list[list[torch.Tensor]],
+        names: list[str],
+    ) -> None:
+        """The reply's update against the median of proxy clients' updates at the declared
+        batch size (the same protocol and defense on data of the same kind): its norm
+        within `PROXY_RATIO`, each weight's (2-D and up) within `NORM_RATIO`, and no layer
+        left unchanged that the proxy clients change."""
+        if not reference:
+            return
+        whole = update_norm(observed)
+        expected = statistics.median(update_norm(r) for r in reference)
+        if expected > 0 and whole > 0 and not _within(whole / expected, PROXY_RATIO):
+            self._warn(
+                "proxy",
+                f"round {server_round}: client {client}'s update norm {whole:.3g} is "
+                f"{whole / expected:.3g}× that of proxy clients trained as declared "
+                f"({self.protocol_text}) on proxy data ({expected:.3g}); check local_steps, lr, "
+                "optimizer, batch_size and the defense",
+            )
+        off = []
+        for index, name in enumerate(names):
+            mine = float(observed[index].double().norm())
+            theirs = statistics.median(float(r[index].double().norm()) for r in reference)
+            if theirs > 0 and mine == 0:
+                off.append(f"{name} unchanged")
+            elif (
+                observed[index].ndim >= 2 and theirs > 0 and not _within(mine / theirs, NORM_RATIO)
+            ):
+                off.append(f"{name} {mine / theirs:.3g}×")
+        if off:
+            self._warn(
+                "proxy-layers",
+                f"round {server_round}: client {client}'s update differs per layer from proxy "
+                f"clients trained as declared: {', '.join(off[:4])}"
+                + (f" and {len(off) - 4} more" if len(off) > 4 else "")
+                + "; the attacks may model the wrong training",
+            )
+
+
+def _within(ratio: float, bound: float) -> bool:
+    return 1 / bound <= ratio <= bound

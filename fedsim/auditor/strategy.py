@@ -32,13 +32,17 @@ its Flower node id; in deployment mode (and on `rejected` lines) every line also
 the node id. Each audited round is logged in
 one line, a round where nothing could be attacked as a warning (`fedsim.auditor.console`),
 and `close()` returns and logs the run's summary. In deployment mode the auditor checks
-what it can observe against the protocol it was told (`fedsim.auditor.protocol_check`).
+what it can observe against the protocol it was told (`fedsim.auditor.protocol_check`),
+keeps each attack within the round's time by a plan made before round 1
+(`fedsim.auditor.cost_plan`), and, given proxy data, scores the attacks on clients it
+simulates like the declared ones each audited round (`fedsim.auditor.proxy`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -56,15 +60,17 @@ from fedsim.auditor.arguments import refuse_ignored_arguments
 from fedsim.auditor.attack_runner import AttackResult, AttackRunner, ClientCase, RoundJob
 from fedsim.auditor.bound_check import check_round
 from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
+from fedsim.auditor.cost_plan import CostPlan
 from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, deployment_kappa, recognise
 from fedsim.auditor.preflight import preflight, simulated_update
 from fedsim.auditor.protocol_check import ProtocolCheck, update_norm
+from fedsim.auditor.proxy import ProxyAudit, plan_audit, proxy_refusal
 from fedsim.auditor.ray_tasks import AuditAbandoned, RayAttacks
 from fedsim.auditor.schedule import audited_clients, audited_round
 from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.worker import AuditWorker
 from fedsim.device import resolve_device
-from fedsim.image_grid import ClientImages, load_figures, save_image_grid
+from fedsim.image_grid import GRID_IMAGES, ClientImages, load_figures, save_image_grid
 from fedsim.judgement import read_record
 from fedsim.message_keys import reply_partition
 from fedsim.private_files import make_private
@@ -147,6 +153,10 @@ class LeakageAuditor(PassThroughStrategy):
         """Flower's DP tool in use, where `for_model` recognised one (`fedsim.auditor.flower_dp`)."""
         self._round_config: dict[int, dict[str, Any]] = {}
         self._taken_part: Counter[int] = Counter()
+        self.plan: CostPlan | None = None
+        """What each attack does a round (`fedsim.auditor.cost_plan`), where `for_model` made one."""
+        self.proxy: ProxyAudit | None = None
+        """The proxy audit (`fedsim.auditor.proxy`), where `for_model` got `proxy_data`."""
 
     @classmethod
     def for_model(
@@ -157,6 +167,7 @@ class LeakageAuditor(PassThroughStrategy):
         out_dir: str | Path | None = None,
         on_round_audited: RoundCallback | None = None,
         delta: float = 1e-5,
+        proxy_data: Any = None,
         **setup: Any,
     ) -> LeakageAuditor:
         """The auditor for a Flower app that does not otherwise use fedsim (deployment mode).
@@ -172,6 +183,12 @@ class LeakageAuditor(PassThroughStrategy):
         (`fedsim.auditor.arguments`). Before it returns, the model
         and every attack are tried once on a random batch of that shape and domain
         (`fedsim.auditor.preflight`), so a mistake raises ConfigError before any round.
+        Then each attack is timed on that probe and planned against `audit.budget.seconds`
+        (`fedsim.auditor.cost_plan`; logged, and written to `out_dir/audit_plan.json`).
+        `proxy_data` (a torch Dataset, arrays (inputs, labels) or a fedsim data set name,
+        `fedsim.auditor.proxy_data`): data of the clients' kind the server holds; each
+        audited round the auditor then simulates clients like the declared ones on it and
+        scores what the attacks recover from them (`fedsim.auditor.proxy`).
         Records and reconstructions (PNG and tensors) go to `out_dir`; call `close()`
         after the run: it waits for the last attacks and returns the summary it logs.
         """
@@ -200,6 +217,13 @@ class LeakageAuditor(PassThroughStrategy):
         auditor.privacy = privacy
         with torch.random.fork_rng(devices=[]):  # the app's random draws stay its own
             preflight(audit_setup, auditor.runner)
+            refusal = proxy_refusal(privacy, setup.get("mechanism"))
+            auditor.plan, auditor.proxy = plan_audit(
+                audit_setup, auditor.runner, proxy_data, refusal
+            )
+        auditor.plan.log()
+        if recorder is not None:
+            auditor.plan.write(recorder.run_dir)
         return auditor
 
     # ------------------------------------------------------------------ pass-through hooks
@@ -342,6 +366,8 @@ class LeakageAuditor(PassThroughStrategy):
         usable, rejected = self._usable_replies(server_round, start, replies, sent_to)
         chosen = audited_clients(self.setup.audit, list(usable), self.setup.audit_rng(server_round))
         job = RoundJob(server_round, start, rejected=rejected)
+        if self.plan is not None:
+            job.budgets, job.skipped = self.plan.real_budgets(self.setup), self.plan.real_skipped()
         if self.privacy is not None:
             config = self._round_config.pop(server_round, None)
             job.mechanism = self.privacy.mechanism(config, self.setup.protocol)
@@ -386,13 +412,15 @@ class LeakageAuditor(PassThroughStrategy):
         metrics = list(message.content.metric_records.values())
         if len(metrics) == 1 and key in metrics[0]:
             self.protocol_check.weight(server_round, client, metrics[0][key], key)
-        if self._simulated_norm is None and not self.protocol_check.noisy:
+        by_proxy = self.proxy is not None and self.proxy.checks_protocol  # in ProxyAudit.audit
+        if not by_proxy and self._simulated_norm is None and not self.protocol_check.noisy:
             model = self.setup.build_model()
             model.load_state_dict(start)
             with torch.random.fork_rng(devices=[]):  # the app's draws stay its own
                 self._simulated_norm = update_norm(simulated_update(self.setup, model))
         norm = update_norm(update)
-        self.protocol_check.norm(server_round, client, norm, self._simulated_norm)
+        if self._simulated_norm is not None:
+            self.protocol_check.norm(server_round, client, norm, self._simulated_norm)
         self.protocol_check.noise(server_round, client, norm, sum(u.numel() for u in update))
 
     def record_secure_round(self, server_round: int) -> None:
@@ -461,6 +489,7 @@ class LeakageAuditor(PassThroughStrategy):
     def _run(
         self, job: RoundJob, attack: Callable[[], list[tuple[ClientCase, AttackResult]]]
     ) -> None:
+        started = time.perf_counter()
         try:
             outcomes = attack()
         except AuditAbandoned as error:
@@ -469,11 +498,14 @@ class LeakageAuditor(PassThroughStrategy):
         except Exception:  # noqa: BLE001 - record what is known; the round goes on
             logger.exception("round %d: the audit failed", job.server_round)
             outcomes = []
+        if self.proxy is not None:
+            folder = None if self.recorder is None else self.recorder.run_dir / RECONSTRUCTIONS_DIR
+            outcomes += self.proxy.audit(job, self.protocol_check, folder)
         records = job.rejected + [outcome.record for _, outcome in outcomes]
         if self.reconstruction_bound is not None:
             bound = self.reconstruction_bound(job.server_round)
             check_round(job.server_round, records, bound, self.setup.batch_size)
-        self.log.round(job.server_round, records)
+        self.log.round(job.server_round, records, time.perf_counter() - started)
         if self.recorder is not None:
             for record in records:
                 self.recorder.append_leakage(record)
@@ -494,7 +526,7 @@ class LeakageAuditor(PassThroughStrategy):
         self, job: RoundJob, outcomes: list[tuple[ClientCase, AttackResult]]
     ) -> None:
         """Deployment mode: per case, a tensor file of every attack's reconstruction and,
-        for images, a PNG grid."""
+        for images, a PNG grid of its first `GRID_IMAGES` (a few kB, whatever the batch)."""
         assert self.recorder is not None
         folder = self.recorder.run_dir / RECONSTRUCTIONS_DIR
         for case in job.cases:
@@ -511,9 +543,11 @@ class LeakageAuditor(PassThroughStrategy):
                 torch.save(dict(rows), folder / f"{stem}.pt")
                 make_private(folder / f"{stem}.pt")
                 if self.setup.audit.grids and isinstance(domain, ImageDomain):
-                    pictures = [(name, domain.to_unit(x).clamp(0, 1)) for name, x in rows]
+                    pictures = [
+                        (name, domain.to_unit(x[:GRID_IMAGES]).clamp(0, 1)) for name, x in rows
+                    ]
                     title = f"round {job.server_round}, {case.client}"
-                    save_image_grid(folder / f"{stem}.png", pictures, title)
+                    save_image_grid(folder / f"{stem}.png", pictures, title, GRID_IMAGES)
                     make_private(folder / f"{stem}.png")
             except Exception:  # noqa: BLE001
                 logger.exception("round %d: saving reconstructions failed", job.server_round)

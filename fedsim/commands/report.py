@@ -53,10 +53,10 @@ def main(args: argparse.Namespace) -> int:
             if run.partial
             else "complete"
         )
-        audited = len({r.get("round") for r in run.leakage if isinstance(r.get("round"), int)})
+        trained = f"{len(run.rounds)} rounds recorded" if run.rounds else "no training recorded"
         console.print(
-            f"{run.name}: {len(run.rounds)} rounds recorded, {audited} audited,"
-            f" {len(run.leakage)} leakage records ({state})",
+            f"{run.name}: {trained}, {run.audit_line()}; {len(run.leakage)} leakage records"
+            f" ({state})",
             highlight=False,
         )
         for verdict in run.verdicts():

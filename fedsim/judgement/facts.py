@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fedsim.judgement.labels import LabelFacts
 from fedsim.judgement.reading import Domain, Reading, Series, read_record
 
 
@@ -55,6 +56,8 @@ class RoundFacts:
     """The iteration budget, where records say it."""
     approximations: list[str] = field(default_factory=list)
     """What scored attacks modelled only approximately, distinct, first seen first."""
+    labels: LabelFacts = field(default_factory=LabelFacts)
+    """The class histograms the updates gave away (`fedsim.judgement.labels`)."""
 
     @property
     def share(self) -> float | None:
@@ -70,6 +73,7 @@ class RoundFacts:
     def add(self, reading: Reading) -> None:
         self.records += 1
         self.statuses[reading.status] += 1
+        self.labels.add(reading.labels)
         if reading.seconds_budget is not None:
             self.seconds_budget = float(reading.seconds_budget)
         if reading.kind == "hole":
@@ -137,11 +141,18 @@ class SeriesFacts:
     def reasons(self) -> list[str]:
         return list(dict.fromkeys(m for r in self.rounds for m in r.reasons))
 
+    @property
+    def labels(self) -> LabelFacts:
+        merged = LabelFacts()
+        for r in self.rounds:
+            merged.merge(r.labels)
+        return merged
+
 
 def leakage_facts(
     leakage: Iterable[Mapping[str, Any]], accuracy_after: Mapping[int, float] | None = None
 ) -> list[SeriesFacts]:
-    """Every series of `leakage`, in (defense, attack, trained-on, proxy) order.
+    """Every series of `leakage`, in (defense, attack, trained-on, proxy, batch size) order.
 
     A record without scores (a hole, a hidden or unscored update) belongs to every
     series of its attack and defense: an update that was not attacked was attacked in
@@ -160,7 +171,10 @@ def leakage_facts(
             if reading.round not in rounds:
                 rounds[reading.round] = RoundFacts(reading.round, accuracy.get(reading.round - 1))
             rounds[reading.round].add(reading)
-    ordered = sorted(table, key=lambda s: (s.defense, s.attack, s.aggregate, s.trained_on, s.proxy))
+    ordered = sorted(
+        table,
+        key=lambda s: (s.defense, s.attack, s.aggregate, s.trained_on, s.proxy, s.batch_size or 0),
+    )
     return [SeriesFacts(s, [table[s][r] for r in sorted(table[s])]) for s in ordered]
 
 

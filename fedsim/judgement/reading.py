@@ -15,8 +15,10 @@ scores is one of three things:
 Where a defense transforms the batch before training (ATS), a record is also scored
 against what the client trained on; that is a series of its own (`trained_on`).
 Records of proxy audits (`"proxy": true`, clients the server simulated on data it
-holds) and of the aggregate of a secure-aggregation round (`aggregate_of`: the clients
-summed) are series of their own too.
+holds; one series per simulated batch size) and of the aggregate of a secure-aggregation
+round (`aggregate_of`: the clients summed) are series of their own too. Every reading
+also carries what the record says of the update's class histogram (`label_counts`,
+`fedsim.judgement.labels`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fedsim.judgement.criteria import image_recovered, row_recovered
+from fedsim.judgement.labels import LabelReading, read_label_counts
 
 ATTACKED = ("ok", "timeout")
 """Statuses of records whose attack returned a reconstruction."""
@@ -49,15 +52,21 @@ class Series:
     """A proxy audit: a client the server simulated on data it holds."""
     aggregate: bool = False
     """The aggregate of a secure-aggregation round, attacked as one update."""
+    batch_size: int | None = None
+    """Proxy series only: the simulated clients' batch size (a proxy audit may run at
+    several, to show where leakage stops as the batch grows)."""
 
     @property
     def label(self) -> str:
-        """`bayes`, `bayes vs trained-on`, `bayes (proxy)`, `bayes on the aggregate`."""
+        """`bayes`, `bayes vs trained-on`, `bayes (proxy, batch 16)`, `bayes on the aggregate`."""
+        proxy = "" if not self.proxy else " (proxy)"
+        if self.proxy and self.batch_size is not None:
+            proxy = f" (proxy, batch {self.batch_size})"
         return (
             self.attack
             + (" on the aggregate" if self.aggregate else "")
             + (" vs trained-on" if self.trained_on else "")
-            + (" (proxy)" if self.proxy else "")
+            + proxy
         )
 
 
@@ -83,6 +92,8 @@ class Reading:
     message: str = ""
     approximations: tuple[str, ...] = ()
     """What the attack modelled only approximately (the record's `approximations`)."""
+    labels: LabelReading | None = None
+    """The class histogram the update gives away, where the record carries one."""
 
     @property
     def short(self) -> bool:
@@ -153,11 +164,13 @@ def read_record(record: Mapping[str, Any]) -> list[Reading]:
     if server_round is None:
         return []
     status = str(record.get("status"))
+    proxy = bool(record.get("proxy", False))
     base = Series(
         attack=str(record.get("attack")),
         defense=str(record.get("defense", "none")),
-        proxy=bool(record.get("proxy", False)),
+        proxy=proxy,
         aggregate=bool(record.get("aggregate_of")),
+        batch_size=_int(record.get("batch_size")) if proxy else None,
     )
     budget = record.get("budget") if isinstance(record.get("budget"), Mapping) else {}
     common = {
@@ -168,6 +181,7 @@ def read_record(record: Mapping[str, Any]) -> list[Reading]:
         "seconds_budget": budget.get("seconds"),
         "message": str(record.get("message") or ""),
         "approximations": tuple(str(a) for a in record.get("approximations") or ()),
+        "labels": read_label_counts(record.get("label_counts")),
     }
     readings = []
     for trained_on, suffix in ((False, ""), (True, "_trained_on")):

@@ -12,6 +12,9 @@ A verdict says what an attack recovered, never what a defense guarantees:
 - `leaked = False`: every audited update was attacked within its full budget and
   nothing was recovered. That is what this attack did with this budget; the sentence
   says a tuned or stronger attack may recover more.
+
+`leaked` is about reconstructions. What the updates give away of their class histograms
+(`fedsim.judgement.labels`) closes every sentence and is the `label_counts` entry.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class Verdict:
     statuses: dict[str, int] = field(default_factory=dict)
     holes: dict[str, int] = field(default_factory=dict)
     rounds: list[int] = field(default_factory=list)
+    label_counts: dict[str, Any] | None = None
+    """What the updates gave away of their class histograms (`LabelFacts.as_json`)."""
 
     @property
     def attack(self) -> str:
@@ -68,6 +73,7 @@ class Verdict:
             defense=self.defense,
             scored_against="trained-on" if self.series.trained_on else "private",
             proxy=self.series.proxy,
+            batch_size=self.series.batch_size,
             aggregate=self.series.aggregate,
             leaked=self.leaked,
             domain=self.domain,
@@ -81,6 +87,7 @@ class Verdict:
             statuses=self.statuses,
             not_attacked=self.holes,
             rounds=self.rounds,
+            label_counts=self.label_counts,
             text=self.text,
         )
         return entry
@@ -269,6 +276,8 @@ def judge(facts: SeriesFacts) -> Verdict:
         text = _hidden(facts)
     else:
         text = _unjudged(facts)
+    labels = facts.labels
+    text += labels.sentence()
     return Verdict(
         series=facts.series,
         leaked=leaked,
@@ -282,6 +291,7 @@ def judge(facts: SeriesFacts) -> Verdict:
         statuses=dict(sorted(facts.counter("statuses").items())),
         holes=dict(sorted(facts.counter("holes").items())),
         rounds=[r.round for r in facts.rounds],
+        label_counts=labels.as_json(),
     )
 
 

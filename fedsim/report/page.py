@@ -61,6 +61,15 @@ BOUND_NOTE = (
     " bug in the bound, the accounting or the scoring, and the run warns about it."
 )
 
+PROXY_NOTE = (
+    "Series marked (proxy) are clients the server simulated as the app declared them"
+    " (batch size, local steps, optimiser, shuffling, defense), from each round's global"
+    " model, on data the server holds: their numbers are for a client like yours on proxy"
+    " data, not a measurement on your clients' own data. Where the declared update was out"
+    " of reach of the round's time budget (audit_plan.json), proxy clients of smaller batches"
+    " show where leakage stops as the batch grows."
+)
+
 
 def _data_uri(path: Path) -> str:
     kind = "image/svg+xml" if path.suffix == ".svg" else "image/png"
@@ -97,6 +106,8 @@ def _verdict_section(runs: Sequence[RunRecords]) -> str:
         " A verdict is about what an attack did with its budget, never a guarantee about a"
         " defense.</p>",
     ]
+    if any(v.series.proxy for _, verdicts in found for v in verdicts):
+        parts.append(f"<p>{escape(PROXY_NOTE)}</p>")
     for run, verdicts in found:
         if len(runs) > 1:
             parts.append(f"<h3>{escape(run.name)}</h3>")
@@ -158,6 +169,8 @@ def _run_section(run: RunRecords) -> str:
             f'<p class="partial">Partial run: {run.finished_rounds} of {run.planned_rounds}'
             " rounds finished.</p>"
         )
+    trained = "" if run.rounds else " No training rounds are recorded (a Flower app's own)."
+    parts.append(f"<p>{escape(run.audit_line())}.{escape(trained)}</p>")
     parts.append(
         "<p>Per audited round: the test accuracy of the model the clients started from, the"
         " updates audited and scored (timed-out attacks count with their best candidate),"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fedsim.errors import ConfigError
-from fedsim.judgement import SeriesFacts, Verdict, leakage_facts, verdicts
+from fedsim.judgement import SeriesFacts, Verdict, leakage_facts, read_record, verdicts
 from fedsim.records import LEAKAGE_FILE, RECONSTRUCTIONS_DIR, ROUNDS_FILE, SCENARIO_FILE, read_jsonl
 from fedsim.report.privacy import TITLES
 
@@ -89,6 +89,28 @@ class RunRecords:
         """The verdict on every series (`fedsim.judgement.verdicts`)."""
         return verdicts(self.leakage, self.accuracy_after())
 
+    def audit_line(self) -> str:
+        """What was audited, as `fedsim.judgement` reads it: '2 rounds audited: 6 client
+        updates (none scored: no ground truth), 10 proxy clients (10 scored)'."""
+        clients: dict[tuple[Any, ...], bool] = {}
+        proxies: dict[tuple[Any, ...], bool] = {}
+        for record in self.leakage:
+            readings = read_record(record)
+            if not readings:
+                continue
+            series = readings[0].series
+            key = (readings[0].round, record.get("client"), record.get("node"), series.batch_size)
+            table = proxies if series.proxy else clients
+            table[key] = table.get(key, False) or any(r.kind == "scored" for r in readings)
+        rounds = len({key[0] for key in [*clients, *proxies]})
+        parts = []
+        for table, noun in ((clients, "client update"), (proxies, "proxy client")):
+            if table:
+                scored = sum(table.values())
+                why = "" if scored else ": no ground truth"
+                parts.append(f"{_count(len(table), noun)} ({scored or 'none'} scored{why})")
+        return f"{_count(rounds, 'round')} audited" + (": " + ", ".join(parts) if parts else "")
+
     def budget(self) -> dict[str, Any]:
         """The scenario's audit budget (iterations, restarts, seconds), as recorded."""
         return dict(self.scenario.get("audit", {}).get("budget", {}))
@@ -114,6 +136,10 @@ class RunRecords:
         ]
         checked = [(path, _picture_problem(folder, path)) for folder, path in found]
         return sorted(checked, key=lambda item: item[0].name)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -32,10 +32,8 @@ import torch
 
 from attacks.domain import FeatureDomain, InputDomain
 from attacks.target import Protocol
-from defenses.accounting import PrivacyClaim, RoundSchedule, check_delta, privacy_claims
+from defenses.accounting import PrivacyClaim, RoundSchedule
 from defenses.base import stated_mechanism
-from defenses.composite import Composite
-from defenses.dpsgd import DPSGD
 from defenses.errors import DefenseError
 from defenses.mechanisms import Mechanism
 from fedsim.checkpoints import state_for_model
@@ -183,8 +181,9 @@ class Federation:
     def privacy_spent(
         self, server_round: int, *, noise_from_seed: bool = True
     ) -> list[PrivacyClaim] | None:
-        """DP-SGD's (ε, δ) after `server_round` rounds, one claim per threat model, for a
-        client that trained in every round; None when no defense is DP-SGD.
+        """The defenses' (ε, δ) after `server_round` rounds, one claim per threat model,
+        for a client that trained in every round; None when no defense states a guarantee
+        (`Defense.privacy_claims`: DP-SGD's).
 
         The partition size is the smallest partition's, so each ε holds for every client;
         a round is one batch of `batch_size` drawn and cycled by the local steps
@@ -195,14 +194,11 @@ class Federation:
         The informed claim carries the reconstruction bound, from the scenario's κ
         (`fedsim.metrics.guess_baseline.kappa_for`).
         """
-        dpsgd = self.dpsgd
-        if dpsgd is None:
+        if not self.defense.states_privacy:
             return None
         scenario = self.scenario
         threat = scenario.audit.threat
-        return privacy_claims(
-            dpsgd.sigma,
-            dpsgd.delta,
+        return self.defense.privacy_claims(
             self.round_schedule(),
             server_round,
             secret_sampling=False,
@@ -211,21 +207,9 @@ class Federation:
             kappa=kappa_for(scenario.data.dataset, threat.labels == "given", threat.kappa),
         )
 
-    @property
-    def dpsgd(self) -> DPSGD | None:
-        """The DP-SGD part of the defenses, or None."""
-        return _dpsgd_of(self.defense)
-
     def round_schedule(self) -> RoundSchedule:
         """How one round uses a client's records, for the accounting (smallest partition)."""
-        protocol = self.scenario.protocol
-        fedavg = protocol.kind == "fedavg"
-        return RoundSchedule(
-            partition_size=min(len(p) for p in self.partitions),
-            batch_size=protocol.batch_size,
-            local_steps=protocol.local_steps if fedavg else 1,
-            step_batch=protocol.local_batch_size if fedavg else None,
-        )
+        return _round_schedule(self.scenario, self.partitions)
 
     def domain(self) -> InputDomain:
         """Where the inputs live, as the auditor's attacks see it: the data set's domain,
@@ -249,23 +233,26 @@ class Federation:
         return self.test.subset(np.arange(limit))
 
 
-def _defense_parts(defense: Any) -> tuple[Any, ...]:
-    return tuple(defense.parts) if isinstance(defense, Composite) else (defense,)
+def _round_schedule(scenario: Scenario, partitions: list[np.ndarray]) -> RoundSchedule:
+    protocol = scenario.protocol
+    fedavg = protocol.kind == "fedavg"
+    return RoundSchedule(
+        partition_size=min(len(p) for p in partitions),
+        batch_size=protocol.batch_size,
+        local_steps=protocol.local_steps if fedavg else 1,
+        step_batch=protocol.local_batch_size if fedavg else None,
+    )
 
 
-def _dpsgd_of(defense: Any) -> DPSGD | None:
-    return next((p for p in _defense_parts(defense) if isinstance(p, DPSGD)), None)
-
-
-def _check_delta(defense: Any, partitions: list[np.ndarray]) -> None:
-    """ConfigError naming the field unless DP-SGD's δ is below 1/(smallest partition)."""
-    dpsgd = _dpsgd_of(defense)
-    if dpsgd is None:
+def _check_privacy(defense: Any, scenario: Scenario, partitions: list[np.ndarray]) -> None:
+    """ConfigError naming the field where the defenses' privacy claims cannot be stated for
+    this run (DP-SGD's δ must be below 1/(smallest partition)): the claims of no round."""
+    if not defense.states_privacy:
         return
     try:
-        check_delta(dpsgd.delta, min(len(p) for p in partitions))
+        defense.privacy_claims(_round_schedule(scenario, partitions), 0, secret_sampling=False)
     except DefenseError as error:
-        raise ConfigError(f"defenses: dpsgd {str(error).removeprefix('accounting: ')}") from None
+        raise ConfigError(f"defenses: {error}") from None
 
 
 def build_federation(scenario: Scenario) -> Federation:
@@ -292,7 +279,7 @@ def _build_cached(scenario_json: str) -> Federation:
     except ConfigError as error:
         raise ConfigError(f"data.partition: {error}") from None
     defense = build_defense(scenario.defenses)
-    _check_delta(defense, partitions)
+    _check_privacy(defense, scenario, partitions)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derived_seed(scenario.seed, _MODEL_INIT_TAG))
         template = build_model(defense.model_name or scenario.model.name, entry.info)

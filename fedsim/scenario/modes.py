@@ -344,10 +344,14 @@ def of_scenario(scenario: Scenario) -> Modes:
         local_steps=scenario.protocol.local_steps,
         checkpoint=scenario.model.checkpoint is not None,
         strategy=scenario.federation.strategy.name,
-        privacy_claims=any(spec.split(":")[0].strip() == "dpsgd" for spec in _specs(scenario)),
+        privacy_claims=_states_privacy(scenario),
     )
 
 
-def _specs(scenario: Scenario) -> list[str]:
-    """Every defense spec of the scenario, stacks split into their parts."""
-    return [part for spec in scenario.defenses for part in spec.split("|")]
+def _states_privacy(scenario: Scenario) -> bool:
+    """Whether a defense of the scenario states a DP claim (`Defense.states_privacy`), read
+    off the registered class of each part of each stack (bad specs are refused elsewhere)."""
+    from defenses.registry import DEFENSES
+
+    names = [part.split(":")[0].strip() for spec in scenario.defenses for part in spec.split("|")]
+    return any(getattr(DEFENSES.get(name), "states_privacy", False) for name in names)

@@ -117,7 +117,7 @@ def build_strategy(
         on_round_audited=observer.round_audited if observer is not None else None,
         attacks=attacks,
     )
-    if federation.dpsgd is not None and federation.scenario.model.checkpoint is None:
+    if federation.defense.states_privacy and federation.scenario.model.checkpoint is None:
         auditor.reconstruction_bound = functools.partial(informed_bound, federation)
     strategy: Strategy = auditor
     if sampled:

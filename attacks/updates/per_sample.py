@@ -9,9 +9,9 @@ over the candidates; the result is differentiable with respect to the candidate
 inputs, as the attack needs. Under FedAvg with the local hyper-parameters known, every
 local step's gradient is formed so.
 
-This is the generic route of clipped candidates (`attacks.updates.build_updates` with
-`per_sample_clip`); the fast route scales each sample's backpropagated signals instead
-(`attacks.clipping`), and a probe checks that the two agree.
+This is the generic route of clipped candidates (`build_updates` with `per_sample_clip`);
+the fast route scales each sample's backpropagated signals instead (`attacks.clipping`),
+and a probe checks that the two agree.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from torch.func import functional_call, grad, vmap
 from attacks.clipping import clip_factors
 from attacks.errors import AttackError
 from attacks.target import Protocol
-from attacks.updates import _BN_TYPES, CandidateUpdates, _private_copy
+from attacks.updates.candidates import CandidateUpdates
+from attacks.updates.layers import BN_TYPES, private_copy
 
 
 class PerSampleClippedUpdates:
@@ -43,12 +44,12 @@ class PerSampleClippedUpdates:
         unroll: bool = False,
     ) -> None:
         for name, module in model.named_modules():
-            if isinstance(module, _BN_TYPES):
+            if isinstance(module, BN_TYPES):
                 raise AttackError(
                     f"per-sample clipping: layer {name!r} is batch norm, which mixes the "
                     "samples of a batch, so per-sample gradients are undefined"
                 )
-        self.model = _private_copy(model, bn_train_mode=True)
+        self.model = private_copy(model, bn_train_mode=True)
         self.params = {k: v.detach() for k, v in self.model.named_parameters()}
         self.buffers = {k: v.detach() for k, v in self.model.named_buffers()}
         self.batch_size = batch_size
