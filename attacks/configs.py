@@ -63,7 +63,9 @@ class BayesAttack(GradientAttack):
         config = super().optimizer_config(target)
         start = self.weight_start
         if start is None:
-            start = min(0.1 * noise_scale(target.mechanism) ** 2, 1.0)
+            start = 0.1 * noise_scale(target.mechanism) ** 2
+        # The likelihood weight rises to its end and never falls (the paper's min(·, 1)).
+        start = min(start, config.weight_end)
         return OptimizerConfig(**{**config.__dict__, "weight_start": start})
 
     def prior_choice(self, target: AttackTarget) -> PriorChoice:

@@ -11,9 +11,11 @@ matching.
 defense the scored images become client updates exactly as in the flag mode
 (`cells`). An attack with a search space in `[tuning.space]` is first
 tuned on updates made from the tuning images (same model, same defense, other noise
-draws): every setting of the space is tried with the scenario's budget, scored by the
-mean matched PSNR against the tuning images, and the best setting is then run on the
-scored updates. Attacks without a space run as written (`runner`).
+draws): every setting of the space (or `tuning.samples` of them) is tried with the
+scenario's budget, scored by the mean matched PSNR against the tuning images, and the
+best setting is then run on the scored updates. `[tuning.sweep]` gives an attack the
+Bayesian framework paper's weight sweep before its space (`attacks.tuning.tune`).
+Attacks without either run as written (`runner`).
 
 The run directory (`<output>/<name>-<YYYYmmdd-HHMMSS>`, or exactly `--out`) receives
 

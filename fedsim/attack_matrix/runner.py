@@ -209,7 +209,7 @@ def run_attack_scenario(
     total = len(scenario.defenses) * len(attacks)
     tuned_on = (
         f"; tuning on {_updates(tuning.images, data.batch_size)} of {tuning.split}"
-        if tuning and tuning.space
+        if tuning and (tuning.space or tuning.sweep)
         else ""
     )
     _say(
@@ -228,13 +228,13 @@ def run_attack_scenario(
             attack = requested.resolve(batches.defense, model)
             budget = cell_budget(settings, attack)
             cell = ScenarioCell(requested.label, None, budget.iterations, budget.restarts)
-            space = scenario.space_for(requested.name)
-            if space and held_out is not None:
+            space, sweep = scenario.space_for(requested.name), scenario.sweep_for(requested.name)
+            if (space or sweep) and held_out is not None:
                 if tuning_batches is None:
                     tuning_batches = defended_batches(
                         settings, spec, info, *held_out, device, noise_offset=TUNING_NOISE_OFFSET
                     )
-                attack = _tune(cell, attack, space, tuning_batches, budget, settings.seed)
+                attack = _tune(cell, attack, space, sweep, tuning_batches, budget, scenario)
             cell.result, recon = run_cell(settings, attack, batches)
             cells.append(cell)
             grid_rows.append((f"{attack.label} | {batches.defense.spec}", recon))
@@ -266,25 +266,31 @@ def _tune(
     cell: ScenarioCell,
     attack: AttackSpec,
     space: Mapping[str, Any],
+    sweep: Any,
     tuning: Any,
     budget: Budget,
-    seed: int,
+    scenario: AttackScenario,
 ) -> AttackSpec:
-    """Try every setting of `space` on the tuning updates; note them in `cell`; the best attack."""
-    from attacks.tuning import search
+    """The attack's sweep (if any), then its space, on the tuning updates; note every trial
+    in `cell`; the best attack."""
+    from attacks.tuning import tune
 
+    assert scenario.tuning is not None
     started = time.perf_counter()
-    found = search(
-        attack.build(seed),
+    found = tune(
+        attack.build(scenario.seed),
         space,
         tuning.targets,
         truth=tuning.originals,
         score=mean_matched_psnr,
+        sweep=sweep,
         budget=budget,
+        samples=scenario.tuning.samples,
+        seed=scenario.seed,
     )
     cell.tuning_seconds = time.perf_counter() - started
     cell.tuned = dict(found.best)
-    cell.trials = [{"params": t.params, "psnr": t.value} for t in found.trials]
+    cell.trials = [{"params": t.params, "psnr": t.value, "phase": t.phase} for t in found.trials]
     return AttackSpec(attack.name, {**attack.overrides, **found.best}, attack.text)
 
 

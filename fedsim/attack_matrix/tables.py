@@ -57,8 +57,12 @@ def markdown_tables(
         + f", restarts {scenario.budget.restarts}, seed {scenario.seed}"
     )
     tuning = scenario.tuning
-    if tuning is not None and tuning.space:
-        tuned = "; ".join(f"{name}: {', '.join(space)}" for name, space in tuning.space.items())
+    if tuning is not None and (tuning.space or tuning.sweep):
+        names = {**dict.fromkeys(tuning.sweep), **dict.fromkeys(tuning.space)}
+        tuned = "; ".join(
+            f"{name}: {_tuned_names(name, tuning.space.get(name, {}), tuning.sweep.get(name))}"
+            for name in names
+        )
         about += f"; tuned on {tuning.split} {_span(tuning.index_range(data.batch_size))} ({tuned})"
     return "\n".join(
         [
@@ -85,3 +89,12 @@ def _span(indices: range) -> str:
     if len(indices) == 1:
         return f"image {indices.start}"
     return f"images {indices.start}–{indices.stop - 1}"
+
+
+def _tuned_names(attack: str, space: dict, sweep: object) -> str:
+    """'priors' or 'weight_start, weight_end swept, then lr, decay'."""
+    grid = ", ".join(space)
+    if sweep is None:
+        return grid
+    swept = f"{', '.join(sweep.names)} swept"
+    return f"{swept}, then {grid}" if grid else swept
