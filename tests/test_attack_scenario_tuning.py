@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,22 @@ def test_sweep_section_is_resolved_into_the_attacks_sweep(tmp_path: Path) -> Non
     sweep = scenario.sweep_for("l2")
     assert sweep.names == ("weight_start", "weight_end") and sweep.values() == [100.0, 10.0]
     assert scenario.sweep_for("bayes") is None
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_trained_state_scenarios_are_the_papers_protocol(dataset: str) -> None:
+    paper = Path(__file__).resolve().parents[1] / "scenarios" / "paper"
+    narrow = load_attack_scenario(paper / f"trained-{dataset}.toml")
+    wide = load_attack_scenario(paper / f"trained-{dataset}-paper-tuning.toml")
+    for scenario in (narrow, wide):
+        training, data, tuning = scenario.model.training, scenario.data, scenario.tuning
+        assert (training.batch_size, training.lr) == (32, 0.001) and 0 in training.steps
+        assert (data.split, data.first, data.images, data.labels) == ("train", 10, 100, "known")
+        assert (tuning.split, tuning.first, tuning.images) == ("train", 0, 10)  # held out
+        assert len(scenario.defenses) == 4 and "none" not in scenario.defenses
+    assert narrow.attacks == ["bayes", "l2", "l1", "cos-paper", "cos"]
+    assert wide.attacks == ["bayes", "l2", "l1", "cos-paper"]
+    grid = {a: math.prod(len(v) for v in wide.space_for(a).values()) for a in wide.attacks}
+    assert grid == {"bayes": 540, "l2": 480, "l1": 480, "cos-paper": 480}  # the paper's
+    sweeps = {a: len(wide.sweep_for(a).values()) for a in wide.attacks}
+    assert sweeps == {"bayes": 24, "l2": 41, "l1": 41, "cos-paper": 41}

@@ -22,11 +22,12 @@ from defenses.base import Defense, stated_mechanism
 from defenses.client import client_update
 from defenses.registry import parse_defense
 from fedsim.attack_matrix.specs import AttackSpec
+from fedsim.attack_matrix.trained_states import TrainedState
 from fedsim.data import load_dataset
 from fedsim.errors import ConfigError
 from fedsim.metrics import label_accuracy, match_by_psnr, ssim
 from fedsim.metrics.capped import CappedPSNR, summarize_psnr
-from fedsim.metrics.psnr import PSNR_CAP_DB
+from fedsim.metrics.psnr import PSNR_CAP_DB, psnr_per_image
 from fedsim.metrics.recognisable import recognisable
 from fedsim.models import build_model
 
@@ -69,6 +70,9 @@ class CellResult:
     statuses: list[str]
     priors: dict[str, float] = field(default_factory=dict)
     priors_source: str = "none"
+    psnr_unclipped: list[float] = field(default_factory=list)
+    """Per image, the PSNR of the reconstruction as the attack returned it, not clipped to
+    [0, 1] (the Bayesian framework paper's); equal to `psnr` for an attack kept in the box."""
 
     @property
     def psnr_mean(self) -> float:
@@ -103,6 +107,10 @@ class CellResult:
             "psnr_mean": self.psnr_mean,
             "psnr_median": self.psnr_median,
             "psnr_exact_fraction": self.psnr_summary.exact_fraction,
+            "psnr_unclipped": self.psnr_unclipped,
+            "psnr_unclipped_mean": statistics.fmean(self.psnr_unclipped)
+            if self.psnr_unclipped
+            else None,
             "ssim": self.ssim,
             "ssim_mean": self.ssim_mean,
             "recognisable": self.recognisable,
@@ -157,8 +165,10 @@ def defended_batches(
     labels: torch.Tensor,
     device: torch.device,
     noise_offset: int = 0,
+    state: TrainedState | None = None,
 ) -> _DefendedBatches:
-    """Each batch as the update a client sends through `spec` (FedSGD of the seeded model).
+    """Each batch as the update a client sends through `spec` (FedSGD of the seeded model,
+    or of its trained `state`).
 
     Batch `index` draws the defense's randomness from seed
     `settings.seed * 1_000_003 + noise_offset + index`; targets built from other images
@@ -168,6 +178,8 @@ def defended_batches(
     model_name = defense.model_name or settings.model
     torch.manual_seed(settings.seed)
     model = build_model(model_name, info).to(device)
+    if state is not None:
+        model.load_state_dict(state.load(model, model_name))
     threat = ThreatModel(labels_known=settings.labels_known)
     mechanism, refusal = stated_mechanism(defense, settings.batch_size, settings.protocol)
     targets = []
@@ -229,6 +241,7 @@ def _score(
     seconds: float,
 ) -> CellResult:
     psnrs: list[float] = []
+    unclipped: list[float] = []
     ssims: list[float] = []
     correct = 0.0
     for original, label, rec in zip(
@@ -236,6 +249,8 @@ def _score(
     ):
         guess, matching = _matched(rec, original)
         psnrs.extend(min(float(v), PSNR_CAP_DB) for v in matching.psnr)
+        raw = matching.apply(rec.inputs.detach().cpu().to(original.dtype))
+        unclipped.extend(min(float(v), PSNR_CAP_DB) for v in psnr_per_image(raw, original))
         ssims.extend(float(v) for v in ssim(matching.apply(guess), original, reduction="none"))
         correct += float(label_accuracy(rec.labels.cpu(), label)) * len(label)
     return CellResult(
@@ -251,6 +266,7 @@ def _score(
         statuses=[rec.status for rec in reconstructions],
         priors=dict(reconstructions[0].priors) if reconstructions else {},
         priors_source=reconstructions[0].priors_source if reconstructions else "none",
+        psnr_unclipped=unclipped,
     )
 
 

@@ -66,8 +66,29 @@ class DataSection(_Strict):
         return range(self.first, self.first + self.images * self.batch_size)
 
 
+class TrainingSection(_Strict):
+    """Attack the model as trained under each defense (`trained_states`): its states after
+    each of `steps` Adam steps of `lr` on batches of `batch_size` training images, the
+    defense applied to every step's update. States are kept in the folder `states`;
+    one missing there is trained on first use (`scripts/train_paper_states.py` trains
+    them ahead)."""
+
+    steps: Annotated[list[NonNegativeInt], Field(min_length=1)]
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 0.001
+    states: DirPath = "runs/states"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TrainingSection:
+        if len(set(self.steps)) != len(self.steps):
+            raise ValueError(f"steps: {self.steps} names a step twice")
+        return self
+
+
 class ModelSection(_Strict):
     name: ModelName = "cnn"
+    training: TrainingSection | None = None
+    """None: attack the seeded, untrained model."""
 
 
 class BudgetSection(_Strict):
