@@ -213,42 +213,37 @@ def tune(
     term against the priors, which the attack's own objective cannot rank.
     """
     base = _base_attack(attack)
-    if sweep is None:
-        return search(
-            base,
-            space,
+    first: list[Trial] = []
+    centre: dict[str, object] = {}
+    grid_space = dict(space)
+    if sweep is not None:
+        check_overrides(type(base), {**space, **dict.fromkeys(sweep.names)})
+        _check_targets(targets, truth, score)
+        # The sweep runs at the first value of every other name of the space (the paper's).
+        firsts = {name: values[0] for name, values in space.items() if name not in sweep.names}
+
+        def at(weight: float) -> dict[str, object]:
+            return {**firsts, **dict.fromkeys(sweep.names, weight)}
+
+        swept = weight_sweep(lambda w: _evaluate(base, at(w), targets, truth, score, budget), sweep)
+        first = [Trial(at(w), s, phase) for phase, w, s in swept.trials]
+        centre = at(swept.best)
+        grid_space = {
+            name: [float(v) * swept.best for v in values] if name in sweep.names else values
+            for name, values in space.items()
+        }
+    grid: list[Trial] = []
+    if grid_space or sweep is None:
+        grid = search(
+            base.with_overrides(**centre),
+            grid_space,
             targets,
             truth=truth,
             score=score,
             budget=budget,
             samples=samples,
             seed=seed,
-        )
-    check_overrides(type(base), {**space, **dict.fromkeys(sweep.names)})
-    _check_targets(targets, truth, score)
-
-    # The sweep runs at the first value of every other name of the space (the paper's).
-    firsts = {name: values[0] for name, values in space.items() if name not in sweep.names}
-
-    def at(weight: float) -> dict[str, object]:
-        return {**firsts, **dict.fromkeys(sweep.names, weight)}
-
-    swept = weight_sweep(lambda w: _evaluate(base, at(w), targets, truth, score, budget), sweep)
-    scaled = {
-        name: [float(v) * swept.best for v in values] if name in sweep.names else values
-        for name, values in space.items()
-    }
-    grid = search(
-        base.with_overrides(**at(swept.best)),
-        scaled,
-        targets,
-        truth=truth,
-        score=score,
-        budget=budget,
-        samples=samples,
-        seed=seed,
-    )
-    first = [Trial(at(w), s, phase) for phase, w, s in swept.trials]
-    best = max([*first, *grid.trials], key=lambda t: t.value)
-    params = best.params if best.phase != "grid" else {**at(swept.best), **best.params}
-    return SearchResult(params, first + grid.trials, "score")
+        ).trials
+    best = max([*first, *grid], key=lambda t: t.value)
+    params = best.params if best.phase != "grid" else {**centre, **best.params}
+    return SearchResult(params, first + grid, "score")

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from fedsim.attack_matrix.config import load_attack_scenario
 from fedsim.cli import main
@@ -51,12 +50,7 @@ priors = [{ tv_squared = 1.0 }, { tv_squared = 10.0 }]
 """
 
 
-@pytest.fixture(autouse=True)
-def _single_threaded():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _scenario(tmp_path: Path, text: str = SWEPT) -> Path:

@@ -12,14 +12,7 @@ from attacks import Budget
 from attacks.errors import AttackError
 from attacks.tuning import Sweep, tune, weight_sweep
 
-
-@pytest.fixture(autouse=True)
-def _single_threaded():
-    """Tiny attacks: one thread is fastest, above all on a machine busy with other work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_sweep_values_halve_from_high_to_low_and_refine_around_the_best():

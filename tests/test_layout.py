@@ -7,7 +7,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-MATRIX_ORDER = ["specs", "trained_states", "cells", "console", "flags", "config", "results", "tables", "runner"]
+MATRIX_ORDER = [
+    "specs",
+    "trained_states",
+    "cells",
+    "console",
+    "flags",
+    "config",
+    "results",
+    "tables",
+    "runner",
+]
 """`fedsim.attack_matrix` modules: each may import only the ones before it."""
 
 

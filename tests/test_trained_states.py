@@ -13,13 +13,7 @@ from fedsim.attack_matrix.trained_states import Recipe, train_states
 from fedsim.data import load_dataset
 from fedsim.models import build_model
 
-
-@pytest.fixture(autouse=True)
-def _single_threaded():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
