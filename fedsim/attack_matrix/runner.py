@@ -246,7 +246,8 @@ def run_attack_scenario(
                 attack = _tune(cell, attack, space, sweep, tuning_batches, budget, scenario)
             cell.result, recon = run_cell(settings, attack, batches)
             cells.append(cell)
-            rows.extend([cell.row] if cell.row not in rows else [])
+            if cell.row not in rows:
+                rows.append(cell.row)
             grid_rows.append((f"{attack.label} | {cell.row}", recon))
             write_results(complete=False)
             tuned_text = (
