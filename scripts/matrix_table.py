@@ -1,8 +1,9 @@
 """Markdown tables of `fedsim attack` runs, every cell with its standard error.
 
 Reads the results.json of one or more runs (of the same data set; several runs, e.g. one
-per state or per pair of defenses, merge into one table) and prints, one row per trained
-state and defense:
+per state or per pair of defenses, merge into one table; `RUN=LABEL` names that run's
+columns `attack (LABEL)`, so that runs of the same attacks, tuned two ways, sit side by
+side and pair) and prints, one row per trained state and defense:
 
 - mean PSNR ± its standard error over the images (clipped to [0, 1] before scoring, as
   fedsim scores), the best attack per row in bold (ties within one standard error of the
@@ -12,7 +13,7 @@ state and defense:
 - the lead of `--reference` (default bayes) over each other attack: the mean paired
   difference over the same images ± its standard error.
 
-    python scripts/matrix_table.py RUN [RUN ...] [--reference bayes]
+    python scripts/matrix_table.py RUN[=LABEL] [RUN[=LABEL] ...] [--reference bayes]
 """
 
 from __future__ import annotations
@@ -32,13 +33,17 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
 
 
-def load_cells(runs: list[Path]) -> list[dict[str, Any]]:
+def load_cells(runs: list[str]) -> list[dict[str, Any]]:
     cells = []
-    for run in runs:
-        record = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    for text in runs:
+        path, _, label = text.partition("=")
+        record = json.loads((Path(path) / "results.json").read_text(encoding="utf-8"))
         if not record.get("complete"):
-            print(f"<!-- {run}: incomplete run, its finished cells are included -->")
-        cells.extend(record["cells"])
+            print(f"<!-- {path}: incomplete run, its finished cells are included -->")
+        for cell in record["cells"]:
+            if label:
+                cell = {**cell, "requested": f"{cell['requested']} ({label})"}
+            cells.append(cell)
     return cells
 
 
@@ -106,7 +111,7 @@ def lead_table(cells: list[dict[str, Any]], reference: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument("runs", nargs="+", metavar="RUN[=LABEL]")
     parser.add_argument("--reference", default="bayes")
     args = parser.parse_args()
     cells = load_cells(args.runs)
