@@ -81,6 +81,7 @@ class GradientAttack:
     box: bool = True
     weight_start: float = 1.0
     weight_ramp: float = 0.0
+    weight_end: float = 1.0
     iterations: int = 200
     restarts: int = 1
     seed: int = 0
@@ -99,6 +100,8 @@ class GradientAttack:
             raise AttackError(f"{self.name}: iterations and restarts must be at least 1")
         if self.lr <= 0:
             raise AttackError(f"{self.name}: lr must be positive, got {self.lr}")
+        if not self.weight_end > 0:
+            raise AttackError(f"{self.name}: weight_end must be positive, got {self.weight_end}")
 
     # ------------------------------------------------------------------ public API
 
@@ -228,6 +231,7 @@ class GradientAttack:
             box=self.box,
             weight_start=self.weight_start,
             weight_ramp=self.weight_ramp,
+            weight_end=self.weight_end,
         )
 
     def prior_choice(self, target: AttackTarget) -> PriorChoice:

@@ -40,8 +40,9 @@ class OptimizerConfig:
     'step' multiplies it by `decay` at each fraction in `milestones` of the budget.
     `signed` steps on the sign of the gradient (Inverting Gradients); `box` projects
     onto the domain after every step (images: [0, 1]; feature rows have no box). The
-    data-term weight starts at `weight_start` and rises geometrically to 1 over the first
-    `weight_ramp` fraction of the iterations.
+    data-term weight starts at `weight_start` and moves geometrically to `weight_end`
+    (up or down) over the first `weight_ramp` fraction of the iterations, then stays
+    there (the Bayesian framework paper's schedule; its heuristic attacks tune both ends).
     """
 
     optimizer: Literal["adam", "lbfgs"] = "adam"
@@ -53,6 +54,7 @@ class OptimizerConfig:
     box: bool = True
     weight_start: float = 1.0
     weight_ramp: float = 0.0
+    weight_end: float = 1.0
     lbfgs_max_iter: int = 20
 
 
@@ -142,18 +144,19 @@ def gradient(parts: list[tuple[int, int, Problem]], x: torch.Tensor, weight: flo
 @dataclass
 class EngineResult:
     x: torch.Tensor  # (N, B, *input_shape): the optimised variable z (see `attacks.domain`)
-    objective: torch.Tensor  # (N,) final objective at data weight 1; +inf where not finite
+    objective: torch.Tensor  # (N,) final objective at the final data weight; +inf where not finite
     iterations: int
     seconds: float
     status: Literal["ok", "timeout", "failed"]
 
 
 def data_weight(config: OptimizerConfig, step: int, iterations: int) -> float:
-    """The scheduled weight on the data term at `step` (geometric ramp to 1)."""
+    """The scheduled weight on the data term at `step` (geometric ramp to `weight_end`)."""
     ramp = int(round(config.weight_ramp * iterations))
-    if ramp <= 0 or config.weight_start >= 1.0 or step >= ramp:
-        return 1.0
-    return config.weight_start ** (1.0 - step / ramp)
+    start, end = config.weight_start, config.weight_end
+    if ramp <= 0 or start == end or step >= ramp:
+        return end
+    return end * (start / end) ** (1.0 - step / ramp)
 
 
 def learning_rate(config: OptimizerConfig, step: int, iterations: int) -> float:
@@ -166,13 +169,13 @@ def learning_rate(config: OptimizerConfig, step: int, iterations: int) -> float:
     return config.lr
 
 
-def final_objective(problem: Problem, x: torch.Tensor) -> torch.Tensor:
-    """(N,) data term + priors at weight 1; +inf where not finite."""
+def final_objective(problem: Problem, x: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+    """(N,) `weight` · data term + priors; +inf where not finite."""
     totals = []
     with torch.enable_grad():
         for start, stop, part in chunks(problem, x.shape[0]):
             data, prior = part.terms(x.detach()[start:stop])
-            totals.append((data + prior).detach())
+            totals.append((weight * data + prior).detach())
     total = torch.cat(totals)
     return torch.where(torch.isfinite(total), total, torch.full_like(total, math.inf))
 
@@ -191,7 +194,7 @@ def optimise(
         x, done, timed_out = _lbfgs(problem, x0, config, iterations, deadline)
     else:
         x, done, timed_out = _adam(problem, x0, config, iterations, deadline)
-    objective = final_objective(problem, x)
+    objective = final_objective(problem, x, config.weight_end)
     status: Literal["ok", "timeout", "failed"] = "timeout" if timed_out else "ok"
     if not torch.isfinite(objective).any():
         status = "failed"

@@ -125,6 +125,8 @@ class CosineDistance(Objective):
     with parameter weights, the inner product and both norms are Σ_k w_k ⟨·, ·⟩_k."""
 
     name = "cos"
+    weighted_norms = True
+    epsilon = 1e-12
 
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor:
         dot, c_norm, o_norm = 0, 0, 0
@@ -133,9 +135,23 @@ class CosineDistance(Objective):
                 d, n = c.dot(o), c.sq_norm()
             else:
                 d, n = _per_candidate_sum(c * o), _per_candidate_sum(c * c)
-            dot, c_norm = dot + w * d, c_norm + w * n
-            o_norm = o_norm + w * observed.sq_norm(o)
-        return 1.0 - dot / (c_norm.add(1e-12).sqrt() * o_norm.add(1e-12).sqrt())
+            v = w if self.weighted_norms else 1.0
+            dot, c_norm = dot + w * d, c_norm + v * n
+            o_norm = o_norm + v * observed.sq_norm(o)
+        eps = self.epsilon
+        return 1.0 - dot / (c_norm.add(eps).sqrt() * o_norm.add(eps).sqrt())
+
+
+class PaperCosineDistance(CosineDistance):
+    """The Bayesian framework paper's global cosine distance (its `cos_sim_global`):
+    1 − Σ_k w_k ⟨g_k, g_obs,k⟩ / (√(‖g‖² + 10⁻⁷) √(‖g_obs‖² + 10⁻⁷)), one cosine over all
+    parameters. Parameter weights (its per-layer weights) scale only the inner product;
+    the norms are taken unweighted over the parameters the data term keeps. Without
+    weights it is `cos`."""
+
+    name = "cos-paper"
+    weighted_norms = False
+    epsilon = 1e-7
 
 
 class NegativeLogLikelihood(Objective):
@@ -182,7 +198,14 @@ def _weighted_nll(
 
 
 OBJECTIVES: dict[str, type[Objective]] = {
-    cls.name: cls for cls in (L2Distance, L1Distance, CosineDistance, NegativeLogLikelihood)
+    cls.name: cls
+    for cls in (
+        L2Distance,
+        L1Distance,
+        CosineDistance,
+        PaperCosineDistance,
+        NegativeLogLikelihood,
+    )
 }
 
 

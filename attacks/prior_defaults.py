@@ -58,6 +58,7 @@ TUNED: tuple[TunedPriors, ...] = (
     TunedPriors("l1", "PaperCNN", (1, 28, 28), {"tv": 1.0}, _CNN_MNIST),
     TunedPriors("cos", "PaperCNN", (1, 28, 28), {"tv": 0.01}, _CNN_MNIST),
     TunedPriors("cos", "ConvNet64", (3, 32, 32), {"tv": 0.8}, _CONVNET_CIFAR),
+    TunedPriors("cos-paper", "PaperCNN", (1, 28, 28), {"tv": 0.01}, _CNN_MNIST),
     TunedPriors(
         "gradinversion",
         "ResNet50",

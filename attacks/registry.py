@@ -11,6 +11,7 @@ from attacks.configs import (
     GradInversionAttack,
     L1Attack,
     L2Attack,
+    PaperCosineAttack,
 )
 from attacks.errors import AttackError
 
@@ -25,6 +26,7 @@ ATTACKS: dict[str, type[Attack]] = {
         DLGAttack,
         L1Attack,
         CosineAttack,
+        PaperCosineAttack,
         GradInversionAttack,
         AnalyticFC,
     )

@@ -31,7 +31,7 @@ DEFENSES = {
     "gaussian:sigma=0.1": GaussianMechanism(sigma=0.1),
     "laplacian:scale=0.1": LaplacianMechanism(scale=0.1),
 }
-ATTACK_NAMES = ("bayes", "l2", "l1", "cos")
+ATTACK_NAMES = ("bayes", "l2", "l1", "cos", "cos-paper")
 
 
 def make_targets(model, images, labels, mechanism) -> list[AttackTarget]:
@@ -106,6 +106,7 @@ def tune(args, model, data) -> dict:
         "l2": [{"tv": w} for w in (0.1, 1.0, 10.0, 100.0)],
         "l1": [{"tv": w} for w in (1.0, 10.0, 100.0, 1000.0)],
         "cos": [{"tv": w} for w in (0.0, 1e-3, 1e-2, 1e-1)],
+        "cos-paper": [{"tv": w} for w in (0.0, 1e-4, 1e-3, 1e-2, 1e-1)],
     }
     rows = []
     for defense in args.defenses:

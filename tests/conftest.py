@@ -86,6 +86,16 @@ def data_root() -> Path:
     return root
 
 
+@pytest.fixture
+def single_thread():
+    """One torch thread for the test: tiny attacks run fastest so, above all on a machine
+    busy with other work (use with `pytestmark = pytest.mark.usefixtures("single_thread")`)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)

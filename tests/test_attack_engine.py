@@ -141,6 +141,13 @@ def test_schedules():
     assert data_weight(ramp, 0, 200) == pytest.approx(1e-3)
     assert data_weight(ramp, 50, 200) == pytest.approx(1e-3**0.5)
     assert data_weight(ramp, 100, 200) == 1.0
+    # the paper's heuristic attacks ramp between two tuned ends, down as well as up
+    down = OptimizerConfig(weight_start=8.0, weight_end=2.0, weight_ramp=0.5)
+    assert [data_weight(down, s, 200) for s in (0, 50, 100, 199)] == pytest.approx(
+        [8.0, 4.0, 2.0, 2.0]
+    )
+    flat = OptimizerConfig(weight_start=3.0, weight_end=3.0, weight_ramp=0.5)
+    assert data_weight(flat, 0, 200) == 3.0
     step = OptimizerConfig(lr=0.1, schedule="step", decay=0.1)
     assert [learning_rate(step, s, 80) for s in (0, 29, 30, 50, 70)] == pytest.approx(
         [0.1, 0.1, 0.01, 1e-3, 1e-4]

@@ -23,6 +23,7 @@ CASES = {
     "l2": ("l2", None),
     "l1": ("l1", None),
     "cos": ("cos", None),
+    "cos-paper": ("cos-paper", None),
     "likelihood-gauss": ("likelihood", GaussianMechanism(sigma=0.1)),
     "likelihood-laplace": ("likelihood", LaplacianMechanism(scale=0.1)),
 }
@@ -108,6 +109,21 @@ def test_weights_agree_across_routes_and_with_the_definition(case, images):
         cn = sum(w * c.square().sum() for w, c in zip(weights, cand, strict=True))
         on = sum(w * o.square().sum() for w, o in zip(weights, obs, strict=True))
         torch.testing.assert_close(fast, (1 - dot / (cn.sqrt() * on.sqrt())).view(1))
+    if objective == "cos-paper":  # the paper's: weights on the inner product only
+        kept = [(w, c, o) for w, c, o in zip(weights, cand, obs, strict=True) if w]
+        dot = sum(w * (c * o).sum() for w, c, o in kept)
+        cn = sum(c.square().sum() for _, c, _ in kept) + 1e-7
+        on = sum(o.square().sum() for _, _, o in kept) + 1e-7
+        torch.testing.assert_close(fast, (1 - dot / (cn.sqrt() * on.sqrt())).view(1))
+
+
+def test_paper_cosine_without_weights_is_the_cosine(images):
+    x, y, model = images
+    target = _with_noise_on(gradient_target(model, x[:1], y[:1]), "body.9.weight", scale=0.01)
+    paper, _, _ = _data_term(model, target, "cos-paper", None, "fast")
+    plain, _, _ = _data_term(model, target, "cos", None, "fast")
+    torch.testing.assert_close(paper, plain)
+    assert 0 < float(plain) < 2
 
 
 def test_bad_weights_and_names_are_refused(images):

@@ -34,7 +34,7 @@ def test_help_lists_every_command() -> None:
         ("models", ["cnn", "convbig", "convnet64", "precode", "mlp", "resnet18"]),
         ("defenses", ["gaussian", "laplacian", "gaussian-per-sample", "laplacian-per-sample"]),
         ("defenses", ["prune", "dpsgd", "soteria", "ats", "precode"]),
-        ("attacks", ["bayes", "l2", "l1", "cos", "gradinversion"]),
+        ("attacks", ["bayes", "l2", "l1", "cos", "cos-paper", "gradinversion"]),
     ],
 )
 def test_list_shows_the_registries(

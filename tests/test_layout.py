@@ -11,7 +11,17 @@ REPO = Path(__file__).resolve().parents[1]
 FOLDERS = ("attacks", "defenses", "fedsim", "scenarios", "benchmarks", "scripts", "tests")
 """The repository's top-level folders (DESIGN.md fixes them)."""
 
-MATRIX_ORDER = ["specs", "cells", "console", "flags", "config", "results", "tables", "runner"]
+MATRIX_ORDER = [
+    "specs",
+    "trained_states",
+    "cells",
+    "console",
+    "flags",
+    "config",
+    "results",
+    "tables",
+    "runner",
+]
 """`fedsim.attack_matrix` modules: each may import only the ones before it."""
 
 

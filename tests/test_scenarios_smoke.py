@@ -3,7 +3,9 @@
 Federation scenarios (`fedsim run`) keep their data, model, defenses, protocol and
 attacks but train 2 rounds with 2 clients per round, audit one client in round 1 and
 give every attack 2 iterations. Attack-matrix scenarios (`fedsim attack`, recognised
-by their list of attack specs) score 2 images and tune on 1 with 2 iterations.
+by their list of attack specs) score 2 images and tune on 1 with 2 iterations; one that
+attacks trained states attacks the one after 2 steps (kept in a temporary folder),
+and one with the paper's weight sweeps tries one weight and one grid setting.
 """
 
 from __future__ import annotations
@@ -51,11 +53,31 @@ def _federation_overrides(raw: dict) -> list[str]:
     return overrides
 
 
-def _matrix_overrides(raw: dict) -> list[str]:
+TINY_STEPS = [2]
+
+
+def _matrix_overrides(raw: dict, states: Path) -> list[str]:
     overrides = ["data.images=2", "budget.iterations=2"]
     if "tuning" in raw:
         overrides.append("tuning.images=1")
+    sweeps = raw.get("tuning", {}).get("sweep", {})
+    for attack, sweep in sweeps.items():
+        overrides.append(f"tuning.sweep.{attack}.low={sweep['high']}")
+        overrides.append(f"tuning.sweep.{attack}.refine=1")
+    if sweeps:
+        overrides.append("tuning.samples=1")
+    if "training" in raw.get("model", {}):
+        overrides += [
+            f"model.training.steps={TINY_STEPS}",
+            f"model.training.states={str(states)!r}",
+        ]
     return overrides
+
+
+@pytest.fixture(scope="module")
+def states_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of trained states for every scenario here (each data set's trained once)."""
+    return tmp_path_factory.mktemp("states")
 
 
 def test_every_scenario_is_found() -> None:
@@ -64,11 +86,13 @@ def test_every_scenario_is_found() -> None:
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_scenario_runs_on_a_tiny_budget(path: Path, tmp_path: Path, data_root: Path) -> None:
+def test_scenario_runs_on_a_tiny_budget(
+    path: Path, tmp_path: Path, data_root: Path, states_folder: Path
+) -> None:
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
     out = tmp_path / "run"
     if _is_attack_matrix(raw):
-        overrides = _matrix_overrides(raw)
+        overrides = _matrix_overrides(raw, states_folder)
         command = "attack"
     else:
         overrides = _federation_overrides(raw)
@@ -83,6 +107,8 @@ def test_scenario_runs_on_a_tiny_budget(path: Path, tmp_path: Path, data_root: P
         cells = results["cells"]
         assert len(cells) == len(raw["defenses"]) * len(raw["attacks"])
         assert all(cell["images"] == 2 and len(cell["psnr"]) == 2 for cell in cells)
+        if "training" in raw.get("model", {}):
+            assert {cell["state"]["step"] for cell in cells} == set(TINY_STEPS)
         return
     rounds = read_jsonl(out / ROUNDS_FILE)
     assert [r["round"] for r in rounds] == [0, 1, 2]

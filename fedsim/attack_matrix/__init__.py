@@ -11,9 +11,13 @@ matching.
 defense the scored images become client updates exactly as in the flag mode
 (`cells`). An attack with a search space in `[tuning.space]` is first
 tuned on updates made from the tuning images (same model, same defense, other noise
-draws): every setting of the space is tried with the scenario's budget, scored by the
-mean matched PSNR against the tuning images, and the best setting is then run on the
-scored updates. Attacks without a space run as written (`runner`).
+draws): every setting of the space (or `tuning.samples` of them) is tried with the
+scenario's budget, scored by the mean matched PSNR against the tuning images, and the
+best setting is then run on the scored updates. `[tuning.sweep]` gives an attack the
+Bayesian framework paper's weight sweep before its space (`attacks.tuning.tune`).
+Attacks without either run as written (`runner`). With `[model.training]` every
+defense's cells are run at each of the model's states as trained under that defense
+(`trained_states`), one row per state and defense.
 
 The run directory (`<output>/<name>-<YYYYmmdd-HHMMSS>`, or exactly `--out`) receives
 
@@ -28,6 +32,7 @@ results.json is rewritten after every cell (`"complete": false` until the last o
 Modules, each importing only those above it:
 
     specs     attack specs as users write them (``bayes:lr=0.1``), ``adapted``
+    trained_states  the model trained under each defense, its states kept on disk
     cells     settings, defended batches, one attacked and scored cell
     console   the terminal table
     flags     flag mode

@@ -25,13 +25,14 @@ from defenses.base import Defense, missing_mechanism, stated_mechanism
 from defenses.client import client_update
 from defenses.registry import parse_defense
 from fedsim.attack_matrix.specs import AttackSpec
+from fedsim.attack_matrix.trained_states import TrainedState
 from fedsim.data import load_dataset
 from fedsim.errors import ConfigError
 from fedsim.judgement.criteria import image_recovered
 from fedsim.metrics import label_accuracy, match_by_psnr, ssim
 from fedsim.metrics.capped import CappedPSNR, summarize_psnr
 from fedsim.metrics.guesses import Guess, image_guess
-from fedsim.metrics.psnr import PSNR_CAP_DB
+from fedsim.metrics.psnr import PSNR_CAP_DB, psnr_per_image
 from fedsim.models import build_model
 
 DEFENSE_STREAM = "matrix-defense"
@@ -83,6 +84,9 @@ class CellResult:
     """The likelihood the attack read (`attacks.likelihood.describe_likelihood`), or None
     with the reason in `mechanism_reason`."""
     mechanism_reason: str | None = None
+    psnr_unclipped: list[float] = field(default_factory=list)
+    """Per image, the PSNR of the reconstruction as the attack returned it, not clipped to
+    [0, 1] (the Bayesian framework paper's); equal to `psnr` for an attack kept in the box."""
 
     @property
     def psnr_mean(self) -> float:
@@ -127,6 +131,10 @@ class CellResult:
             "psnr_mean": self.psnr_mean,
             "psnr_median": self.psnr_median,
             "psnr_exact_fraction": self.psnr_summary.exact_fraction,
+            "psnr_unclipped": self.psnr_unclipped,
+            "psnr_unclipped_mean": statistics.fmean(self.psnr_unclipped)
+            if self.psnr_unclipped
+            else None,
             "ssim": self.ssim,
             "ssim_mean": self.ssim_mean,
             "ssim_guess": self.ssim_guess,
@@ -205,8 +213,10 @@ def defended_batches(
     labels: torch.Tensor,
     device: torch.device,
     noise_offset: int = 0,
+    state: TrainedState | None = None,
 ) -> _DefendedBatches:
-    """Each batch as the update a client sends through `spec` (FedSGD of the seeded model).
+    """Each batch as the update a client sends through `spec` (FedSGD of the seeded model,
+    or of its trained `state`).
 
     Batch `index` draws the defense's randomness from the stream `DEFENSE_STREAM` of
     `settings.seed` at (`noise_offset`, `index`) (`attacks.seeding`: never the stream an
@@ -217,6 +227,8 @@ def defended_batches(
     model_name = defense.model_name or settings.model
     torch.manual_seed(settings.seed)
     model = build_model(model_name, info).to(device)
+    if state is not None:
+        model.load_state_dict(state.load(model, model_name))
     threat = ThreatModel(labels_known=settings.labels_known)
     mechanism, refusal = stated_mechanism(defense, settings.batch_size, settings.protocol)
     missing = missing_mechanism(defense, mechanism, refusal)
@@ -278,6 +290,7 @@ def _score(
     seconds: float,
 ) -> CellResult:
     psnrs: list[float] = []
+    unclipped: list[float] = []
     ssims: list[float] = []
     guessed: list[float] = []
     correct = 0.0
@@ -286,6 +299,8 @@ def _score(
     ):
         found, matching = _matched(rec, original)
         psnrs.extend(min(float(v), PSNR_CAP_DB) for v in matching.psnr)
+        raw = matching.apply(rec.inputs.detach().cpu().to(original.dtype))
+        unclipped.extend(min(float(v), PSNR_CAP_DB) for v in psnr_per_image(raw, original))
         ssims.extend(float(v) for v in ssim(matching.apply(found), original, reduction="none"))
         correct += float(label_accuracy(rec.labels.cpu(), label)) * len(label)
         if batches.guess is not None:
@@ -311,6 +326,7 @@ def _score(
         ),
         ssim_guess=guessed,
         guess="" if batches.guess is None else batches.guess.kind,
+        psnr_unclipped=unclipped,
     )
 
 

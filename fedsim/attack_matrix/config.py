@@ -21,6 +21,7 @@ BUDGET_FIELDS = ("iterations", "restarts")
 """Hyper-parameters the budget decides; a search space may not contain them."""
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Split = Literal["train", "test"]
 
 
@@ -65,8 +66,29 @@ class DataSection(_Strict):
         return range(self.first, self.first + self.images * self.batch_size)
 
 
+class TrainingSection(_Strict):
+    """Attack the model as trained under each defense (`trained_states`): its states after
+    each of `steps` Adam steps of `lr` on batches of `batch_size` training images, the
+    defense applied to every step's update. States are kept in the folder `states`;
+    one missing there is trained on first use (`scripts/train_paper_states.py` trains
+    them ahead)."""
+
+    steps: Annotated[list[NonNegativeInt], Field(min_length=1)]
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 0.001
+    states: DirPath = "runs/states"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TrainingSection:
+        if len(set(self.steps)) != len(self.steps):
+            raise ValueError(f"steps: {self.steps} names a step twice")
+        return self
+
+
 class ModelSection(_Strict):
     name: ModelName = "cnn"
+    training: TrainingSection | None = None
+    """None: attack the seeded, untrained model."""
 
 
 class BudgetSection(_Strict):
@@ -76,17 +98,45 @@ class BudgetSection(_Strict):
     restarts: PositiveInt = 1
 
 
+class SweepSection(_Strict):
+    """The paper's weight sweep for one attack (`attacks.tuning.Sweep`): one weight set on
+    every hyper-parameter in `names`, halved from `high` while above `low`, the best
+    refined over `refine` points from half to twice it. The attack's `space` is searched
+    after it, its values for these names read as factors of the weight found."""
+
+    names: Annotated[list[str], Field(min_length=1)]
+    high: PositiveFloat
+    low: PositiveFloat
+    ratio: Annotated[float, Field(gt=1)] = 2.0
+    refine: NonNegativeInt = 20
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SweepSection:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+    def sweep(self) -> Any:
+        from attacks.tuning import Sweep
+
+        return Sweep(tuple(self.names), self.high, self.low, self.ratio, self.refine)
+
+
 class TuningSection(_Strict):
     """Held-out images (batches of `data.batch_size`) and, per attack, the settings to try.
 
     `space` maps an attack name (the part of an `attacks` entry before ':') to its
-    hyper-parameters and their candidate values; every combination is tried.
+    hyper-parameters and their candidate values; every combination is tried, or
+    `samples` of them drawn at random (seeded by the scenario's seed). `sweep` gives an
+    attack the paper's weight sweep before its space (`SweepSection`).
     """
 
     split: Split = "train"
     first: NonNegativeInt = 0
     images: PositiveInt = 8
+    samples: PositiveInt | None = None
     space: dict[str, dict[str, Candidates]] = Field(default_factory=dict)
+    sweep: dict[str, SweepSection] = Field(default_factory=dict)
 
     def index_range(self, batch_size: int) -> range:
         return range(self.first, self.first + self.images * batch_size)
@@ -151,6 +201,7 @@ class AttackScenario(_Strict):
         for text in self.attacks:
             spec = parse_attack_spec(text)
             specs.setdefault(spec.name, spec)
+        self._sweeps_fit(specs)
         for name, space in tuning.space.items():
             where = f"tuning.space.{name}"
             if name not in specs:
@@ -182,11 +233,44 @@ class AttackScenario(_Strict):
                             f"{where}.{key}: attack {name!r} refused the value {value!r} ({message})"
                         ) from None
 
+    def _sweeps_fit(self, specs: dict[str, Any]) -> None:
+        from attacks.base import GradientAttack
+        from attacks.registry import ATTACKS
+
+        assert self.tuning is not None
+        for name, sweep in self.tuning.sweep.items():
+            where = f"tuning.sweep.{name}"
+            if name not in specs:
+                raise ValueError(f"{where}: {name!r} is not among the attacks ({', '.join(specs)})")
+            cls = ATTACKS.get(name)
+            if cls is None or not issubclass(cls, GradientAttack):
+                raise ValueError(f"{where}: attack {name!r} has no hyper-parameters to sweep")
+            fields = cls.__dataclass_fields__
+            for key in sweep.names:
+                if key not in fields or str(fields[key].type) not in ("float", "float | None"):
+                    raise ValueError(
+                        f"{where}.names: {key!r} is not a weight of attack {name!r}"
+                        " (a float hyper-parameter such as weight_start or weight_end)"
+                    )
+            for key in set(sweep.names) & set(self.tuning.space.get(name, {})):
+                if any(isinstance(v, bool) or not isinstance(v, int | float)
+                       for v in self.tuning.space[name][key]):  # fmt: skip
+                    raise ValueError(
+                        f"tuning.space.{name}.{key}: swept by {where}, so its values are"
+                        " factors of the swept weight and must be numbers"
+                    )
+
     def space_for(self, attack_name: str) -> dict[str, list[Any]]:
         """The search space of an attack (empty: run it as written)."""
         if self.tuning is None:
             return {}
         return dict(self.tuning.space.get(attack_name, {}))
+
+    def sweep_for(self, attack_name: str) -> Any:
+        """The attack's weight sweep (`attacks.tuning.Sweep`), or None."""
+        if self.tuning is None or attack_name not in self.tuning.sweep:
+            return None
+        return self.tuning.sweep[attack_name].sweep()
 
 
 # ---------------------------------------------------------------------- loading

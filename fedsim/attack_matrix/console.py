@@ -13,19 +13,24 @@ if TYPE_CHECKING:
     from fedsim.attack_matrix.cells import CellResult
 
 
-def print_results(results: Sequence[CellResult], console: Console | None = None) -> None:
+def print_results(
+    results: Sequence[CellResult],
+    console: Console | None = None,
+    rows: Sequence[str] | None = None,
+) -> None:
     """One row per attack × defense: images, PSNR mean and median (dB), how many images are
     exact (at the PSNR cap), SSIM, the share of images recovered recognisably, label
-    accuracy, seconds."""
+    accuracy, seconds. `rows` names each result's row instead of its defense (a trained
+    state's step and the defense)."""
     table = Table(title="gradient leakage")
     for column in ("attack", "defense"):
         table.add_column(column, no_wrap=True, overflow="fold")
     for column in ("n", "PSNR", "median", "exact", "SSIM", "recovered", "labels", "s"):
         table.add_column(column, justify="right", no_wrap=True)
-    for r in results:
+    for r, row in zip(results, rows or [r.defense for r in results], strict=True):
         table.add_row(
             r.attack,
-            r.defense,
+            row,
             str(r.images),
             f"{r.psnr_mean:.2f}",
             f"{r.psnr_median:.2f}",

@@ -28,6 +28,7 @@ from fedsim.attack_matrix.console import print_results
 from fedsim.attack_matrix.results import ScenarioCell
 from fedsim.attack_matrix.specs import AttackSpec, parse_attack_spec
 from fedsim.attack_matrix.tables import markdown_tables
+from fedsim.attack_matrix.trained_states import states_by_defense
 from fedsim.errors import ConfigError
 
 TUNING_NOISE_OFFSET = 500_000
@@ -64,6 +65,7 @@ def _load_splits(scenario: AttackScenario, download: bool) -> dict[str, Any]:
 
     data = scenario.data
     needed = {data.split} | ({scenario.tuning.split} if scenario.tuning else set())
+    needed |= {"train"} if scenario.model.training else set()
     loaded: dict[str, Any] = {}
     for split in ("train", "test"):
         if split in needed:
@@ -207,38 +209,47 @@ def run_attack_scenario(
         }
         write_atomic(run_dir / "results.json", json.dumps(record, indent=2).encode("utf-8"))
 
-    total = len(scenario.defenses) * len(attacks)
+    states = states_by_defense(scenario, splits, device, say=_say)
+    total = sum(len(kept) for kept in states.values()) * len(attacks)
     tuned_on = (
         f"; tuning on {_updates(tuning.images, data.batch_size)} of {tuning.split}"
-        if tuning and tuning.space
+        if tuning and (tuning.space or tuning.sweep)
         else ""
+    )
+    per_state = (
+        ""
+        if scenario.model.training is None
+        else f" at {_count(len(scenario.model.training.steps), 'state')}"
     )
     _say(
         f"fedsim attack: {scenario.name}: {_count(len(scenario.defenses), 'defense')} ×"
-        f" {_count(len(attacks), 'attack')} on {_updates(data.images, data.batch_size)} of"
+        f" {_count(len(attacks), 'attack')}{per_state} on {_updates(data.images, data.batch_size)} of"
         f" {data.dataset}/{data.split}{tuned_on} → {run_dir}"
     )
     grid_rows: list[tuple[str, torch.Tensor]] = [("original", images.flatten(0, 1))]
-    defense_labels: list[str] = []
-    for spec in scenario.defenses:
-        batches = defended_batches(settings, spec, info, images, labels, device)
-        defense_labels.append(batches.defense.spec)
+    rows: list[str] = []
+    for spec, state in [(spec, state) for spec, kept in states.items() for state in kept]:
+        batches = defended_batches(settings, spec, info, images, labels, device, state=state)
         model = batches.targets[0].model
         tuning_batches = None
         for requested in attacks:
             attack = requested.resolve(batches.defense, model)
             budget = cell_budget(settings, attack)
-            cell = ScenarioCell(requested.label, None, budget.iterations, budget.restarts)
-            space = scenario.space_for(requested.name)
-            if space and held_out is not None:
+            cell = ScenarioCell(
+                requested.label, None, budget.iterations, budget.restarts, state=state
+            )
+            space, sweep = scenario.space_for(requested.name), scenario.sweep_for(requested.name)
+            if (space or sweep) and held_out is not None:
                 if tuning_batches is None:
                     tuning_batches = defended_batches(
-                        settings, spec, info, *held_out, device, noise_offset=TUNING_NOISE_OFFSET
+                        settings, spec, info, *held_out, device, TUNING_NOISE_OFFSET, state
                     )
-                attack = _tune(cell, attack, space, tuning_batches, budget, settings.seed)
+                attack = _tune(cell, attack, space, sweep, tuning_batches, budget, scenario)
             cell.result, recon = run_cell(settings, attack, batches)
             cells.append(cell)
-            grid_rows.append((f"{attack.label} | {batches.defense.spec}", recon))
+            if cell.row not in rows:
+                rows.append(cell.row)
+            grid_rows.append((f"{attack.label} | {cell.row}", recon))
             write_results(complete=False)
             tuned_text = (
                 ""
@@ -247,18 +258,18 @@ def run_attack_scenario(
                 f" {cell.tuning_seconds:.1f} s), "
             )
             _say(
-                f"[{len(cells)}/{total}] {requested.label} × {batches.defense.spec}: {tuned_text}"
+                f"[{len(cells)}/{total}] {requested.label} × {cell.row}: {tuned_text}"
                 f"PSNR {cell.result.psnr_summary.text()} dB, SSIM {cell.result.ssim_mean:.3f}"
                 f" ({cell.result.seconds:.1f} s); elapsed {_clock(time.perf_counter() - clock)}"
             )
             if cell.result.priors_source.startswith("untuned"):
                 _say(f"  {requested.label}: {cell.result.priors_source}")
     write_results(complete=True)
-    table = markdown_tables(scenario, defense_labels, cells)
+    table = markdown_tables(scenario, rows, cells)
     write_atomic(run_dir / "table.md", table.encode("utf-8"))
     save_image_grid(run_dir / "grid.png", grid_rows, title=scenario.name, max_columns=10)
     make_private(run_dir / "grid.png")
-    print_results([cell.result for cell in cells])
+    print_results([cell.result for cell in cells], rows=[cell.row for cell in cells])
     _say(f"done in {time.perf_counter() - clock:.1f} s; results in {run_dir}")
     return run_dir
 
@@ -267,25 +278,31 @@ def _tune(
     cell: ScenarioCell,
     attack: AttackSpec,
     space: Mapping[str, Any],
+    sweep: Any,
     tuning: Any,
     budget: Budget,
-    seed: int,
+    scenario: AttackScenario,
 ) -> AttackSpec:
-    """Try every setting of `space` on the tuning updates; note them in `cell`; the best attack."""
-    from attacks.tuning import search
+    """The attack's sweep (if any), then its space, on the tuning updates; note every trial
+    in `cell`; the best attack."""
+    from attacks.tuning import tune
 
+    assert scenario.tuning is not None
     started = time.perf_counter()
-    found = search(
-        attack.build(seed),
+    found = tune(
+        attack.build(scenario.seed),
         space,
         tuning.targets,
         truth=tuning.originals,
         score=mean_matched_psnr,
+        sweep=sweep,
         budget=budget,
+        samples=scenario.tuning.samples,
+        seed=scenario.seed,
     )
     cell.tuning_seconds = time.perf_counter() - started
     cell.tuned = dict(found.best)
-    cell.trials = [{"params": t.params, "psnr": t.value} for t in found.trials]
+    cell.trials = [{"params": t.params, "psnr": t.value, "phase": t.phase} for t in found.trials]
     return AttackSpec(attack.name, {**attack.overrides, **found.best}, attack.text)
 
 

@@ -13,20 +13,21 @@ from fedsim.attack_matrix.results import ScenarioCell
 
 
 def markdown_tables(
-    scenario: AttackScenario, defenses: Sequence[str], cells: Sequence[ScenarioCell]
+    scenario: AttackScenario, rows: Sequence[str], cells: Sequence[ScenarioCell]
 ) -> str:
-    """Mean PSNR and mean SSIM, one row per defense and one column per attack."""
+    """Mean PSNR and mean SSIM, one row per defense (per state and defense where trained
+    states are attacked, `ScenarioCell.row`) and one column per attack."""
     from fedsim.metrics.psnr import PSNR_CAP_DB
 
     columns = list(scenario.attacks)
-    by_cell = {(c.result.defense, c.column): c.result for c in cells}
+    by_cell = {(c.row, c.column): c.result for c in cells}
 
     def table(metric: str, digits: int) -> list[str]:
         lines = [
             "| defense | " + " | ".join(columns) + " |",
             "|---|" + "---:|" * len(columns),
         ]
-        for defense in defenses:
+        for defense in rows:
             found = {c: by_cell[(defense, c)] for c in columns if (defense, c) in by_cell}
             values = {column: getattr(cell, f"{metric}_mean") for column, cell in found.items()}
             texts = {
@@ -50,7 +51,9 @@ def markdown_tables(
     data = scenario.data
     about = (
         f"{data.dataset}, {data.split} {_span(data.index_range())}"
-        f" ({data.images} per cell, batches of {data.batch_size}), model {scenario.model.name},"
+        f" ({data.images} per cell, batches of {data.batch_size}), model {scenario.model.name}"
+        + _trained(scenario)
+        + ","
         f" labels {data.labels}, iterations "
         + (
             str(scenario.budget.iterations)
@@ -60,8 +63,12 @@ def markdown_tables(
         + f", restarts {scenario.budget.restarts}, seed {scenario.seed}"
     )
     tuning = scenario.tuning
-    if tuning is not None and tuning.space:
-        tuned = "; ".join(f"{name}: {', '.join(space)}" for name, space in tuning.space.items())
+    if tuning is not None and (tuning.space or tuning.sweep):
+        names = {**dict.fromkeys(tuning.sweep), **dict.fromkeys(tuning.space)}
+        tuned = "; ".join(
+            f"{name}: {_tuned_names(name, tuning.space.get(name, {}), tuning.sweep.get(name))}"
+            for name in names
+        )
         about += f"; tuned on {tuning.split} {_span(tuning.index_range(data.batch_size))} ({tuned})"
     return "\n".join(
         [
@@ -94,3 +101,24 @@ def _span(indices: range) -> str:
     if len(indices) == 1:
         return f"image {indices.start}"
     return f"images {indices.start}–{indices.stop - 1}"
+
+
+def _tuned_names(attack: str, space: dict, sweep: object) -> str:
+    """'priors' or 'weight_start, weight_end swept, then lr, decay'."""
+    grid = ", ".join(space)
+    if sweep is None:
+        return grid
+    swept = f"{', '.join(sweep.names)} swept"
+    return f"{swept}, then {grid}" if grid else swept
+
+
+def _trained(scenario: AttackScenario) -> str:
+    """' trained under each defense (Adam lr 0.001, batches of 32; steps 0, 20)' or ''."""
+    training = scenario.model.training
+    if training is None:
+        return ""
+    steps = ", ".join(str(s) for s in training.steps)
+    return (
+        f" trained under each defense (Adam lr {training.lr:g}, batches of"
+        f" {training.batch_size}; steps {steps})"
+    )
