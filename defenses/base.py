@@ -58,6 +58,35 @@ class TrainingProtocol(Protocol):
     def plain_sgd(self) -> bool: ...  # every local step θ ← θ − local_lr·g (no momentum, Adam, ...)
 
 
+def gradient_step_units(
+    name: str, batch_size: int, protocol: TrainingProtocol | None
+) -> tuple[float, int]:
+    """(factor from a step's gradient to the update sent, samples per step), for a defense
+    that perturbs the gradient of one local step.
+
+    FedSGD sends the gradient (1, B); FedAvg with one plain SGD step of lr sends −lr·g
+    (lr, the step's batch). Refused (`MechanismRefused`) under FedAvg with another
+    optimiser (momentum, weight decay, Adam or a schedule change the delta's law) or with
+    several local steps (each step's noise moves the parameters the next gradient is taken
+    at, so the update's likelihood has no closed form).
+    """
+    if protocol is None or protocol.kind == "fedsgd":
+        return 1.0, batch_size
+    if not protocol.plain_sgd:
+        raise MechanismRefused(
+            f"{name} under fedavg is stated for plain SGD steps (θ − lr·g); with the "
+            "client's optimiser (momentum, weight decay, Adam or a schedule) the "
+            "update's likelihood is not that; an attack that models it is refused"
+        )
+    if protocol.local_steps > 1:
+        raise MechanismRefused(
+            f"{name} under fedavg with {protocol.local_steps} local steps: each step's noise "
+            "moves the parameters the next gradient is taken at, so the update's "
+            "likelihood has no closed form; an attack that models it is refused"
+        )
+    return protocol.local_lr, min(protocol.local_batch_size or batch_size, batch_size)
+
+
 def stated_mechanism(
     defense: Defense, batch_size: int, protocol: TrainingProtocol | None = None
 ) -> tuple[Mechanism | None, str | None]:

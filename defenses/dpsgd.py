@@ -25,8 +25,9 @@ from defenses.base import (
     TrainingProtocol,
     added_gaussian_variance,
     draw_normal,
+    gradient_step_units,
 )
-from defenses.errors import DefenseError, MechanismRefused
+from defenses.errors import DefenseError
 from defenses.mechanisms import Mechanism, NoiseKind
 from defenses.mechanisms.clipped import ClippedGaussianMechanism, clip_rows
 from defenses.registry import register_defense
@@ -125,26 +126,9 @@ class DPSGD(Defense):
         closed form — a delta of norm up to lr·k·C with noise lr·σ·C·√k/B is not it; so is
         any optimiser other than plain SGD (`protocol.plain_sgd`).
         """
-        if protocol is None or protocol.kind == "fedsgd":
-            return ClippedGaussianMechanism(
-                self.clip, max(self.sigma * self.clip / batch_size, 1e-12), self.clip
-            )
-        step_batch = min(protocol.local_batch_size or batch_size, batch_size)
-        if not protocol.plain_sgd:
-            raise MechanismRefused(
-                "dpsgd under fedavg is stated for plain SGD steps (θ − lr·g̃); with the "
-                "client's optimiser (momentum, weight decay, Adam or a schedule) the "
-                "update's likelihood is not that; an attack that models it is refused"
-            )
-        if protocol.local_steps > 1:
-            raise MechanismRefused(
-                f"dpsgd under fedavg with {protocol.local_steps} local steps: each step's noise "
-                "moves the parameters the next gradient is taken at, so the update's "
-                "likelihood has no closed form; an attack that models it is refused"
-            )
-        lr = protocol.local_lr
+        factor, samples = gradient_step_units(self.name, batch_size, protocol)
         return ClippedGaussianMechanism(
-            lr * self.clip, max(lr * self.sigma * self.clip / step_batch, 1e-12), self.clip
+            factor * self.clip, max(factor * self.sigma * self.clip / samples, 1e-12), self.clip
         )
 
     def mechanism_with_noise(

@@ -32,25 +32,12 @@ from defenses.base import (
     added_gaussian_variance,
     draw_laplace,
     draw_normal,
+    gradient_step_units,
 )
 from defenses.errors import MechanismRefused
 from defenses.mechanisms import GaussianMechanism, LaplacianMechanism, Mechanism, NoiseKind
 from defenses.noise import REFERENCE
 from defenses.registry import register_defense
-
-
-def step_units(name: str, batch_size: int, protocol: TrainingProtocol | None) -> tuple[float, int]:
-    """(factor from a step's gradient to the update sent, samples per step); refused
-    (`MechanismRefused`) under FedAvg with several local steps."""
-    if protocol is None or protocol.kind == "fedsgd":
-        return 1.0, batch_size
-    if protocol.local_steps > 1:
-        raise MechanismRefused(
-            f"{name} under fedavg with {protocol.local_steps} local steps: each step's noise "
-            "moves the parameters the next gradient is taken at, so the update's "
-            "likelihood has no closed form; an attack that models it is refused"
-        )
-    return protocol.local_lr, min(protocol.local_batch_size or batch_size, batch_size)
 
 
 class _NoisePerSample(Defense):
@@ -86,7 +73,7 @@ class PerSampleGaussianNoise(_NoisePerSample):
     sigma: float
 
     def mechanism_for(self, batch_size: int, protocol: TrainingProtocol | None = None) -> Mechanism:
-        factor, samples = step_units(self.name, batch_size, protocol)
+        factor, samples = gradient_step_units(self.name, batch_size, protocol)
         return GaussianMechanism(factor * self.sigma / math.sqrt(samples))
 
     @property
@@ -143,7 +130,7 @@ class PerSampleLaplacianNoise(_NoisePerSample):
     b: float
 
     def mechanism_for(self, batch_size: int, protocol: TrainingProtocol | None = None) -> Mechanism:
-        factor, samples = step_units(self.name, batch_size, protocol)
+        factor, samples = gradient_step_units(self.name, batch_size, protocol)
         if samples > 1:
             raise MechanismRefused(
                 f"{self.name} on {samples} samples a step: the mean of {samples} Laplace "

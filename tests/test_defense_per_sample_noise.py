@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from attacks import Protocol
+from attacks.local_optimizer import LocalOptimizer
 from defenses import MechanismRefused, batch_gradient, client_update, parse_defense
 from defenses.base import stated_mechanism
 from defenses.mechanisms import GaussianMechanism, LaplacianMechanism
@@ -74,6 +75,19 @@ def test_laplacian_per_sample_averages_b_draws_and_states_a_likelihood_for_one_s
 def test_several_local_steps_refuse_the_likelihood(spec: str) -> None:
     with pytest.raises(MechanismRefused, match="3 local steps"):
         parse_defense(spec).mechanism_for(1, Protocol(kind="fedavg", local_steps=3))
+
+
+@pytest.mark.parametrize("spec", ["gaussian-per-sample", "laplacian-per-sample", "dpsgd"])
+@pytest.mark.parametrize("optimizer", [LocalOptimizer("sgd", momentum=0.9), LocalOptimizer("adam")])
+def test_another_local_optimiser_refuses_the_likelihood(
+    spec: str, optimizer: LocalOptimizer
+) -> None:
+    """Under FedAvg a gradient-stage defense states its likelihood for plain SGD steps only
+    (the delta −lr·(g + n)): nesterov momentum scales the noise by 1 + μ and Adam's step is
+    not linear in it, so the client's optimiser is refused rather than modelled wrongly."""
+    protocol = Protocol(kind="fedavg", local_lr=LR, optimizer=optimizer)
+    with pytest.raises(MechanismRefused, match="plain SGD steps"):
+        parse_defense(spec).mechanism_for(1, protocol)
 
 
 def test_per_sample_gaussian_composes_with_later_gaussian_noise() -> None:
