@@ -30,8 +30,7 @@ def client_app(steps: int, lr: float = 0.1, num_examples: int = ROWS) -> ClientA
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        model = net()
-        model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+        model = received(msg)
         generator = torch.Generator().manual_seed(int(context.node_config["partition-id"]))
         x = torch.randn(ROWS, FEATURES, generator=generator)
         y = torch.tensor([0, 1])
@@ -40,15 +39,23 @@ def client_app(steps: int, lr: float = 0.1, num_examples: int = ROWS) -> ClientA
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(x), y).backward()
             optimizer.step()
-        content = RecordDict(
-            {
-                "arrays": ArrayRecord(model.state_dict()),
-                "metrics": MetricRecord({"num-examples": num_examples}),
-            }
-        )
-        return Message(content=content, reply_to=msg)
+        return reply(msg, model, num_examples)
 
     return app
+
+
+def received(msg: Message) -> nn.Module:
+    """The global model a client was sent."""
+    model = net()
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    return model
+
+
+def reply(msg: Message, model: nn.Module, num_examples: int) -> Message:
+    """A client's reply: its trained weights and the number of examples it trained on."""
+    metrics = MetricRecord({"num-examples": num_examples})
+    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
+    return Message(content=content, reply_to=msg)
 
 
 def auditor(out_dir: Path | None = None, **changes: object) -> LeakageAuditor:

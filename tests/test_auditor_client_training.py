@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import test_auditor_checks as checks
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 from test_auditor_checks import FEATURES, NODES, net
 from torch import nn
@@ -39,8 +39,7 @@ def shuffling_client() -> ClientApp:
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        model = net()
-        model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+        model = checks.received(msg)
         generator = torch.Generator().manual_seed(int(context.node_config["partition-id"]))
         x = torch.randn(ROWS, FEATURES, generator=generator)
         y = torch.randint(0, 2, (ROWS,), generator=generator)
@@ -51,13 +50,7 @@ def shuffling_client() -> ClientApp:
                 optimizer.zero_grad()
                 nn.functional.cross_entropy(model(xb), yb).backward()
                 optimizer.step()
-        content = RecordDict(
-            {
-                "arrays": ArrayRecord(model.state_dict()),
-                "metrics": MetricRecord({"num-examples": ROWS}),
-            }
-        )
-        return Message(content=content, reply_to=msg)
+        return checks.reply(msg, model, ROWS)
 
     return app
 

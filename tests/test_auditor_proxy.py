@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_auditor_checks as checks
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import LocalDpMod
 from flwr.serverapp.strategy import FedAvg
@@ -188,11 +189,7 @@ def test_an_out_of_reach_attack_records_its_reason_and_the_updates_label_counts(
 
 # --- in a Flower app ---------------------------------------------------------------------
 
-ROWS, FEATURES = 4, 5
-
-
-def _rows_net() -> nn.Module:
-    return nn.Sequential(nn.Linear(FEATURES, 8), nn.ReLU(), nn.Linear(8, 2))
+ROWS, FEATURES = 4, checks.FEATURES
 
 
 def _client(lr: float) -> ClientApp:
@@ -200,8 +197,7 @@ def _client(lr: float) -> ClientApp:
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        model = _rows_net()
-        model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+        model = checks.received(msg)
         generator = torch.Generator().manual_seed(int(context.node_config["partition-id"]))
         x = torch.randn(ROWS, FEATURES, generator=generator)
         y = (x[:, 0] > 0).long()
@@ -209,9 +205,7 @@ def _client(lr: float) -> ClientApp:
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
-        metrics = MetricRecord({"num-examples": ROWS})
-        content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
-        return Message(content=content, reply_to=msg)
+        return checks.reply(msg, model, ROWS)
 
     return app
 
@@ -236,12 +230,12 @@ def _audit(out_dir: Path | None, client_lr: float, **changes: object) -> Leakage
         **changes,
     }
     strategy = LeakageAuditor.for_model(
-        FedAvg(fraction_evaluate=0.0, min_available_nodes=2), _rows_net, out_dir=out_dir, **options
+        FedAvg(fraction_evaluate=0.0, min_available_nodes=2), checks.net, out_dir=out_dir, **options
     )
     torch.set_num_threads(1)
     strategy.start(
         grid=LocalGrid(_client(client_lr), num_nodes=2, seed=0),
-        initial_arrays=ArrayRecord(_rows_net().state_dict()),
+        initial_arrays=ArrayRecord(checks.net().state_dict()),
         num_rounds=1,
     )
     strategy.close()
