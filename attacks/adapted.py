@@ -2,10 +2,10 @@
 
 A heuristic defense declares the adaptive adversary it falls to as data
 (`defenses.Defense.adapted_attack`, a `defenses.adapted.AdaptedAttack`: a registered
-attack name and its overrides); this module builds it. `attacks` never imports
-`defenses`, so any object with an `attack` name and `overrides()` is taken. A defense
+attack name and its overrides); this module builds it from any object of that shape
+(an `attack` name and `overrides()`), so it needs nothing of `defenses`. A defense
 that declares none is attacked by `FALLBACK`, the Bayes adversary, which uses the
-defense's own mechanism.
+defense's own mechanism. The attack spec ``adapted`` resolves to it (`attacks.specs`).
 """
 
 from __future__ import annotations

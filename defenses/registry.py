@@ -14,11 +14,13 @@ name wherever a spec is read (`parse_defense`, scenario files, `fedsim attack
         name = "mine"
         ...
 
-Spec syntax: ``name`` or ``name:args``, where args are comma-separated
-``key=value`` pairs or leading positional values in the order the defense lists
-its parameters (``gaussian:0.1`` = ``gaussian:sigma=0.1``). Defenses are stacked
-with ``|``, applied left to right: ``"ats:policy=21-13-3 | dpsgd:clip=1,sigma=0.5"``.
-A scenario may give the same as a list of specs.
+Spec syntax (`defenses.spec_syntax`, the same for attacks): ``name`` or ``name:args``,
+where args are comma-separated ``key=value`` pairs (values are TOML literals) or leading
+positional values in the order the defense lists its parameters (``gaussian:0.1`` =
+``gaussian:sigma=0.1``); a string parameter takes the text as written (``ats:policy=7``).
+Defenses are stacked with ``|``, applied left to right:
+``"ats:policy=21-13-3 | dpsgd:clip=1,sigma=0.5"``. A scenario may give the same as a
+list of specs.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any, TypeVar
 from defenses.base import STAGES, Defense, Parameter
 from defenses.composite import compose
 from defenses.errors import DefenseError
+from defenses.spec_syntax import SpecArgument, parse_spec_text, split_top_level
 
 BUILT_IN = (
     "identity",
@@ -108,34 +111,46 @@ def build_defense(name: str, **values: Any) -> Defense:
 
 
 def _parse_one(text: str) -> Defense:
-    name, _, args = text.strip().partition(":")
-    name = name.strip()
-    cls = defense_class(name)
+    spec = parse_spec_text(text)
+    cls = defense_class(spec.name)
+    known = {p.name: p for p in cls.parameters}
     values: dict[str, Any] = {}
     positional_open = True
-    for index, raw in enumerate(a.strip() for a in args.split(",")) if args.strip() else []:
-        key, eq, value = raw.partition("=")
-        if eq:
+    for index, argument in enumerate(spec.arguments):
+        if argument.key is not None:
             positional_open = False
-            values[key.strip()] = value.strip()
+            values[argument.key] = _argument_value(known.get(argument.key), argument)
             continue
         if not positional_open:
-            raise DefenseError(f"{name}: positional value {raw!r} after key=value arguments")
+            raise DefenseError(
+                f"{spec.name}: positional value {argument.text!r} after key=value arguments"
+            )
         if index >= len(cls.parameters):
             accepted = ", ".join(p.name for p in cls.parameters) or "none"
             raise DefenseError(
-                f"{name}: too many values in {text.strip()!r}; parameters: {accepted}"
+                f"{spec.name}: too many values in {text.strip()!r}; parameters: {accepted}"
             )
-        values[cls.parameters[index].name] = raw
+        values[cls.parameters[index].name] = _argument_value(cls.parameters[index], argument)
     return cls(**values)
+
+
+def _argument_value(parameter: Parameter | None, argument: SpecArgument) -> Any:
+    """The argument's TOML literal; for a string parameter, the text as written unless the
+    literal is a string (``ats:policy=7`` is the policy '7', not the number 7)."""
+    value = argument.value
+    if parameter is not None and parameter.kind is str and not isinstance(value, str):
+        return argument.text
+    return value
 
 
 def parse_defense(spec: str | Sequence[str] | Defense) -> Defense:
     """A defense from a spec string, a list of specs (stacked in order), or a Defense."""
     if isinstance(spec, Defense):
         return spec
-    texts = spec.split("|") if isinstance(spec, str) else [t for s in spec for t in s.split("|")]
-    parts = [_parse_one(t) for t in texts if t.strip()]
+    texts = [
+        t for s in ([spec] if isinstance(spec, str) else spec) for t in split_top_level(s, "|")
+    ]
+    parts = [_parse_one(t) for t in texts]
     if not parts:
         raise DefenseError("defense: empty specification; use 'none' for no defense")
     return compose(parts)

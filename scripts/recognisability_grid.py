@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch
 
+from attacks.specs import AttackSpec
 from fedsim.attack_matrix.cells import (
     MatrixSettings,
     defended_batches,
     image_batches,
     run_cell,
 )
-from fedsim.attack_matrix.specs import AttackSpec
 from fedsim.metrics import match_by_psnr, ssim
 from fedsim.metrics.recognisable import RECOGNISABLE_SSIM
 

@@ -142,8 +142,8 @@ def test_bad_weights_and_names_are_refused(images):
 
 def test_adapted_attack_for_soteria_excludes_the_defended_layer():
     from attacks.adapted import build_adapted_attack
+    from attacks.specs import parse_attack_spec
     from defenses.registry import parse_defense
-    from fedsim.attack_matrix.specs import parse_attack_spec
     from fedsim.models.convbig import ConvBig
 
     model = ConvBig((1, 28, 28), 10, [0.1307], [0.3081])

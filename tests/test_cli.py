@@ -120,7 +120,7 @@ def test_user_errors_print_one_line_and_exit_2(
 
 
 def test_attack_spec_values_may_hold_commas() -> None:
-    from fedsim.attack_matrix.specs import parse_attack_spec
+    from attacks.specs import parse_attack_spec
 
     spec = parse_attack_spec("l2:exclude=['body.0.weight', 'body.0.bias'],lr=0.05")
     assert spec.overrides == {"exclude": ["body.0.weight", "body.0.bias"], "lr": 0.05}

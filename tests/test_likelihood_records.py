@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import torch
 
+from attacks.specs import AttackSpec
 from defenses import client_update, parse_defense
 from defenses.mechanisms import GaussianMechanism
 from fedsim.attack_matrix.cells import MatrixSettings, defended_batches, image_batches, run_cell
-from fedsim.attack_matrix.specs import AttackSpec
 from fedsim.attack_matrix.tables import _stand_in
 from fedsim.auditor import AuditSetup
 from fedsim.auditor.attack_runner import AttackRunner, ClientCase, RoundJob

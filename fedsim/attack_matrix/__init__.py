@@ -29,9 +29,9 @@ The run directory (`<output>/<name>-<YYYYmmdd-HHMMSS>`, or exactly `--out`) rece
 
 results.json is rewritten after every cell (`"complete": false` until the last one).
 
+Attack specs as users write them (``bayes:lr=0.1``, ``adapted``) are `attacks.specs`.
 Modules, each importing only those above it:
 
-    specs     attack specs as users write them (``bayes:lr=0.1``), ``adapted``
     trained_states  the model trained under each defense, its states kept on disk
     cells     settings, defended batches, one attacked and scored cell
     console   the terminal table
@@ -41,5 +41,5 @@ Modules, each importing only those above it:
     tables    table.md
     runner    a scenario run: tuning, the run directory, results.json
 
-Nothing is imported here, so `specs` stays light for the auditor and the scenario checks.
+Nothing is imported here, so importing one module does not load the others.
 """

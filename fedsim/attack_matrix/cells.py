@@ -20,11 +20,11 @@ import torch
 
 from attacks.local_training import client_options
 from attacks.seeding import stream_seed
+from attacks.specs import AttackSpec
 from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, ThreatModel
 from defenses.base import Defense, missing_mechanism, stated_mechanism
 from defenses.client import client_update
 from defenses.registry import parse_defense
-from fedsim.attack_matrix.specs import AttackSpec
 from fedsim.attack_matrix.trained_states import TrainedState
 from fedsim.data import load_dataset
 from fedsim.errors import ConfigError

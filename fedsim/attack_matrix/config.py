@@ -28,7 +28,7 @@ Split = Literal["train", "test"]
 def _attack_spec(text: str) -> str:
     """An attack spec as for `--attack` (name[:k=v,...]); its own checks name the problem."""
     from attacks.errors import AttackError
-    from fedsim.attack_matrix.specs import parse_attack_spec
+    from attacks.specs import parse_attack_spec
 
     try:
         parse_attack_spec(text)
@@ -181,7 +181,7 @@ class AttackScenario(_Strict):
         from attacks.base import GradientAttack, check_overrides
         from attacks.errors import AttackError
         from attacks.registry import ATTACKS, build_attack
-        from fedsim.attack_matrix.specs import ADAPTED, parse_attack_spec
+        from attacks.specs import ADAPTED, parse_attack_spec
 
         assert self.tuning is not None
         tuning, data = self.tuning, self.data

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from attacks.specs import parse_attack_spec
 from fedsim.attack_matrix.cells import (
     CellResult,
     MatrixSettings,
@@ -14,7 +15,6 @@ from fedsim.attack_matrix.cells import (
     run_cell,
 )
 from fedsim.attack_matrix.console import print_results
-from fedsim.attack_matrix.specs import parse_attack_spec
 from fedsim.device import resolve_device
 from fedsim.image_grid import save_image_grid
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from attacks.specs import AttackSpec, parse_attack_spec
 from attacks.target import Budget
 from fedsim.attack_matrix.cells import (
     MatrixSettings,
@@ -26,7 +27,6 @@ from fedsim.attack_matrix.cells import (
 from fedsim.attack_matrix.config import AttackScenario, scenario_toml
 from fedsim.attack_matrix.console import print_results
 from fedsim.attack_matrix.results import ScenarioCell
-from fedsim.attack_matrix.specs import AttackSpec, parse_attack_spec
 from fedsim.attack_matrix.tables import markdown_tables
 from fedsim.attack_matrix.trained_states import states_by_defense
 from fedsim.errors import ConfigError

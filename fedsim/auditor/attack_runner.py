@@ -33,8 +33,8 @@ import torch
 from attacks.domain import ImageDomain
 from attacks.errors import AttackRefused
 from attacks.local_training import approximations
+from attacks.specs import ADAPTED, AttackSpec
 from attacks.target import AttackTarget, Budget, Reconstruction, ThreatModel
-from fedsim.attack_matrix.specs import ADAPTED, AttackSpec
 from fedsim.auditor.label_counts import label_counts_field
 from fedsim.auditor.scoring import score_reconstruction
 from fedsim.auditor.setup import AuditSetup

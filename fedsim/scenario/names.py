@@ -70,7 +70,7 @@ def _attacks_checked(info: ValidationInfo | None) -> bool:
 
 def known_attack(name: str, info: ValidationInfo) -> str:
     from attacks.registry import ATTACKS
-    from fedsim.attack_matrix.specs import ADAPTED
+    from attacks.specs import ADAPTED
 
     if _attacks_checked(info) and name not in ATTACKS and name != ADAPTED:
         choices = ", ".join([*sorted(ATTACKS), ADAPTED])
@@ -84,7 +84,7 @@ def check_attack_overrides(
     """Build the attack once with its overrides; its own checks name the bad option."""
     from attacks.errors import AttackError
     from attacks.registry import build_attack
-    from fedsim.attack_matrix.specs import ADAPTED
+    from attacks.specs import ADAPTED
 
     if not _attacks_checked(info) or name == ADAPTED:
         return  # `adapted` keeps the options its chosen attack accepts

@@ -1,7 +1,8 @@
 """Attack specifications as users write them: ``bayes`` or ``bayes:lr=0.1,iterations=50``.
 
-Values are TOML literals (``exclude=['body.fc2.weight', 'body.fc2.bias']`` works: only
-commas outside brackets, braces and quotes separate options). The name ``adapted``
+The grammar is the defenses' (`defenses.spec_syntax`): values are TOML literals
+(``exclude=['body.fc2.weight', 'body.fc2.bias']`` works: only commas outside brackets,
+braces and quotes separate options); an attack takes ``key=value`` options only. The name ``adapted``
 stands for the attack adapted to each defense (`Defense.adapted_attack`): Soteria → cosine
 matching without the defended layer, ATS → strong Inverting Gradients, PRECODE →
 analytic inversion of the first layer, any other defense → the Bayes adversary with
@@ -11,7 +12,6 @@ attack has them (``adapted:iterations=50`` leaves the analytic attack unchanged)
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -23,38 +23,10 @@ from attacks.errors import AttackError
 from attacks.registry import ATTACKS, build_attack
 from attacks.target import AttackTarget, Budget, Reconstruction
 from defenses.base import Defense
+from defenses.spec_syntax import parse_spec_text
 
 ADAPTED = "adapted"
 """Pseudo-attack name: the attack adapted to the defense under test."""
-
-ADAPTED_FALLBACK = FALLBACK
-
-
-def _value(text: str) -> Any:
-    """A TOML literal (number, boolean, quoted string, array, inline table), else the bare string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def split_top_level(text: str, separator: str = ",") -> list[str]:
-    """`text` split at `separator` outside brackets, braces and quotes."""
-    parts, depth, quote, start = [], 0, "", 0
-    for i, char in enumerate(text):
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-        elif char == separator and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
 
 
 @dataclass(frozen=True)
@@ -84,7 +56,7 @@ class AttackSpec:
             return self
         adapted = defense.adapted_attack(model)
         if adapted is None:
-            return AttackSpec(ADAPTED_FALLBACK, dict(self.overrides), f"adapted={ADAPTED_FALLBACK}")
+            return AttackSpec(FALLBACK, dict(self.overrides), f"adapted={FALLBACK}")
         accepted = {f.name for f in fields(ATTACKS[adapted.attack])}
         mine = {k: v for k, v in self.overrides.items() if k in accepted}
         return AttackSpec(
@@ -103,14 +75,13 @@ class AttackSpec:
 
 def parse_attack_spec(text: str) -> AttackSpec:
     """``name[:key=value,...]``; values are TOML literals; the attack checks names and values."""
-    name, _, args = text.strip().partition(":")
+    parsed = parse_spec_text(text)
     overrides: dict[str, Any] = {}
-    for item in split_top_level(args):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise AttackError(f"attack {name!r}: expected key=value, got {item!r}")
-        overrides[key.strip()] = _value(value.strip())
-    spec = AttackSpec(name.strip(), overrides, text.strip())
+    for argument in parsed.arguments:
+        if argument.key is None:
+            raise AttackError(f"attack {parsed.name!r}: expected key=value, got {argument.text!r}")
+        overrides[argument.key] = argument.value
+    spec = AttackSpec(parsed.name, overrides, text.strip())
     if spec.name != ADAPTED:
         spec.build()  # unknown names and parameters are refused here, before any work
     return spec
