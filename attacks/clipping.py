@@ -2,8 +2,8 @@
 
 DP-SGD clips the gradient of every sample to norm C (over all parameters together)
 and averages: (1/B) Σ_i f_i ∇θ ℓ(x_i, y_i) with f_i = min(1, C / (‖∇θ ℓ(x_i, y_i)‖ + ε)),
-ε = 10⁻⁶ (`defenses.dpsgd.CLIP_EPSILON`; the two packages do not import each other, so
-each keeps its clip: here from squared norms, as the fast route forms them).
+ε = `defenses.mechanisms.clipped.CLIP_EPSILON`, the client's own; the clip here works
+from squared norms, as the fast route forms them.
 
 On the fast route (`attacks.updates.ActivationUpdates`) a layer's per-sample gradient
 is formed from its input a_i and the backpropagated signal δ_i of sample i, and every
@@ -19,8 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-CLIP_EPSILON = 1e-6
-"""Added to a per-sample gradient's norm before dividing, as the client does."""
+from defenses.mechanisms.clipped import CLIP_EPSILON
 
 
 def clip_factors(sq_norms: torch.Tensor, clip: float) -> torch.Tensor:

@@ -29,7 +29,7 @@ from defenses.base import (
 )
 from defenses.errors import DefenseError
 from defenses.mechanisms import Mechanism, NoiseKind
-from defenses.mechanisms.clipped import ClippedGaussianMechanism, clip_rows
+from defenses.mechanisms.clipped import CLIP_EPSILON, ClippedGaussianMechanism, clip_rows
 from defenses.registry import register_defense
 
 
@@ -57,11 +57,6 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 
     grads = vmap(grad(loss_one), in_dims=(None, 0, 0), randomness="different")(params, x, y)
     return [grads[name] for name in names]
-
-
-CLIP_EPSILON = 1e-6
-"""Added to a per-sample gradient's norm before dividing (`attacks.clipping` forms the
-adversary's candidates with the same)."""
 
 
 def clip_per_sample(per_sample: Sequence[torch.Tensor], clip: float) -> list[torch.Tensor]:

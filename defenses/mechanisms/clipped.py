@@ -53,13 +53,18 @@ class ClippedGaussianMechanism(Mechanism):
 FLAT_CLIP_EPSILON = 1e-12
 """Added to the norm of a whole update before dividing (the clip of Flower's mods)."""
 
+CLIP_EPSILON = 1e-6
+"""Added to a per-sample gradient's norm before dividing: DP-SGD's client
+(`defenses.dpsgd.clip_per_sample`) and the attack's clip of its candidate samples
+(`attacks.clipping`), which must agree."""
+
 
 def clip_rows(tensors: Sequence[torch.Tensor], clip: float, epsilon: float) -> list[torch.Tensor]:
     """Row i (the leading index) of `tensors`, over all of them together, times
     min(1, C / (‖row i‖ + ε)): rescaled to norm at most C. The one clip of `defenses`:
     candidate updates (ε = `FLAT_CLIP_EPSILON`) and DP-SGD's per-sample gradients
-    (`defenses.dpsgd.clip_per_sample`); `attacks.clipping` keeps its own (`attacks` and
-    `defenses` do not import each other)."""
+    (`defenses.dpsgd.clip_per_sample`); `attacks.clipping` clips from squared norms, as
+    its fast route forms them, with the same `CLIP_EPSILON`."""
     n = tensors[0].shape[0]
     norms = torch.cat([t.reshape(n, -1) for t in tensors], dim=1).norm(dim=1)
     factor = (clip / (norms + epsilon)).clamp(max=1.0)
