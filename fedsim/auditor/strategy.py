@@ -57,11 +57,12 @@ from attacks.domain import ImageDomain
 from defenses.reconstruction import ReconstructionBound
 from fedsim.auditor.aggregate import aggregate_case
 from fedsim.auditor.arguments import refuse_ignored_arguments
-from fedsim.auditor.attack_runner import AttackResult, AttackRunner, ClientCase, RoundJob
+from fedsim.auditor.attack_runner import AttackRunner
 from fedsim.auditor.bound_check import check_round
 from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
 from fedsim.auditor.cost_plan import CostPlan
 from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, deployment_kappa, recognise
+from fedsim.auditor.jobs import AttackResult, ClientCase, RoundJob
 from fedsim.auditor.preflight import preflight, simulated_update
 from fedsim.auditor.protocol_check import ProtocolCheck, update_norm
 from fedsim.auditor.proxy import ProxyAudit, plan_audit, proxy_refusal
