@@ -44,8 +44,8 @@ JOB_PARTS = {
     "optimisation": ("attacks.base", None, "optimise"),
     "label_inference": ("attacks.labels", None, "infer_labels"),
     "scoring": ("fedsim.auditor.attack_runner", None, "score_reconstruction"),
-    "image_strip": ("fedsim.auditor.strategy", "LeakageAuditor", "_save_grids"),
-    "records": ("fedsim.auditor.strategy", "LeakageAuditor", "_mark_audited"),
+    "image_strip": ("fedsim.auditor.round_output", "AuditOutput", "save_grids"),
+    "records": ("fedsim.auditor.round_output", "AuditOutput", "mark_audited"),
 }
 """The parts of an audit job that are timed: (module, class or None, function)."""
 

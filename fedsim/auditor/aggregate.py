@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
-from fedsim.auditor.attack_runner import ClientCase
+from fedsim.auditor.jobs import ClientCase
 from fedsim.auditor.setup import AuditSetup
 
 FEDAVG_APPROXIMATION = (

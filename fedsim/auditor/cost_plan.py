@@ -41,7 +41,8 @@ from typing import Any
 import torch
 
 from attacks.target import Budget
-from fedsim.auditor.attack_runner import AttackRunner, attack_targets
+from fedsim.auditor.attack_calls import attack_targets
+from fedsim.auditor.attack_runner import AttackRunner
 from fedsim.auditor.client_sizes import samples_processed, smaller_client
 from fedsim.auditor.preflight import PROBE_SIZE, probe_case
 from fedsim.auditor.setup import AuditSetup

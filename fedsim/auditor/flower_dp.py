@@ -48,6 +48,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flwr.app import Message
+
 from attacks.target import Protocol
 from defenses.accounting import PrivacyClaim
 from defenses.mechanisms import ClippedGaussianMechanism, ClippingMechanism
@@ -257,6 +259,15 @@ def recognise(inner: Any, defense: Any, delta: float) -> FlowerPrivacy | None:
     if wrapper is None:
         return None
     return _central(wrapper, delta)
+
+
+def train_config(messages: list[Message]) -> dict[str, Any]:
+    """The train config the round's first message carries (Flower's client-side DP
+    wrappers put the clipping norm in it)."""
+    if not messages:
+        return {}
+    records = messages[0].content.config_records.values()
+    return {k: v for record in records for k, v in record.items()}
 
 
 def _dp_wrapper(strategy: Any) -> Any:

@@ -19,8 +19,10 @@ from attacks.local_training import client_options
 from attacks.target import Budget
 from defenses.client import client_update
 from defenses.identity import NoDefense
-from fedsim.auditor.attack_runner import AttackRunner, ClientCase, attack_targets
+from fedsim.auditor.attack_calls import attack_targets
+from fedsim.auditor.attack_runner import AttackRunner
 from fedsim.auditor.client_sizes import smaller_client
+from fedsim.auditor.jobs import ClientCase
 from fedsim.auditor.setup import AuditSetup
 from fedsim.errors import ConfigError
 

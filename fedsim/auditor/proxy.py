@@ -39,7 +39,7 @@ import torch
 from attacks.domain import ImageDomain
 from attacks.local_training import client_options
 from defenses.client import client_update
-from fedsim.auditor.attack_runner import AttackResult, AttackRunner, ClientCase, RoundJob
+from fedsim.auditor.attack_runner import AttackRunner
 from fedsim.auditor.client_sizes import smaller_client
 from fedsim.auditor.cost_plan import (
     PROXY_IMAGES,
@@ -48,6 +48,7 @@ from fedsim.auditor.cost_plan import (
     proxy_budget,
     proxy_clients,
 )
+from fedsim.auditor.jobs import AttackResult, ClientCase, RoundJob
 from fedsim.auditor.protocol_check import ProtocolCheck
 from fedsim.auditor.proxy_data import ProxyData
 from fedsim.auditor.setup import AuditSetup

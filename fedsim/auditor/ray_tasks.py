@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-from fedsim.auditor.attack_runner import AttackResult, AttackRunner, ClientCase, RoundJob
+from fedsim.auditor.attack_runner import AttackRunner
+from fedsim.auditor.jobs import AttackResult, ClientCase, RoundJob
 from fedsim.auditor.setup import AuditSetup
 
 

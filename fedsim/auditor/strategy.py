@@ -10,27 +10,17 @@ spread over a cluster (`audit.worker = "ray"`, `fedsim.auditor.ray_tasks`). Grou
 truth comes from the scenario (same partition, same seeded sampler); nothing extra
 travels from the clients except their partition id (and, under Ray, the node they ran
 on) in a ConfigRecord. Without a scenario
-(`LeakageAuditor.for_model`, deployment mode) there is no ground truth: it records
-the attack objectives and stores the reconstructions (tensors and PNGs). Under
-secure aggregation it attacks nothing and records that per-client attacks are
-impossible: in `aggregate_train` when a setup declares it (a Flower app that hides
-updates by other means), or through `record_secure_round` on fedsim's SecAgg+ path
+(`LeakageAuditor.for_model`, deployment mode, `fedsim.auditor.deployment`) there is no
+ground truth: it records the attack objectives and stores the reconstructions (tensors
+and PNGs). Under secure aggregation it attacks nothing and records that per-client
+attacks are impossible: in `aggregate_train` when a setup declares it (a Flower app that
+hides updates by other means), or through `record_secure_round` on fedsim's SecAgg+ path
 (`fedsim.flower.apps.secagg`), where no individual reply ever reaches the server and
 only that method and `close` are called.
 
-In an audited round, a reply it cannot use — an error reply, no reply before the
-round's timeout, arrays of the wrong keys or shapes, NaN or infinite values, a bad
-weight, a partition id claimed twice — is recorded with status `rejected` and the
-reason (one line per attack), and no attack runs on it. A reply in another dtype than
-was sent is used (FedAdam's float64 aggregate goes to float32 clients). What the
-aggregate does with any reply is the inner strategy's business (fedsim puts a
-`ReplyFilter` in front of FedAvg so that unusable ones are dropped rather than averaged).
-
-Records name a client by the partition id its reply carries (fedsim's clients send it;
-any ClientApp can, see `fedsim.message_keys.reply_partition`) and, without one, by
-its Flower node id; in deployment mode (and on `rejected` lines) every line also holds
-the node id. Each audited round is logged in
-one line, a round where nothing could be attacked as a warning (`fedsim.auditor.console`),
+Which client sent a reply, and which replies are `rejected` and why, is
+`fedsim.auditor.replies`; in deployment mode (and on `rejected` lines) every line also
+holds the node id. Where each audited round's records go is `fedsim.auditor.round_output`,
 and `close()` returns and logs the run's summary. In deployment mode the auditor checks
 what it can observe against the protocol it was told (`fedsim.auditor.protocol_check`),
 keeps each attack within the round's time by a plan made before round 1
@@ -40,10 +30,8 @@ simulates like the declared ones each audited round (`fedsim.auditor.proxy`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,50 +41,29 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from attacks.domain import ImageDomain
 from defenses.reconstruction import ReconstructionBound
 from fedsim.auditor.aggregate import aggregate_case
-from fedsim.auditor.arguments import refuse_ignored_arguments
-from fedsim.auditor.attack_runner import AttackResult, AttackRunner, ClientCase, RoundJob
+from fedsim.auditor.attack_runner import AttackRunner
 from fedsim.auditor.bound_check import check_round
-from fedsim.auditor.console import AuditLog, AuditSummary, show_on_console
+from fedsim.auditor.console import AuditSummary, show_on_console
 from fedsim.auditor.cost_plan import CostPlan
-from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, deployment_kappa, recognise
-from fedsim.auditor.preflight import preflight, simulated_update
-from fedsim.auditor.protocol_check import ProtocolCheck, update_norm
-from fedsim.auditor.proxy import ProxyAudit, plan_audit, proxy_refusal
+from fedsim.auditor.deployment import ProtocolWatch, deployment_setup, plan_deployment
+from fedsim.auditor.flower_dp import FlowerPrivacy, LocalDp, train_config
+from fedsim.auditor.jobs import AttackResult, ClientCase, RoundJob
+from fedsim.auditor.proxy import ProxyAudit
 from fedsim.auditor.ray_tasks import AuditAbandoned, RayAttacks
+from fedsim.auditor.replies import Rejection, ReplyIntake, reply_state
+from fedsim.auditor.round_output import AuditOutput, RoundCallback
 from fedsim.auditor.schedule import audited_clients, audited_round
 from fedsim.auditor.setup import AuditSetup
 from fedsim.auditor.worker import AuditWorker
 from fedsim.device import resolve_device
-from fedsim.image_grid import GRID_IMAGES, ClientImages, load_figures, save_image_grid
-from fedsim.judgement import read_record
-from fedsim.message_keys import reply_partition
-from fedsim.private_files import make_private
 from fedsim.records import RECONSTRUCTIONS_DIR, RunRecorder
 from fedsim.scenario.audit import AttackConfig
 from fedsim.scenario.build import Federation
 from fedsim.strategies.passthrough import PassThroughStrategy
-from fedsim.strategies.reply_check import ArraySpec, array_specs, reply_problem
 
 logger = logging.getLogger(__name__)
-
-RoundCallback = Callable[[int, list[dict[str, Any]]], None]
-
-
-def _recovered_flags(record: dict[str, Any]) -> list[bool] | None:
-    """Per image of a scored record: recovered or not (`fedsim.judgement`; None unscored)."""
-    if record.get("ssim_images") is None:
-        return None
-    reading = next((r for r in read_record(record) if r.domain == "images"), None)
-    return None if reading is None else list(reading.recovered)
-
-
-def reply_state(message: Message) -> dict[str, torch.Tensor]:
-    """A private copy of the (only) ArrayRecord of a reply, as a torch state dict."""
-    arrays = next(iter(message.content.array_records.values()))
-    return {k: v.clone() for k, v in arrays.to_torch_state_dict().items()}
 
 
 class LeakageAuditor(PassThroughStrategy):
@@ -121,8 +88,6 @@ class LeakageAuditor(PassThroughStrategy):
             setup = AuditSetup.from_federation(setup)
         super().__init__(inner)
         self.setup = setup
-        self.recorder = recorder
-        self.on_round_audited = on_round_audited
         self.ground_truth = ground_truth and setup.ground_truth is not None
         self.runner = AttackRunner(setup, device or resolve_device(setup.device), attacks)
         self.worker = AuditWorker(
@@ -134,25 +99,18 @@ class LeakageAuditor(PassThroughStrategy):
             self.remote = RayAttacks(self.runner, cpus, gpus)
         self._start: dict[int, dict[str, torch.Tensor]] = {}
         self._sent_to: dict[int, list[int]] = {}
-        self._partition_of_node: dict[int, int] = {}
+        self.intake = ReplyIntake(setup.num_clients, by_node=not self.ground_truth)
         self._parameter_names = [name for name, _ in setup.build_model().named_parameters()]
-        if recorder is not None and self._draws_images:
-            load_figures()
-        where = None if recorder is None else str(recorder.run_dir / RECONSTRUCTIONS_DIR)
-        self.log = AuditLog(reconstructions=where)
-        self.protocol_check = (
-            None
-            if self.ground_truth
-            else ProtocolCheck(setup.batch_size, _protocol_text(setup), setup.mechanism)
-        )
+        self.output = AuditOutput(setup, recorder, on_round_audited, ground_truth=self.ground_truth)
+        self.watch = None if self.ground_truth else ProtocolWatch(setup)
+        """Deployment mode: each audited reply against the declared protocol."""
+        self.protocol_check = None if self.watch is None else self.watch.check
         self.reconstruction_bound: Callable[[int], ReconstructionBound | None] | None = None
         """Round → the reconstruction bound of the run's informed DP claim, where it has one:
         scored rounds are checked against it (`fedsim.auditor.bound_check`)."""
-        self._simulated_norm: float | None = None
         self.privacy: FlowerPrivacy | None = None
         """Flower's DP tool in use, where `for_model` recognised one (`fedsim.auditor.flower_dp`)."""
         self._round_config: dict[int, dict[str, Any]] = {}
-        self._taken_part: Counter[int] = Counter()
         self.plan: CostPlan | None = None
         """What each attack does a round (`fedsim.auditor.cost_plan`), where `for_model` made one."""
         self.proxy: ProxyAudit | None = None
@@ -193,37 +151,15 @@ class LeakageAuditor(PassThroughStrategy):
         after the run: it waits for the last attacks and returns the summary it logs.
         """
         show_on_console()
-        privacy = recognise(inner, setup.get("defense"), delta)
-        if isinstance(privacy, LocalDp):
-            setup["defense"] = None  # a Flower mod, not a fedsim defense spec
-        audit_setup = AuditSetup.for_model(model_fn, **setup)
-        if isinstance(privacy, LocalDp):
-            kappa = deployment_kappa(audit_setup.audit.threat.kappa)
-            privacy = dataclasses.replace(privacy, kappa=kappa)
-        refuse_ignored_arguments(setup, audit_setup, out_dir=out_dir, delta=delta, privacy=privacy)
-        if privacy is not None:
-            audit_setup = dataclasses.replace(
-                audit_setup,
-                mechanism=privacy.mechanism(None, audit_setup.protocol),
-                defense_label=privacy.label,
-            )
-        recorder = RunRecorder(out_dir) if out_dir is not None else None
-        auditor = cls(
-            inner,
-            audit_setup,
-            recorder=recorder,
-            on_round_audited=on_round_audited,
+        audit_setup, privacy = deployment_setup(
+            inner, model_fn, setup, out_dir=out_dir, delta=delta
         )
+        recorder = RunRecorder(out_dir) if out_dir is not None else None
+        auditor = cls(inner, audit_setup, recorder=recorder, on_round_audited=on_round_audited)
         auditor.privacy = privacy
-        with torch.random.fork_rng(devices=[]):  # the app's random draws stay its own
-            preflight(audit_setup, auditor.runner)
-            refusal = proxy_refusal(privacy, setup.get("mechanism"))
-            auditor.plan, auditor.proxy = plan_audit(
-                audit_setup, auditor.runner, proxy_data, refusal
-            )
-        auditor.plan.log()
-        if recorder is not None:
-            auditor.plan.write(recorder.run_dir)
+        auditor.plan, auditor.proxy = plan_deployment(
+            audit_setup, auditor.runner, privacy, proxy_data, setup.get("mechanism"), recorder
+        )
         return auditor
 
     # ------------------------------------------------------------------ pass-through hooks
@@ -245,7 +181,7 @@ class LeakageAuditor(PassThroughStrategy):
             self._start[server_round] = {
                 k: v.clone() for k, v in arrays.to_torch_state_dict().items()
             }
-            self._round_config = {server_round: _train_config(messages)}
+            self._round_config = {server_round: train_config(messages)}
         return messages
 
     def aggregate_train(
@@ -254,8 +190,9 @@ class LeakageAuditor(PassThroughStrategy):
         replies = list(replies)
         start = self._start.pop(server_round, None)
         sent_to = self._sent_to.pop(server_round, [])
-        self._learn_nodes(replies)
-        self._count_participation(replies)
+        self.intake.learn_nodes(replies)
+        if isinstance(self.privacy, LocalDp):  # a client's ε composes over its rounds
+            self.intake.count_participation(replies)
         if start is not None:
             try:
                 if self.setup.secure_aggregation:
@@ -264,95 +201,20 @@ class LeakageAuditor(PassThroughStrategy):
                     self._submit(server_round, start, replies, sent_to)
             except Exception:  # noqa: BLE001 - the audit never fails the round
                 logger.exception("round %d: preparing the audit failed", server_round)
-                self.worker.submit(lambda: self._publish(server_round, []))
+                self.worker.submit(lambda: self.output.publish(server_round, []))
         return self.inner.aggregate_train(server_round, replies)
 
     # ------------------------------------------------------------------------- the audit
 
-    def _client(self, message: Message) -> int | None:
-        """Which client sent a reply: its fedsim partition id; without ground truth, else its node id.
-
-        Raises ValueError or TypeError when the partition id is not an integer.
-        """
-        partition = reply_partition(message)
-        if partition is None and not self.ground_truth:
-            return int(message.metadata.src_node_id)
-        return partition
-
-    def _learn_nodes(self, replies: list[Message]) -> None:
-        """Node id → partition id, so a node that fails later is recorded under its client."""
-        for message in replies:
-            if message.has_error():
-                continue
-            try:
-                client = self._client(message)
-            except (ValueError, TypeError):
-                continue
-            if client is not None and self._known_client(client):
-                self._partition_of_node[int(message.metadata.src_node_id)] = client
-
-    def _count_participation(self, replies: list[Message]) -> None:
-        """Under LocalDpMod a client's ε composes over every round it took part in."""
-        if not isinstance(self.privacy, LocalDp):
-            return
-        for message in replies:
-            try:
-                client = None if message.has_error() else self._client(message)
-            except (ValueError, TypeError):
-                client = None
-            if client is not None:
-                self._taken_part[client] += 1
-
-    def _usable_replies(
-        self,
-        server_round: int,
-        start: dict[str, torch.Tensor],
-        replies: list[Message],
-        sent_to: list[int],
-    ) -> tuple[dict[int, Message], list[dict[str, Any]]]:
-        """Client → reply for the usable replies, and the `rejected` records of the others."""
-        expected: dict[str, ArraySpec] = array_specs(start)
-        weight_key = getattr(self.inner, "weighted_by_key", None)
-        usable: dict[int, Message] = {}
-        rejected: list[dict[str, Any]] = []
-        for message in replies:
-            node = int(message.metadata.src_node_id)
-            try:
-                client = None if message.has_error() else self._client(message)
-                unreadable = None
-            except (ValueError, TypeError):
-                client, unreadable = None, "the partition id is not an integer"
-            if client is None and unreadable is None and not message.has_error():
-                continue  # not a fedsim client: nothing to attack, nothing to reject
-            problem = unreadable or reply_problem(message, expected, weight_key, dtypes=False)
-            if problem is None and client in usable:
-                problem = f"partition id {client} claimed by a second reply"
-            if problem is None and not self._known_client(client):
-                problem = f"partition id {client} is not one of the scenario's clients"
-            if problem is not None:
-                known = client if client is not None else self._partition_of_node.get(node)
-                rejected.extend(self._rejections(server_round, known, node, problem))
-                continue
-            usable[client] = message
-        answered = {int(m.metadata.src_node_id) for m in replies}
-        for node in sent_to:
-            if node not in answered:
-                problem = "no reply before the round's timeout"
-                client = self._partition_of_node.get(node)
-                rejected.extend(self._rejections(server_round, client, node, problem))
-        return usable, rejected
-
-    def _known_client(self, client: int | None) -> bool:
-        count = self.setup.num_clients
-        return client is not None and (count is None or 0 <= client < count)
-
-    def _rejections(
-        self, server_round: int, client: int | None, node: int, reason: str
+    def _rejected_records(
+        self, server_round: int, rejections: list[Rejection]
     ) -> list[dict[str, Any]]:
+        """One `rejected` record per attack for each reply the audit cannot use."""
         return [
             self.runner.unscored_record(
                 server_round, client, config, status="rejected", message=reason, node=node
             )
+            for client, node, reason in rejections
             for config, _ in self.runner.attacks
         ]
 
@@ -363,7 +225,9 @@ class LeakageAuditor(PassThroughStrategy):
         replies: list[Message],
         sent_to: list[int],
     ) -> None:
-        usable, rejected = self._usable_replies(server_round, start, replies, sent_to)
+        weight_key = getattr(self.inner, "weighted_by_key", None)
+        usable, rejections = self.intake.sort(start, replies, sent_to, weight_key)
+        rejected = self._rejected_records(server_round, rejections)
         chosen = audited_clients(self.setup.audit, list(usable), self.setup.audit_rng(server_round))
         job = RoundJob(server_round, start, rejected=rejected)
         if self.plan is not None:
@@ -379,49 +243,23 @@ class LeakageAuditor(PassThroughStrategy):
             sent = reply_state(message)
             node = int(message.metadata.src_node_id)
             update = self.setup.recover_update(start, sent, self._parameter_names)
-            self._check_protocol(server_round, client, message, start, update)
+            if self.watch is not None:
+                key = getattr(self.inner, "weighted_by_key", None) or "num-examples"
+                by_proxy = self.proxy is not None and self.proxy.checks_protocol
+                self.watch.reply(
+                    server_round, client, message, start, update, weight_key=key, by_proxy=by_proxy
+                )
             # Node ids are random per run: in simulation they would make records unrepeatable.
             case = ClientCase(client, update, node=None if self.ground_truth else node)
             if self.privacy is not None:
-                case.fields = self.privacy.client_fields(self._taken_part[client])
+                case.fields = self.privacy.client_fields(self.intake.taken_part[client])
             if self.ground_truth:
                 assert self.setup.ground_truth is not None
                 case.originals, case.true_labels = self.setup.ground_truth(client, server_round)
                 if self.setup.trained_batch is not None:
                     case.trained_on = self.setup.trained_batch(client, server_round)[0]
             job.cases.append(case)
-        if self.remote is None:
-            self.worker.submit(lambda: self._run(job, lambda: self.runner.run(job)))
-            return
-        self.worker.wait_for_room()  # no more rounds in flight on the cluster than `pending`
-        results = self.remote.submit(job)
-        self.worker.submit(lambda: self._run(job, results))
-
-    def _check_protocol(
-        self,
-        server_round: int,
-        client: int,
-        message: Message,
-        start: dict[str, torch.Tensor],
-        update: list[torch.Tensor],
-    ) -> None:
-        """Deployment mode: compare what the reply shows with the declared protocol."""
-        if self.protocol_check is None:
-            return
-        key = getattr(self.inner, "weighted_by_key", None) or "num-examples"
-        metrics = list(message.content.metric_records.values())
-        if len(metrics) == 1 and key in metrics[0]:
-            self.protocol_check.weight(server_round, client, metrics[0][key], key)
-        by_proxy = self.proxy is not None and self.proxy.checks_protocol  # in ProxyAudit.audit
-        if not by_proxy and self._simulated_norm is None and not self.protocol_check.noisy:
-            model = self.setup.build_model()
-            model.load_state_dict(start)
-            with torch.random.fork_rng(devices=[]):  # the app's draws stay its own
-                self._simulated_norm = update_norm(simulated_update(self.setup, model))
-        norm = update_norm(update)
-        if self._simulated_norm is not None:
-            self.protocol_check.norm(server_round, client, norm, self._simulated_norm)
-        self.protocol_check.noise(server_round, client, norm, sum(u.numel() for u in update))
+        self._dispatch(job)
 
     def record_secure_round(self, server_round: int) -> None:
         """SecAgg+ round: if the schedule audits it, one `impossible` record per attack.
@@ -451,10 +289,14 @@ class LeakageAuditor(PassThroughStrategy):
             logger.exception("round %d: preparing the aggregate's audit failed", server_round)
             return
         job = RoundJob(server_round, start, cases=[case])
+        self._dispatch(job)
+
+    def _dispatch(self, job: RoundJob) -> None:
+        """Hand `job` to the worker thread, or to Ray with the worker thread awaiting it."""
         if self.remote is None:
             self.worker.submit(lambda: self._run(job, lambda: self.runner.run(job)))
             return
-        self.worker.wait_for_room()
+        self.worker.wait_for_room()  # no more rounds in flight on the cluster than `pending`
         results = self.remote.submit(job)
         self.worker.submit(lambda: self._run(job, results))
 
@@ -469,22 +311,7 @@ class LeakageAuditor(PassThroughStrategy):
             )
             for config, _ in self.runner.attacks
         ]
-        self.worker.submit(lambda: self._publish(server_round, records))
-
-    def _publish(self, server_round: int, records: list[dict[str, Any]]) -> None:
-        self.log.round(server_round, records)
-        if self.recorder is not None:
-            for record in records:
-                self.recorder.append_leakage(record)
-            self._mark_audited(server_round)
-        if self.on_round_audited is not None:
-            self.on_round_audited(server_round, records)
-
-    def _mark_audited(self, server_round: int) -> None:
-        """Every leakage line of the round is written: fsync, and journal it for --resume."""
-        assert self.recorder is not None
-        self.recorder.sync()
-        self.recorder.checkpoints.mark("audited", server_round)
+        self.worker.submit(lambda: self.output.publish(server_round, records))
 
     def _run(
         self, job: RoundJob, attack: Callable[[], list[tuple[ClientCase, AttackResult]]]
@@ -499,77 +326,15 @@ class LeakageAuditor(PassThroughStrategy):
             logger.exception("round %d: the audit failed", job.server_round)
             outcomes = []
         if self.proxy is not None:
-            folder = None if self.recorder is None else self.recorder.run_dir / RECONSTRUCTIONS_DIR
+            recorder = self.output.recorder
+            folder = None if recorder is None else recorder.run_dir / RECONSTRUCTIONS_DIR
             outcomes += self.proxy.audit(job, self.protocol_check, folder)
         records = job.rejected + [outcome.record for _, outcome in outcomes]
         if self.reconstruction_bound is not None:
             bound = self.reconstruction_bound(job.server_round)
             check_round(job.server_round, records, bound, self.setup.batch_size)
-        self.log.round(job.server_round, records, time.perf_counter() - started)
-        if self.recorder is not None:
-            for record in records:
-                self.recorder.append_leakage(record)
-            if not self.ground_truth:
-                self._save_reconstructions(job, outcomes)
-            elif self._draws_images:
-                self._save_grids(job, outcomes)
-            self._mark_audited(job.server_round)
-        if self.on_round_audited is not None:
-            self.on_round_audited(job.server_round, records)
-
-    @property
-    def _draws_images(self) -> bool:
-        """Whether audited rounds are drawn as PNG grids (asked for, and the data are images)."""
-        return self.setup.audit.grids and isinstance(self.setup.domain, ImageDomain)
-
-    def _save_reconstructions(
-        self, job: RoundJob, outcomes: list[tuple[ClientCase, AttackResult]]
-    ) -> None:
-        """Deployment mode: per case, a tensor file of every attack's reconstruction and,
-        for images, a PNG grid of its first `GRID_IMAGES` (a few kB, whatever the batch)."""
-        assert self.recorder is not None
-        folder = self.recorder.run_dir / RECONSTRUCTIONS_DIR
-        for case in job.cases:
-            rows = [
-                (o.record["attack"], o.inputs)
-                for c, o in outcomes
-                if c is case and o.inputs is not None
-            ]
-            if not rows:
-                continue
-            stem = f"round-{job.server_round:04d}-client-{case.client}"
-            domain = self.setup.domain
-            try:
-                torch.save(dict(rows), folder / f"{stem}.pt")
-                make_private(folder / f"{stem}.pt")
-                if self.setup.audit.grids and isinstance(domain, ImageDomain):
-                    pictures = [
-                        (name, domain.to_unit(x[:GRID_IMAGES]).clamp(0, 1)) for name, x in rows
-                    ]
-                    title = f"round {job.server_round}, {case.client}"
-                    save_image_grid(folder / f"{stem}.png", pictures, title, GRID_IMAGES)
-                    make_private(folder / f"{stem}.png")
-            except Exception:  # noqa: BLE001
-                logger.exception("round %d: saving reconstructions failed", job.server_round)
-
-    def _save_grids(self, job: RoundJob, outcomes: list[tuple[ClientCase, AttackResult]]) -> None:
-        """One strip per round: each client's originals over every attack's matched images."""
-        assert self.recorder is not None
-        cases = []
-        for case in job.cases:
-            rows = [
-                (o.record["attack"], o.inputs, _recovered_flags(o.record))
-                for c, o in outcomes
-                if c is case and o.inputs is not None
-            ]
-            if case.originals is not None and rows:
-                cases.append(ClientImages(case.client, case.originals, rows))
-        if not cases:
-            return
-        try:
-            self.recorder.save_strip(job.server_round, cases)
-        except Exception:  # noqa: BLE001
-            logger.exception("round %d: saving the reconstructions' strip failed", job.server_round)
+        seconds = time.perf_counter() - started
+        self.output.publish(job.server_round, records, seconds, job, outcomes)
 
     def close(self) -> AuditSummary:
         """Wait for every pending attack, then log and return the summary of the audit;
@@ -577,28 +342,4 @@ class LeakageAuditor(PassThroughStrategy):
         self.worker.close()
         self._start.clear()
         self._sent_to.clear()
-        return self.log.close()
-
-
-def _train_config(messages: list[Message]) -> dict[str, Any]:
-    """The train config the round's first message carries (Flower's client-side DP
-    wrappers put the clipping norm in it)."""
-    if not messages:
-        return {}
-    records = messages[0].content.config_records.values()
-    return {k: v for record in records for k, v in record.items()}
-
-
-def _protocol_text(setup: AuditSetup) -> str:
-    """'fedavg, 5 local steps of lr 0.1, batch 8' and the like, for messages."""
-    protocol = setup.protocol
-    if protocol.kind == "fedsgd":
-        return f"fedsgd, lr {protocol.local_lr:g}, batch {setup.batch_size}"
-    chunk = f" in chunks of {protocol.local_batch_size}" if protocol.local_batch_size else ""
-    how = "" if protocol.plain_sgd else f", {protocol.optimizer.describe()}"
-    how += ", scheduled lr" if protocol.lr_schedule is not None else ""
-    how += ", shuffled" if protocol.shuffled else ""
-    return (
-        f"fedavg, {protocol.local_steps} local steps of lr {protocol.local_lr:g}{chunk}{how}, "
-        f"batch {setup.batch_size}"
-    )
+        return self.output.log.close()
