@@ -293,8 +293,8 @@ def test_a_scenario_from_a_user_names_the_first_ignored_field_and_the_others() -
         )
     assert str(caught.value) == (
         "scenario: attacks.0.budget.iterations caps the attack's steps, but its attack does"
-        " not read it: remove it (attacks that read it: bayes, cos, dlg, gradinversion, l1,"
-        " l2) (also ignored: audit.pending, simulation.cpus_per_client, simulation.num_cpus)"
+        " not read it: remove it (attacks that read it: bayes, cos, cos-paper, dlg, gradinversion,"
+        " l1, l2) (also ignored: audit.pending, simulation.cpus_per_client, simulation.num_cpus)"
     )
 
 
