@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from attacks.errors import AttackError
 from attacks.likelihood import Likelihood, gaussian_sigma
+from attacks.lookup import lookup
 from attacks.updates import CandidateUpdates, LinearFactors
 
 
@@ -211,9 +212,4 @@ OBJECTIVES: dict[str, type[Objective]] = {
 
 def build_objective(name: str) -> Objective:
     """The objective called `name`; an AttackError lists the known names otherwise."""
-    try:
-        return OBJECTIVES[name]()
-    except KeyError:
-        raise AttackError(
-            f"objective: unknown name {name!r}; choose one of {', '.join(sorted(OBJECTIVES))}"
-        ) from None
+    return lookup(OBJECTIVES, name, "objective")()

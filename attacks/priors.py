@@ -15,6 +15,7 @@ import torch
 
 from attacks.domain import FeatureDomain, ImageDomain, InputDomain
 from attacks.errors import AttackError
+from attacks.lookup import lookup
 from attacks.updates import CandidateUpdates
 
 
@@ -157,10 +158,7 @@ PRIORS: dict[str, type[Prior]] = {
 
 def check_prior_name(name: str) -> None:
     """Refuse an unknown prior name, listing the known ones."""
-    if name not in PRIORS:
-        raise AttackError(
-            f"prior: unknown name {name!r}; choose one of {', '.join(sorted(PRIORS))}"
-        )
+    lookup(PRIORS, name, "prior")
 
 
 def build_prior(

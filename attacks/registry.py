@@ -13,7 +13,7 @@ from attacks.configs import (
     L2Attack,
     PaperCosineAttack,
 )
-from attacks.errors import AttackError
+from attacks.lookup import lookup
 
 Attack = GradientAttack | AnalyticFC
 """Every attack offers `reconstruct(target, budget)`; optimisation attacks also `reconstruct_many`."""
@@ -35,11 +35,6 @@ ATTACKS: dict[str, type[Attack]] = {
 
 def build_attack(name: str, **overrides: object) -> Attack:
     """Attack `name` with its paper's defaults, some replaced by `overrides`."""
-    try:
-        cls = ATTACKS[name]
-    except KeyError:
-        raise AttackError(
-            f"attack: unknown name {name!r}; choose one of {', '.join(sorted(ATTACKS))}"
-        ) from None
+    cls = lookup(ATTACKS, name, "attack")
     check_overrides(cls, overrides)
     return cls(**overrides)
