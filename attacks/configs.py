@@ -18,6 +18,7 @@ from attacks.base import GradientAttack
 from attacks.engine import OptimizerConfig
 from attacks.likelihood import Likelihood, check_likelihood
 from attacks.prior_defaults import PriorChoice, choose_priors
+from attacks.registry import register_attack
 from attacks.target import AttackTarget
 
 
@@ -36,6 +37,7 @@ L2_SURROGATE = "l2-surrogate"
 the update but states no likelihood."""
 
 
+@register_attack
 @dataclass
 class BayesAttack(GradientAttack):
     """Approximate Bayes optimal adversary: min −log p(g_obs | ∇θ ℓ(x, y)) − log p(x).
@@ -109,6 +111,7 @@ class BayesAttack(GradientAttack):
         return choice
 
 
+@register_attack
 @dataclass
 class L2Attack(GradientAttack):
     """Deep Leakage from Gradients' L2 distance, run with the Bayes paper's Adam schedule and TV."""
@@ -122,6 +125,7 @@ class L2Attack(GradientAttack):
     decay: float = 0.98
 
 
+@register_attack
 @dataclass
 class DLGAttack(GradientAttack):
     """Deep Leakage from Gradients as published: L2 distance, L-BFGS, no prior, no box."""
@@ -136,6 +140,7 @@ class DLGAttack(GradientAttack):
     iterations: int = 50
 
 
+@register_attack
 @dataclass
 class L1Attack(GradientAttack):
     """L1 gradient distance (the Laplacian-noise counterpart of L2), Bayes paper schedule and TV."""
@@ -151,6 +156,7 @@ class L1Attack(GradientAttack):
     decay: float = 0.98
 
 
+@register_attack
 @dataclass
 class CosineAttack(GradientAttack):
     """Inverting Gradients: 1 − cosine over all layers, TV, signed Adam lr 0.1, boxed,
@@ -176,6 +182,7 @@ class CosineAttack(GradientAttack):
     iterations: int = 250
 
 
+@register_attack
 @dataclass
 class PaperCosineAttack(GradientAttack):
     """The Bayesian framework paper's cosine baseline: one cosine distance over all
@@ -197,6 +204,7 @@ class PaperCosineAttack(GradientAttack):
     decay: float = 0.98
 
 
+@register_attack
 @dataclass
 class GradInversionAttack(GradientAttack):
     """GradInversion: L2 gradient distance + TV + batch-norm statistics + image-norm priors."""

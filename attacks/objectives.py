@@ -1,4 +1,4 @@
-"""Data terms: how far a candidate's update is from the observed one; name → class table.
+"""Data terms: how far a candidate's update is from the observed one; their registry.
 
 Every objective maps N candidate updates to N values (lower is better) and is
 differentiable with respect to them. `likelihood` is the Bayes adversary's term,
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from attacks.errors import AttackError
 from attacks.likelihood import Likelihood, gaussian_sigma
-from attacks.lookup import lookup
+from attacks.lookup import Registry
 from attacks.updates import CandidateUpdates, LinearFactors
 
 
@@ -91,6 +92,24 @@ class Objective(ABC):
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor: ...
 
 
+_REGISTRY: Registry = Registry(
+    "objective",
+    lambda cls: issubclass(cls, Objective),
+    "a subclass of attacks.objectives.Objective",
+)
+OBJECTIVES = _REGISTRY.entries
+"""Every registered objective by name, in the order registered (a read-only view)."""
+
+ObjectiveClass = TypeVar("ObjectiveClass", bound=type[Objective])
+
+
+def register_objective(cls: ObjectiveClass) -> ObjectiveClass:
+    """Register the Objective subclass `cls` under its `name` (a class decorator); from
+    then on an attack's `objective` may name it."""
+    return _REGISTRY.register(cls)
+
+
+@register_objective
 class L2Distance(Objective):
     """Σ_k w_k ‖g_k − g_obs,k‖² over parameters k (DLG; Gaussian likelihood up to scale)."""
 
@@ -109,6 +128,7 @@ class L2Distance(Objective):
         return total
 
 
+@register_objective
 class L1Distance(Objective):
     """Σ_k w_k |g_k − g_obs,k| over parameters k (Laplacian likelihood up to scale)."""
 
@@ -121,6 +141,7 @@ class L1Distance(Objective):
         )
 
 
+@register_objective
 class CosineDistance(Objective):
     """1 − ⟨g, g_obs⟩ / (‖g‖ ‖g_obs‖) over all parameters at once (Inverting Gradients);
     with parameter weights, the inner product and both norms are Σ_k w_k ⟨·, ·⟩_k."""
@@ -143,6 +164,7 @@ class CosineDistance(Objective):
         return 1.0 - dot / (c_norm.add(eps).sqrt() * o_norm.add(eps).sqrt())
 
 
+@register_objective
 class PaperCosineDistance(CosineDistance):
     """The Bayesian framework paper's global cosine distance (its `cos_sim_global`):
     1 − Σ_k w_k ⟨g_k, g_obs,k⟩ / (√(‖g‖² + 10⁻⁷) √(‖g_obs‖² + 10⁻⁷)), one cosine over all
@@ -155,6 +177,7 @@ class PaperCosineDistance(CosineDistance):
     epsilon = 1e-7
 
 
+@register_objective
 class NegativeLogLikelihood(Objective):
     """−log p(g_obs | g) from each target's mechanism; Gaussian σ = 1 (½‖·‖²) without one.
 
@@ -198,18 +221,6 @@ def _weighted_nll(
     return total
 
 
-OBJECTIVES: dict[str, type[Objective]] = {
-    cls.name: cls
-    for cls in (
-        L2Distance,
-        L1Distance,
-        CosineDistance,
-        PaperCosineDistance,
-        NegativeLogLikelihood,
-    )
-}
-
-
 def build_objective(name: str) -> Objective:
     """The objective called `name`; an AttackError lists the known names otherwise."""
-    return lookup(OBJECTIVES, name, "objective")()
+    return _REGISTRY.get(name)()

@@ -11,7 +11,7 @@ from attack_helpers import gradient_target, mnist_images, paper_cnn
 from attacks import Budget, build_attack
 from attacks.engine import Problem
 from attacks.errors import AttackError
-from attacks.objectives import Observed, ObservedGroup, build_objective
+from attacks.objectives import OBJECTIVES, Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import resolve_parameter_weights
 from attacks.updates import build_updates
 from defenses.mechanisms import GaussianMechanism, LaplacianMechanism
@@ -20,13 +20,11 @@ EXCLUDED = (
     "body.7.weight"  # the paper CNN's 3136 → 100 dense layer (kept as factors on the fast route)
 )
 CASES = {
-    "l2": ("l2", None),
-    "l1": ("l1", None),
-    "cos": ("cos", None),
-    "cos-paper": ("cos-paper", None),
+    **{name: (name, None) for name in OBJECTIVES if name != "likelihood"},
     "likelihood-gauss": ("likelihood", GaussianMechanism(sigma=0.1)),
     "likelihood-laplace": ("likelihood", LaplacianMechanism(scale=0.1)),
 }
+"""Every registered objective (the likelihood under two mechanisms)."""
 
 
 @pytest.fixture(scope="module")
