@@ -20,7 +20,7 @@ from attacks.domain import ImageDomain
 from attacks.engine import OptimizerConfig, Problem, optimise
 from attacks.errors import AttackError, AttackRefused
 from attacks.likelihood import Likelihood, ScaledLikelihood, describe_likelihood
-from attacks.objectives import Observed, ObservedGroup, build_objective
+from attacks.objectives import Objective, Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
 from attacks.prior_defaults import PriorChoice, choose_priors
 from attacks.priors import build_prior, check_prior_name
@@ -63,6 +63,7 @@ class GradientAttack:
     `parameter_weights` (name or pattern → weight) and `exclude` (names or patterns,
     weight 0) say how much each parameter's update counts in the data term, by
     `model.named_parameters()` name (see `attacks.parameter_weights`).
+    `objective_options` are keyword options of the objective (`Objective.options`).
     """
 
     name: ClassVar[str] = "gradient"
@@ -70,6 +71,7 @@ class GradientAttack:
     needs: ClassVar[frozenset[str]] = frozenset()
 
     objective: str = "l2"
+    objective_options: dict[str, object] = field(default_factory=dict)
     priors: dict[str, float] | None = None
     feature_prior: float = 1.0
     optimizer: Literal["adam", "lbfgs"] = "adam"
@@ -93,7 +95,7 @@ class GradientAttack:
     def __post_init__(self) -> None:
         self.exclude = as_names(self.exclude)
         self.parameter_weights = check_weights(self.parameter_weights)
-        build_objective(self.objective)
+        self._data_term = build_objective(self.objective, **self.objective_options)
         for prior in self.priors or {}:
             check_prior_name(prior)
         if self.iterations < 1 or self.restarts < 1:
@@ -200,6 +202,12 @@ class GradientAttack:
     def objective_for(self, target: AttackTarget) -> str:
         """The data term used on `target` (the configured one, unless a surrogate runs)."""
         return self.objective
+
+    def data_term(self, target: AttackTarget) -> Objective:
+        """The objective run on `target`: the configured one (built once, with
+        `objective_options`), or the one `objective_for` names in its place."""
+        name = self.objective_for(target)
+        return self._data_term if name == self.objective else build_objective(name)
 
     def likelihood_used(self, target: AttackTarget) -> tuple[dict[str, object] | None, str | None]:
         """(description, None) of the likelihood this attack reads on `target`, in the
@@ -314,7 +322,7 @@ class GradientAttack:
             updates,
             label_tensor,
             Observed(stacked, groups, weights),
-            build_objective(self.objective_for(first)),
+            self.data_term(first),
             priors,
             first.domain,
         )

@@ -10,6 +10,7 @@ Gradients: cosine).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -83,10 +84,50 @@ def _materialized(part: torch.Tensor | LinearFactors) -> torch.Tensor:
     return part.materialize() if isinstance(part, LinearFactors) else part
 
 
+def inner(c: torch.Tensor | LinearFactors, o: torch.Tensor) -> torch.Tensor:
+    """(N,) ⟨c_n, o_n⟩ of one parameter's candidate part and observed update."""
+    return c.dot(o) if isinstance(c, LinearFactors) else _per_candidate_sum(c * o)
+
+
+def sq_norm(c: torch.Tensor | LinearFactors) -> torch.Tensor:
+    """(N,) ‖c_n‖² of one parameter's candidate part (factors are never materialised)."""
+    return c.sq_norm() if isinstance(c, LinearFactors) else _per_candidate_sum(c * c)
+
+
+def layer_sums(
+    candidate: CandidateUpdates,
+    observed: Observed,
+    terms: Callable[[torch.Tensor | LinearFactors, torch.Tensor], Sequence[torch.Tensor]],
+    weighted: Sequence[bool] = (True,),
+) -> list[torch.Tensor]:
+    """[Σ_k w_k · terms(c_k, o_k)[i] for each i] over the parameters k the data term keeps
+    (`Observed.weighted`); a term whose `weighted` entry is False is summed with weight 1."""
+    totals: list = [0] * len(weighted)
+    for w, c, o in observed.weighted(candidate.parts):
+        for i, (value, scaled) in enumerate(zip(terms(c, o), weighted, strict=True)):
+            totals[i] = totals[i] + (w * value if scaled and w != 1.0 else value)
+    return totals
+
+
 class Objective(ABC):
-    """A data term: (candidate updates, observed) → (N,) values to minimise."""
+    """A data term: (candidate updates, observed) → (N,) values to minimise.
+
+    `options` names the class attributes `build_objective(name, **options)` may set on an
+    instance (as breaching passes its objective table as keyword arguments); others are
+    refused."""
 
     name: str = "objective"
+    options: tuple[str, ...] = ()
+
+    def __init__(self, **options: object) -> None:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise AttackError(
+                f"objective {self.name!r}: unknown option {', '.join(unknown)}; "
+                f"valid: {', '.join(sorted(self.options)) or 'none'}"
+            )
+        for key, value in options.items():
+            setattr(self, key, value)
 
     @abstractmethod
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor: ...
@@ -116,16 +157,14 @@ class L2Distance(Objective):
     name = "l2"
 
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor:
-        total = 0
-        for w, c, o in observed.weighted(candidate.parts):
+        def term(c: torch.Tensor | LinearFactors, o: torch.Tensor) -> tuple[torch.Tensor]:
             if isinstance(c, LinearFactors):
                 # ‖W − G‖² = ‖W‖² − 2⟨W, G⟩ + ‖G‖² without materialising W
-                term = c.sq_norm() - 2 * c.dot(o) + observed.sq_norm(o)
-            else:
-                # mse_loss is one fused kernel forward and backward
-                term = _per_candidate_sum(F.mse_loss(c, o, reduction="none"))
-            total = total + (term if w == 1.0 else w * term)
-        return total
+                return (sq_norm(c) - 2 * inner(c, o) + observed.sq_norm(o),)
+            # mse_loss is one fused kernel forward and backward
+            return (_per_candidate_sum(F.mse_loss(c, o, reduction="none")),)
+
+        return layer_sums(candidate, observed, term)[0]
 
 
 @register_objective
@@ -135,10 +174,10 @@ class L1Distance(Objective):
     name = "l1"
 
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor:
-        return sum(
-            w * _per_candidate_sum(F.l1_loss(_materialized(c), o, reduction="none"))
-            for w, c, o in observed.weighted(candidate.parts)
-        )
+        def term(c: torch.Tensor | LinearFactors, o: torch.Tensor) -> tuple[torch.Tensor]:
+            return (_per_candidate_sum(F.l1_loss(_materialized(c), o, reduction="none")),)
+
+        return layer_sums(candidate, observed, term)[0]
 
 
 @register_objective
@@ -147,19 +186,16 @@ class CosineDistance(Objective):
     with parameter weights, the inner product and both norms are Σ_k w_k ⟨·, ·⟩_k."""
 
     name = "cos"
+    options = ("weighted_norms", "epsilon")
     weighted_norms = True
     epsilon = 1e-12
 
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor:
-        dot, c_norm, o_norm = 0, 0, 0
-        for w, c, o in observed.weighted(candidate.parts):
-            if isinstance(c, LinearFactors):
-                d, n = c.dot(o), c.sq_norm()
-            else:
-                d, n = _per_candidate_sum(c * o), _per_candidate_sum(c * c)
-            v = w if self.weighted_norms else 1.0
-            dot, c_norm = dot + w * d, c_norm + v * n
-            o_norm = o_norm + v * observed.sq_norm(o)
+        def terms(c: torch.Tensor | LinearFactors, o: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return inner(c, o), sq_norm(c), observed.sq_norm(o)
+
+        norms = bool(self.weighted_norms)
+        dot, c_norm, o_norm = layer_sums(candidate, observed, terms, (True, norms, norms))
         eps = self.epsilon
         return 1.0 - dot / (c_norm.add(eps).sqrt() * o_norm.add(eps).sqrt())
 
@@ -221,6 +257,7 @@ def _weighted_nll(
     return total
 
 
-def build_objective(name: str) -> Objective:
-    """The objective called `name`; an AttackError lists the known names otherwise."""
-    return _REGISTRY.get(name)()
+def build_objective(name: str, **options: object) -> Objective:
+    """The objective called `name` with keyword `options` (`Objective.options`); an
+    AttackError lists the known names, or the valid options, otherwise."""
+    return _REGISTRY.get(name)(**options)
