@@ -22,7 +22,7 @@ from attacks.errors import AttackError, AttackRefused
 from attacks.likelihood import Likelihood, ScaledLikelihood, describe_likelihood
 from attacks.objectives import Objective, Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
-from attacks.prior_defaults import PriorChoice, choose_priors
+from attacks.prior_defaults import PriorChoice, choose_priors, lineage
 from attacks.priors import build_prior, check_prior_name
 from attacks.seeding import stream_seed
 from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, ThreatModel
@@ -250,7 +250,8 @@ class GradientAttack:
             return PriorChoice({}, "feature rows without granted statistics: no prior")
         if self.priors is not None:
             return PriorChoice(dict(self.priors), "given")
-        return choose_priors(self.name, type(target.model).__name__, tuple(target.input_shape))
+        model, shape = type(target.model).__name__, tuple(target.input_shape)
+        return choose_priors(lineage(type(self)), model, shape)
 
     def priors_for(self, target: AttackTarget) -> dict[str, float]:
         """Prior name → weight for `target` (subclasses may add priors the threat model allows)."""
