@@ -11,7 +11,7 @@ initialisation (`fedsim.models.cnn`), so that search is due again for every atta
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 from attacks.base import GradientAttack
@@ -38,7 +38,7 @@ the update but states no likelihood."""
 
 
 @register_attack
-@dataclass
+@dataclass(frozen=True)
 class BayesAttack(GradientAttack):
     """Approximate Bayes optimal adversary: min −log p(g_obs | ∇θ ℓ(x, y)) − log p(x).
 
@@ -77,7 +77,7 @@ class BayesAttack(GradientAttack):
             start = 0.1 * noise_scale(target.mechanism) ** 2
         # The likelihood weight rises to its end and never falls (the paper's min(·, 1)).
         start = min(start, config.weight_end)
-        return OptimizerConfig(**{**config.__dict__, "weight_start": start})
+        return replace(config, weight_start=start)
 
     def reads(self) -> frozenset[str]:
         """Also `bn_statistics`: with `bn_stats_known`, the batch-norm prior."""
@@ -112,7 +112,7 @@ class BayesAttack(GradientAttack):
 
 
 @register_attack
-@dataclass
+@dataclass(frozen=True)
 class L2Attack(GradientAttack):
     """Deep Leakage from Gradients' L2 distance, run with the Bayes paper's Adam schedule and TV."""
 
@@ -126,7 +126,7 @@ class L2Attack(GradientAttack):
 
 
 @register_attack
-@dataclass
+@dataclass(frozen=True)
 class DLGAttack(GradientAttack):
     """Deep Leakage from Gradients as published: L2 distance, L-BFGS, no prior, no box."""
 
@@ -141,7 +141,7 @@ class DLGAttack(GradientAttack):
 
 
 @register_attack
-@dataclass
+@dataclass(frozen=True)
 class L1Attack(GradientAttack):
     """L1 gradient distance (the Laplacian-noise counterpart of L2), Bayes paper schedule and TV."""
 
@@ -157,7 +157,7 @@ class L1Attack(GradientAttack):
 
 
 @register_attack
-@dataclass
+@dataclass(frozen=True)
 class CosineAttack(GradientAttack):
     """Inverting Gradients: 1 − cosine over all layers, TV, signed Adam lr 0.1, boxed,
     learning rate ×0.1 at 3/8, 5/8 and 7/8 of the budget.
@@ -183,7 +183,7 @@ class CosineAttack(GradientAttack):
 
 
 @register_attack
-@dataclass
+@dataclass(frozen=True)
 class PaperCosineAttack(GradientAttack):
     """The Bayesian framework paper's cosine baseline: one cosine distance over all
     parameters (objective `cos-paper`) + TV, run with the same Adam and exponential lr
@@ -205,7 +205,7 @@ class PaperCosineAttack(GradientAttack):
 
 
 @register_attack
-@dataclass
+@dataclass(frozen=True)
 class GradInversionAttack(GradientAttack):
     """GradInversion: L2 gradient distance + TV + batch-norm statistics + image-norm priors."""
 

@@ -10,7 +10,7 @@ attack --attack`, `fedsim list attacks`, the auditor's `attacks`):
     from attacks import CosineAttack, register_attack
 
     @register_attack
-    @dataclass
+    @dataclass(frozen=True)
     class MyAttack(CosineAttack):
         name = "mine"
         ...

@@ -139,7 +139,7 @@ def test_registries_refuse_a_taken_name_and_a_class_without_a_name():
     from attacks import CosineAttack, register_attack, register_objective
     from attacks.objectives import CosineDistance
 
-    @dataclass
+    @dataclass(frozen=True)
     class Unnamed(CosineAttack):
         pass
 

@@ -78,7 +78,7 @@ def test_a_subclass_inherits_its_base_class_defaults_and_says_so():
     from attacks import CosineAttack, L2Attack
     from attacks.prior_defaults import lineage
 
-    @dataclass
+    @dataclass(frozen=True)
     class Narrower(CosineAttack):
         name: ClassVar[str] = "test-narrower-cos"
 
