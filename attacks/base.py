@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
@@ -81,6 +81,8 @@ class GradientAttack(OptimizerConfig):
         super().__post_init__()
         object.__setattr__(self, "exclude", as_names(self.exclude))
         object.__setattr__(self, "parameter_weights", check_weights(self.parameter_weights))
+        if not isinstance(self.objective_options, Mapping):
+            raise AttackError(f"{self.name}: objective_options must map option names to values")
         data_term = build_objective(self.objective, **self.objective_options)
         object.__setattr__(self, "_data_term", data_term)
         for prior in self.priors or {}:
