@@ -12,6 +12,7 @@ from torch import nn
 
 from attacks.errors import AttackError
 from attacks.labels import infer_labels
+from attacks.registry import register_attack
 from attacks.target import AttackTarget, Budget, Reconstruction
 
 #: Rows compared pairwise when grouping a batch (the strongest); bounds memory on wide layers.
@@ -25,6 +26,7 @@ class _Stop(Exception):
     """Raised by the probe hook to end a forward pass once the first layer is seen."""
 
 
+@register_attack
 @dataclass
 class AnalyticFC:
     """`analytic-fc`: read the input off the gradient of a first `nn.Linear` with bias.

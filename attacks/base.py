@@ -10,47 +10,42 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 
 from attacks.domain import ImageDomain
 from attacks.engine import OptimizerConfig, Problem, optimise
 from attacks.errors import AttackError, AttackRefused
-from attacks.likelihood import Likelihood, ScaledLikelihood, describe_likelihood
-from attacks.objectives import Observed, ObservedGroup, build_objective
+from attacks.likelihood import describe_likelihood
+from attacks.objectives import Objective, Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import as_names, check_weights, resolve_parameter_weights
-from attacks.prior_defaults import PriorChoice, choose_priors
+from attacks.prior_defaults import PriorChoice, choose_priors, lineage
 from attacks.priors import build_prior, check_prior_name
 from attacks.seeding import stream_seed
-from attacks.target import AttackTarget, Budget, Protocol, Reconstruction, ThreatModel
+from attacks.target import (
+    AttackTarget,
+    Budget,
+    Reconstruction,
+    guessed_step,
+    mechanism_as_read,
+)
+from attacks.target_checks import GRANTS, check_shared, missing_capabilities
 from attacks.updates import Route, build_updates
-
-Capability = Literal["labels", "bn_stats", "mechanism", "local_hparams"]
 
 RESTART_STREAM = "attack-restart"
 """The stream (`attacks.seeding`) each restart's starting point is drawn from."""
 
-_GRANTS: dict[str, str] = {
-    "labels": "labels_known",
-    "bn_stats": "bn_stats_known",
-    "mechanism": "mechanism_known",
-    "local_hparams": "local_hparams_known",
-}
 
-
-def missing_capabilities(needs: frozenset[str], threat: ThreatModel) -> list[str]:
-    """The capabilities in `needs` that `threat` does not grant, sorted."""
-    return sorted(c for c in needs if not getattr(threat, _GRANTS[c]))
-
-
-@dataclass
-class GradientAttack:
+@dataclass(frozen=True)
+class GradientAttack(OptimizerConfig):
     """Reconstruct inputs by matching the observed update, batched over candidates.
 
-    Fields are the hyper-parameters; `build_attack(name, **overrides)` sets them.
+    Fields are the hyper-parameters; `build_attack(name, **overrides)` sets them, and
+    `with_overrides` copies with some changed (an attack is frozen: subclasses are
+    ``@dataclass(frozen=True)``). The optimiser's are those of `OptimizerConfig`.
     `priors` maps prior names (see `attacks.priors.PRIORS`) to weights; they apply to
     image targets, and None (the default) takes the weights tuned for the target's model
     and input shape (`attacks.prior_defaults`), saying so where there are none. On
@@ -63,6 +58,7 @@ class GradientAttack:
     `parameter_weights` (name or pattern → weight) and `exclude` (names or patterns,
     weight 0) say how much each parameter's update counts in the data term, by
     `model.named_parameters()` name (see `attacks.parameter_weights`).
+    `objective_options` are keyword options of the objective (`Objective.options`).
     """
 
     name: ClassVar[str] = "gradient"
@@ -70,18 +66,9 @@ class GradientAttack:
     needs: ClassVar[frozenset[str]] = frozenset()
 
     objective: str = "l2"
+    objective_options: dict[str, object] = field(default_factory=dict)
     priors: dict[str, float] | None = None
     feature_prior: float = 1.0
-    optimizer: Literal["adam", "lbfgs"] = "adam"
-    lr: float = 0.1
-    schedule: Literal["constant", "exponential", "step"] = "constant"
-    decay: float = 1.0
-    milestones: tuple[float, ...] = (3 / 8, 5 / 8, 7 / 8)
-    signed: bool = False
-    box: bool = True
-    weight_start: float = 1.0
-    weight_ramp: float = 0.0
-    weight_end: float = 1.0
     iterations: int = 200
     restarts: int = 1
     seed: int = 0
@@ -91,9 +78,13 @@ class GradientAttack:
     exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        self.exclude = as_names(self.exclude)
-        self.parameter_weights = check_weights(self.parameter_weights)
-        build_objective(self.objective)
+        super().__post_init__()
+        object.__setattr__(self, "exclude", as_names(self.exclude))
+        object.__setattr__(self, "parameter_weights", check_weights(self.parameter_weights))
+        if not isinstance(self.objective_options, Mapping):
+            raise AttackError(f"{self.name}: objective_options must map option names to values")
+        data_term = build_objective(self.objective, **self.objective_options)
+        object.__setattr__(self, "_data_term", data_term)
         for prior in self.priors or {}:
             check_prior_name(prior)
         if self.iterations < 1 or self.restarts < 1:
@@ -120,7 +111,7 @@ class GradientAttack:
         for t in targets:
             t.validate()
             self.check(t)
-        _check_shared(targets)
+        check_shared(targets)
         device = torch.device(self.device) if self.device else _model_device(first.model)
         labels, inferred = zip(*(self._labels(t) for t in targets), strict=True)
 
@@ -167,7 +158,7 @@ class GradientAttack:
         if missing:
             raise AttackError(
                 f"attack {self.name!r} needs {', '.join(missing)} but the threat model does not grant "
-                f"{'it' if len(missing) == 1 else 'them'} ({', '.join(_GRANTS[m] for m in missing)})"
+                f"{'it' if len(missing) == 1 else 'them'} ({', '.join(GRANTS[m] for m in missing)})"
             )
         if self.models_mechanism and target.mechanism is None and target.mechanism_refusal:
             raise AttackRefused(f"attack {self.name!r} refused: {target.mechanism_refusal}")
@@ -187,7 +178,7 @@ class GradientAttack:
         a run's attacks reads does nothing, and is refused (`fedsim.scenario.acts`)."""
         read = {"labels_known", "local_hparams_known", "feature_statistics"}
         read |= {"iterations", "restarts", "seconds"}
-        read |= {_GRANTS[need] for need in self.needs}
+        read |= {GRANTS[need] for need in self.needs}
         if self.models_mechanism:
             read.add("mechanism_known")
         return frozenset(read)
@@ -200,6 +191,12 @@ class GradientAttack:
     def objective_for(self, target: AttackTarget) -> str:
         """The data term used on `target` (the configured one, unless a surrogate runs)."""
         return self.objective
+
+    def data_term(self, target: AttackTarget) -> Objective:
+        """The objective run on `target`: the configured one (built once, with
+        `objective_options`), or the one `objective_for` names in its place."""
+        name = self.objective_for(target)
+        return self._data_term if name == self.objective else build_objective(name)
 
     def likelihood_used(self, target: AttackTarget) -> tuple[dict[str, object] | None, str | None]:
         """(description, None) of the likelihood this attack reads on `target`, in the
@@ -221,18 +218,7 @@ class GradientAttack:
 
     def optimizer_config(self, target: AttackTarget) -> OptimizerConfig:
         """The engine settings for `target` (subclasses may derive some from the mechanism)."""
-        return OptimizerConfig(
-            optimizer=self.optimizer,
-            lr=self.lr,
-            schedule=self.schedule,
-            decay=self.decay,
-            milestones=tuple(self.milestones),
-            signed=self.signed,
-            box=self.box,
-            weight_start=self.weight_start,
-            weight_ramp=self.weight_ramp,
-            weight_end=self.weight_end,
-        )
+        return OptimizerConfig.of(self)
 
     def prior_choice(self, target: AttackTarget) -> PriorChoice:
         """The prior weights for `target` and where they come from (see `priors`)."""
@@ -242,7 +228,8 @@ class GradientAttack:
             return PriorChoice({}, "feature rows without granted statistics: no prior")
         if self.priors is not None:
             return PriorChoice(dict(self.priors), "given")
-        return choose_priors(self.name, type(target.model).__name__, tuple(target.input_shape))
+        model, shape = type(target.model).__name__, tuple(target.input_shape)
+        return choose_priors(lineage(type(self)), model, shape)
 
     def priors_for(self, target: AttackTarget) -> dict[str, float]:
         """Prior name → weight for `target` (subclasses may add priors the threat model allows)."""
@@ -297,7 +284,7 @@ class GradientAttack:
             observed = [u.detach().to(device) for u in t.update]
             mechanism, _ = mechanism_as_read(t)
             if protocol.kind == "fedavg" and not unroll:
-                observed = [-u / _guessed_step(protocol) for u in observed]
+                observed = [-u / guessed_step(protocol) for u in observed]
             groups.append(ObservedGroup(i * r, (i + 1) * r, observed, mechanism))
             per_candidate.append(observed)
         stacked = [
@@ -314,7 +301,7 @@ class GradientAttack:
             updates,
             label_tensor,
             Observed(stacked, groups, weights),
-            build_objective(self.objective_for(first)),
+            self.data_term(first),
             priors,
             first.domain,
         )
@@ -341,28 +328,6 @@ class GradientAttack:
         return target.domain.initial((1, target.batch_size, *target.input_shape), gen)
 
 
-def mechanism_as_read(target: AttackTarget) -> tuple[Likelihood | None, str]:
-    """The target's mechanism in the units the attack reads the update, and those units.
-
-    FedSGD: the gradient. FedAvg with the local hyper-parameters known: the weight delta
-    (the local steps are unrolled). FedAvg without them: the delta read as the gradient
-    −δ / (lr · steps), the protocol's lr and steps being the adversary's guess; the
-    mechanism, stated in delta units, is evaluated back in those units.
-    """
-    protocol, mechanism = target.protocol, target.mechanism
-    if protocol.kind == "fedsgd":
-        return mechanism, "gradient"
-    if target.threat.local_hparams_known:
-        return mechanism, "weight delta"
-    step = _guessed_step(protocol)
-    scaled = None if mechanism is None else ScaledLikelihood(mechanism, -step)
-    return scaled, f"gradient, read as −delta / {step:g} (lr × local steps)"
-
-
-def _guessed_step(protocol: Protocol) -> float:
-    return protocol.local_lr * protocol.local_steps
-
-
 def check_overrides(cls: type, overrides: dict[str, object]) -> None:
     """Refuse hyper-parameter names the attack does not have, listing the valid ones."""
     valid = {f.name for f in fields(cls)}
@@ -377,32 +342,6 @@ def check_overrides(cls: type, overrides: dict[str, object]) -> None:
 def _model_device(model: torch.nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
-
-
-def _check_shared(targets: Sequence[AttackTarget]) -> None:
-    first = targets[0]
-    ref = list(first.model.parameters())
-    for t in targets[1:]:
-        same = (
-            type(t.model) is type(first.model)
-            and t.batch_size == first.batch_size
-            and tuple(t.input_shape) == tuple(first.input_shape)
-            and t.num_classes == first.num_classes
-            and t.protocol == first.protocol
-            and t.threat == first.threat
-            and t.bn_train_mode == first.bn_train_mode
-            and t.domain == first.domain
-        )
-        params = list(t.model.parameters())
-        if (
-            not same
-            or len(params) != len(ref)
-            or any(not torch.equal(a, b) for a, b in zip(params, ref, strict=True))
-        ):
-            raise AttackError(
-                "targets batched in one call must share model, start parameters, batch size, "
-                "input shape and domain, protocol and threat model"
-            )
 
 
 def _status_message(status: str, budget: Budget) -> str:

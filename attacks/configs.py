@@ -11,13 +11,14 @@ initialisation (`fedsim.models.cnn`), so that search is due again for every atta
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 from attacks.base import GradientAttack
 from attacks.engine import OptimizerConfig
 from attacks.likelihood import Likelihood, check_likelihood
 from attacks.prior_defaults import PriorChoice, choose_priors
+from attacks.registry import register_attack
 from attacks.target import AttackTarget
 
 
@@ -36,7 +37,8 @@ L2_SURROGATE = "l2-surrogate"
 the update but states no likelihood."""
 
 
-@dataclass
+@register_attack
+@dataclass(frozen=True)
 class BayesAttack(GradientAttack):
     """Approximate Bayes optimal adversary: min −log p(g_obs | ∇θ ℓ(x, y)) − log p(x).
 
@@ -75,7 +77,7 @@ class BayesAttack(GradientAttack):
             start = 0.1 * noise_scale(target.mechanism) ** 2
         # The likelihood weight rises to its end and never falls (the paper's min(·, 1)).
         start = min(start, config.weight_end)
-        return OptimizerConfig(**{**config.__dict__, "weight_start": start})
+        return replace(config, weight_start=start)
 
     def reads(self) -> frozenset[str]:
         """Also `bn_statistics`: with `bn_stats_known`, the batch-norm prior."""
@@ -109,7 +111,8 @@ class BayesAttack(GradientAttack):
         return choice
 
 
-@dataclass
+@register_attack
+@dataclass(frozen=True)
 class L2Attack(GradientAttack):
     """Deep Leakage from Gradients' L2 distance, run with the Bayes paper's Adam schedule and TV."""
 
@@ -122,7 +125,8 @@ class L2Attack(GradientAttack):
     decay: float = 0.98
 
 
-@dataclass
+@register_attack
+@dataclass(frozen=True)
 class DLGAttack(GradientAttack):
     """Deep Leakage from Gradients as published: L2 distance, L-BFGS, no prior, no box."""
 
@@ -136,7 +140,8 @@ class DLGAttack(GradientAttack):
     iterations: int = 50
 
 
-@dataclass
+@register_attack
+@dataclass(frozen=True)
 class L1Attack(GradientAttack):
     """L1 gradient distance (the Laplacian-noise counterpart of L2), Bayes paper schedule and TV."""
 
@@ -151,7 +156,8 @@ class L1Attack(GradientAttack):
     decay: float = 0.98
 
 
-@dataclass
+@register_attack
+@dataclass(frozen=True)
 class CosineAttack(GradientAttack):
     """Inverting Gradients: 1 − cosine over all layers, TV, signed Adam lr 0.1, boxed,
     learning rate ×0.1 at 3/8, 5/8 and 7/8 of the budget.
@@ -176,7 +182,8 @@ class CosineAttack(GradientAttack):
     iterations: int = 250
 
 
-@dataclass
+@register_attack
+@dataclass(frozen=True)
 class PaperCosineAttack(GradientAttack):
     """The Bayesian framework paper's cosine baseline: one cosine distance over all
     parameters (objective `cos-paper`) + TV, run with the same Adam and exponential lr
@@ -197,7 +204,8 @@ class PaperCosineAttack(GradientAttack):
     decay: float = 0.98
 
 
-@dataclass
+@register_attack
+@dataclass(frozen=True)
 class GradInversionAttack(GradientAttack):
     """GradInversion: L2 gradient distance + TV + batch-norm statistics + image-norm priors."""
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 import torch
@@ -34,7 +34,9 @@ from attacks.updates import UpdateFunction
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """How candidates are optimised.
+    """How candidates are optimised: declared once, here. An optimisation attack
+    (`attacks.base.GradientAttack`) inherits these as its hyper-parameters, and
+    `OptimizerConfig.of(attack)` hands the engine its values.
 
     `schedule`: 'constant'; 'exponential' multiplies the lr by `decay` every step;
     'step' multiplies it by `decay` at each fraction in `milestones` of the budget.
@@ -56,6 +58,14 @@ class OptimizerConfig:
     weight_ramp: float = 0.0
     weight_end: float = 1.0
     lbfgs_max_iter: int = 20
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+
+    @classmethod
+    def of(cls, settings: OptimizerConfig) -> OptimizerConfig:
+        """The optimiser settings of `settings` (an attack, say) as a config of their own."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Data terms: how far a candidate's update is from the observed one; name → class table.
+"""Data terms: how far a candidate's update is from the observed one; their registry.
 
 Every objective maps N candidate updates to N values (lower is better) and is
 differentiable with respect to them. `likelihood` is the Bayes adversary's term,
@@ -10,13 +10,16 @@ Gradients: cosine).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from attacks.errors import AttackError
 from attacks.likelihood import Likelihood, gaussian_sigma
+from attacks.lookup import Registry
 from attacks.updates import CandidateUpdates, LinearFactors
 
 
@@ -81,67 +84,123 @@ def _materialized(part: torch.Tensor | LinearFactors) -> torch.Tensor:
     return part.materialize() if isinstance(part, LinearFactors) else part
 
 
+def inner(c: torch.Tensor | LinearFactors, o: torch.Tensor) -> torch.Tensor:
+    """(N,) ⟨c_n, o_n⟩ of one parameter's candidate part and observed update."""
+    return c.dot(o) if isinstance(c, LinearFactors) else _per_candidate_sum(c * o)
+
+
+def sq_norm(c: torch.Tensor | LinearFactors) -> torch.Tensor:
+    """(N,) ‖c_n‖² of one parameter's candidate part (factors are never materialised)."""
+    return c.sq_norm() if isinstance(c, LinearFactors) else _per_candidate_sum(c * c)
+
+
+def layer_sums(
+    candidate: CandidateUpdates,
+    observed: Observed,
+    terms: Callable[[torch.Tensor | LinearFactors, torch.Tensor], Sequence[torch.Tensor]],
+    weighted: Sequence[bool] = (True,),
+) -> list[torch.Tensor]:
+    """[Σ_k w_k · terms(c_k, o_k)[i] for each i] over the parameters k the data term keeps
+    (`Observed.weighted`); a term whose `weighted` entry is False is summed with weight 1."""
+    totals: list = [0] * len(weighted)
+    for w, c, o in observed.weighted(candidate.parts):
+        for i, (value, scaled) in enumerate(zip(terms(c, o), weighted, strict=True)):
+            totals[i] = totals[i] + (w * value if scaled and w != 1.0 else value)
+    return totals
+
+
 class Objective(ABC):
-    """A data term: (candidate updates, observed) → (N,) values to minimise."""
+    """A data term: (candidate updates, observed) → (N,) values to minimise.
+
+    `options` names the class attributes `build_objective(name, **options)` may set on an
+    instance (as breaching passes its objective table as keyword arguments); others are
+    refused."""
 
     name: str = "objective"
+    options: tuple[str, ...] = ()
+
+    def __init__(self, **options: object) -> None:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise AttackError(
+                f"objective {self.name!r}: unknown option {', '.join(unknown)}; "
+                f"valid: {', '.join(sorted(self.options)) or 'none'}"
+            )
+        for key, value in options.items():
+            setattr(self, key, value)
 
     @abstractmethod
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor: ...
 
 
+_REGISTRY: Registry = Registry(
+    "objective",
+    lambda cls: issubclass(cls, Objective),
+    "a subclass of attacks.objectives.Objective",
+)
+OBJECTIVES = _REGISTRY.entries
+"""Every registered objective by name, in the order registered (a read-only view)."""
+
+ObjectiveClass = TypeVar("ObjectiveClass", bound=type[Objective])
+
+
+def register_objective(cls: ObjectiveClass) -> ObjectiveClass:
+    """Register the Objective subclass `cls` under its `name` (a class decorator); from
+    then on an attack's `objective` may name it."""
+    return _REGISTRY.register(cls)
+
+
+@register_objective
 class L2Distance(Objective):
     """Σ_k w_k ‖g_k − g_obs,k‖² over parameters k (DLG; Gaussian likelihood up to scale)."""
 
     name = "l2"
 
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor:
-        total = 0
-        for w, c, o in observed.weighted(candidate.parts):
+        def term(c: torch.Tensor | LinearFactors, o: torch.Tensor) -> tuple[torch.Tensor]:
             if isinstance(c, LinearFactors):
                 # ‖W − G‖² = ‖W‖² − 2⟨W, G⟩ + ‖G‖² without materialising W
-                term = c.sq_norm() - 2 * c.dot(o) + observed.sq_norm(o)
-            else:
-                # mse_loss is one fused kernel forward and backward
-                term = _per_candidate_sum(F.mse_loss(c, o, reduction="none"))
-            total = total + (term if w == 1.0 else w * term)
-        return total
+                return (sq_norm(c) - 2 * inner(c, o) + observed.sq_norm(o),)
+            # mse_loss is one fused kernel forward and backward
+            return (_per_candidate_sum(F.mse_loss(c, o, reduction="none")),)
+
+        return layer_sums(candidate, observed, term)[0]
 
 
+@register_objective
 class L1Distance(Objective):
     """Σ_k w_k |g_k − g_obs,k| over parameters k (Laplacian likelihood up to scale)."""
 
     name = "l1"
 
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor:
-        return sum(
-            w * _per_candidate_sum(F.l1_loss(_materialized(c), o, reduction="none"))
-            for w, c, o in observed.weighted(candidate.parts)
-        )
+        def term(c: torch.Tensor | LinearFactors, o: torch.Tensor) -> tuple[torch.Tensor]:
+            return (_per_candidate_sum(F.l1_loss(_materialized(c), o, reduction="none")),)
+
+        return layer_sums(candidate, observed, term)[0]
 
 
+@register_objective
 class CosineDistance(Objective):
     """1 − ⟨g, g_obs⟩ / (‖g‖ ‖g_obs‖) over all parameters at once (Inverting Gradients);
     with parameter weights, the inner product and both norms are Σ_k w_k ⟨·, ·⟩_k."""
 
     name = "cos"
+    options = ("weighted_norms", "epsilon")
     weighted_norms = True
     epsilon = 1e-12
 
     def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor:
-        dot, c_norm, o_norm = 0, 0, 0
-        for w, c, o in observed.weighted(candidate.parts):
-            if isinstance(c, LinearFactors):
-                d, n = c.dot(o), c.sq_norm()
-            else:
-                d, n = _per_candidate_sum(c * o), _per_candidate_sum(c * c)
-            v = w if self.weighted_norms else 1.0
-            dot, c_norm = dot + w * d, c_norm + v * n
-            o_norm = o_norm + v * observed.sq_norm(o)
+        def terms(c: torch.Tensor | LinearFactors, o: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return inner(c, o), sq_norm(c), observed.sq_norm(o)
+
+        norms = bool(self.weighted_norms)
+        dot, c_norm, o_norm = layer_sums(candidate, observed, terms, (True, norms, norms))
         eps = self.epsilon
         return 1.0 - dot / (c_norm.add(eps).sqrt() * o_norm.add(eps).sqrt())
 
 
+@register_objective
 class PaperCosineDistance(CosineDistance):
     """The Bayesian framework paper's global cosine distance (its `cos_sim_global`):
     1 − Σ_k w_k ⟨g_k, g_obs,k⟩ / (√(‖g‖² + 10⁻⁷) √(‖g_obs‖² + 10⁻⁷)), one cosine over all
@@ -154,6 +213,7 @@ class PaperCosineDistance(CosineDistance):
     epsilon = 1e-7
 
 
+@register_objective
 class NegativeLogLikelihood(Objective):
     """−log p(g_obs | g) from each target's mechanism; Gaussian σ = 1 (½‖·‖²) without one.
 
@@ -197,23 +257,7 @@ def _weighted_nll(
     return total
 
 
-OBJECTIVES: dict[str, type[Objective]] = {
-    cls.name: cls
-    for cls in (
-        L2Distance,
-        L1Distance,
-        CosineDistance,
-        PaperCosineDistance,
-        NegativeLogLikelihood,
-    )
-}
-
-
-def build_objective(name: str) -> Objective:
-    """The objective called `name`; an AttackError lists the known names otherwise."""
-    try:
-        return OBJECTIVES[name]()
-    except KeyError:
-        raise AttackError(
-            f"objective: unknown name {name!r}; choose one of {', '.join(sorted(OBJECTIVES))}"
-        ) from None
+def build_objective(name: str, **options: object) -> Objective:
+    """The objective called `name` with keyword `options` (`Objective.options`); an
+    AttackError lists the known names, or the valid options, otherwise."""
+    return _REGISTRY.get(name)(**options)

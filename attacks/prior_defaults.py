@@ -14,13 +14,15 @@ weight changes nothing (ConvNet-64: every TV weight from 0.05 to 1.6 gives the s
 images). So defaults are looked up by the target's model class and input shape, among
 settings tuned on held-out images; where none was tuned, the attack falls back on its
 reference setting and says so (`PriorChoice.tuned` False, a message the auditor prints
-and records), never silently.
+and records), never silently. An attack without rows of its own (a subclass of `cos`
+under a new name) takes those of its nearest base class that has some, and its
+`priors_source` says so (``…; defaults of cos (inherited)``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,35 @@ def tuned_priors(attack: str, model: str, input_shape: tuple[int, ...]) -> Tuned
     return None
 
 
-def choose_priors(attack: str, model: str, input_shape: tuple[int, ...]) -> PriorChoice:
+def lineage(cls: type) -> tuple[str, ...]:
+    """The attack class's `name`, then the names of its base classes, nearest first."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        name = klass.__dict__.get("name")
+        if isinstance(name, str) and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def choose_priors(
+    attack: str | Sequence[str], model: str, input_shape: tuple[int, ...]
+) -> PriorChoice:
+    """The defaults of the first name in `attack` (an attack's name, or its `lineage`)
+    that has rows, marked inherited where it is not the first; no weights where none has
+    a row (the attack uses no prior)."""
+    names = (attack,) if isinstance(attack, str) else tuple(attack)
+    for name in names:
+        choice = _own_defaults(name, model, input_shape)
+        if choice is not None and name != names[0]:
+            return replace(choice, source=f"{choice.source}; defaults of {name} (inherited)")
+        if choice is not None:
+            return choice
+    return PriorChoice({}, "none: this attack uses no prior by default")
+
+
+def _own_defaults(attack: str, model: str, input_shape: tuple[int, ...]) -> PriorChoice | None:
     """The tuned weights for this model and shape, else the attack's reference row,
-    marked untuned; no weights where the attack has no row at all (it uses no prior)."""
+    marked untuned; None where the attack has no row."""
     row = tuned_priors(attack, model, input_shape)
     if row is not None:
         return PriorChoice(
@@ -89,7 +117,7 @@ def choose_priors(attack: str, model: str, input_shape: tuple[int, ...]) -> Prio
         )
     reference = next((r for r in TUNED if r.attack == attack), None)
     if reference is None:
-        return PriorChoice({}, "none: this attack uses no prior by default")
+        return None
     return PriorChoice(
         dict(reference.weights),
         f"untuned: {attack}'s prior weights {dict(reference.weights)} were chosen for "

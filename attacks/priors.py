@@ -1,4 +1,4 @@
-"""Priors −log p(x) (regularisers); name → class table.
+"""Priors −log p(x) (regularisers) and their registry.
 
 Each maps candidates x of shape (N, B, *input_shape), as the model sees them, to (N,)
 values to minimise. A prior is built for one input shape and domain and refuses, at
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 
 from attacks.domain import FeatureDomain, ImageDomain, InputDomain
 from attacks.errors import AttackError
+from attacks.lookup import Registry
 from attacks.updates import CandidateUpdates
 
 
@@ -42,12 +44,28 @@ class Prior(ABC):
     def __call__(self, x: torch.Tensor, candidate: CandidateUpdates) -> torch.Tensor: ...
 
 
+_REGISTRY: Registry = Registry(
+    "prior", lambda cls: issubclass(cls, Prior), "a subclass of attacks.priors.Prior"
+)
+PRIORS = _REGISTRY.entries
+"""Every registered prior by name, in the order registered (a read-only view)."""
+
+P = TypeVar("P", bound=type[Prior])
+
+
+def register_prior(cls: P) -> P:
+    """Register the Prior subclass `cls` under its `name` (a class decorator); from then
+    on an attack's `priors` may name it."""
+    return _REGISTRY.register(cls)
+
+
 def _check_image_grid(prior: Prior, input_shape: tuple[int, ...], domain: InputDomain) -> None:
     """Differences between neighbouring pixels need images at least 2 × 2."""
     if not isinstance(domain, ImageDomain) or len(input_shape) != 3 or min(input_shape[1:]) < 2:
         prior._refuse(input_shape, "images (channels, height, width) with height and width ≥ 2")
 
 
+@register_prior
 class TotalVariation(Prior):
     """Anisotropic total variation, mean |∂x| + mean |∂y| (Inverting Gradients, Geiping et al. 2020)."""
 
@@ -62,6 +80,7 @@ class TotalVariation(Prior):
         return dx + dy
 
 
+@register_prior
 class SquaredTotalVariation(Prior):
     """Σ (∂x)² + (∂y)² per image, mean over the batch (the Bayesian framework paper's TV)."""
 
@@ -76,6 +95,7 @@ class SquaredTotalVariation(Prior):
         return (dx + dy).mean(1)
 
 
+@register_prior
 class BoxPenalty(Prior):
     """Σ distance² to the box [0, 1] per image, mean over the batch (the paper's clip prior)."""
 
@@ -89,6 +109,7 @@ class BoxPenalty(Prior):
         return (x - x.clamp(0.0, 1.0)).square().flatten(2).sum(2).mean(1)
 
 
+@register_prior
 class ImageNorm(Prior):
     """Mean squared pixel value (GradInversion's ℓ2 image prior)."""
 
@@ -98,6 +119,7 @@ class ImageNorm(Prior):
         return x.square().flatten(1).mean(1)
 
 
+@register_prior
 class BatchNormStatistics(Prior):
     """Σ over batch-norm layers ‖μ_batch − μ_running‖ + ‖σ²_batch − σ²_running‖
     (GradInversion, Yin et al., CVPR 2021); zero for a model without batch norm."""
@@ -113,6 +135,7 @@ class BatchNormStatistics(Prior):
         return total
 
 
+@register_prior
 class FeatureStatistics(Prior):
     """½ Σ ((x − μ)/σ)² over the continuous columns, mean over the batch: a Gaussian prior
     from the feature statistics the threat model grants (`FeatureDomain.mean`, `.std`)."""
@@ -142,25 +165,9 @@ class FeatureStatistics(Prior):
         return 0.5 * z.square().sum(-1).mean(1)
 
 
-PRIORS: dict[str, type[Prior]] = {
-    cls.name: cls
-    for cls in (
-        TotalVariation,
-        SquaredTotalVariation,
-        BoxPenalty,
-        ImageNorm,
-        BatchNormStatistics,
-        FeatureStatistics,
-    )
-}
-
-
 def check_prior_name(name: str) -> None:
     """Refuse an unknown prior name, listing the known ones."""
-    if name not in PRIORS:
-        raise AttackError(
-            f"prior: unknown name {name!r}; choose one of {', '.join(sorted(PRIORS))}"
-        )
+    _REGISTRY.check(name)
 
 
 def build_prior(
@@ -171,4 +178,4 @@ def build_prior(
     An AttackError lists the known names for an unknown one, and names the prior and
     the shape when it cannot handle that shape."""
     check_prior_name(name)
-    return PRIORS[name](input_shape, domain)
+    return _REGISTRY.get(name)(input_shape, domain)

@@ -11,7 +11,7 @@ from torch import nn
 
 from attacks.domain import ImageDomain, InputDomain
 from attacks.errors import AttackError
-from attacks.likelihood import Likelihood, check_likelihood
+from attacks.likelihood import Likelihood, ScaledLikelihood, check_likelihood
 from attacks.local_optimizer import LocalOptimizer
 
 
@@ -183,3 +183,26 @@ class Reconstruction:
     likelihood: dict[str, object] | None = None
     likelihood_note: str | None = None
     surrogate: str | None = None
+
+
+def mechanism_as_read(target: AttackTarget) -> tuple[Likelihood | None, str]:
+    """The target's mechanism in the units the attack reads the update, and those units.
+
+    FedSGD: the gradient. FedAvg with the local hyper-parameters known: the weight delta
+    (the local steps are unrolled). FedAvg without them: the delta read as the gradient
+    −δ / (lr · steps), the protocol's lr and steps being the adversary's guess; the
+    mechanism, stated in delta units, is evaluated back in those units.
+    """
+    protocol, mechanism = target.protocol, target.mechanism
+    if protocol.kind == "fedsgd":
+        return mechanism, "gradient"
+    if target.threat.local_hparams_known:
+        return mechanism, "weight delta"
+    step = guessed_step(protocol)
+    scaled = None if mechanism is None else ScaledLikelihood(mechanism, -step)
+    return scaled, f"gradient, read as −delta / {step:g} (lr × local steps)"
+
+
+def guessed_step(protocol: Protocol) -> float:
+    """The adversary's guess of one FedAvg update's step, local lr × local steps."""
+    return protocol.local_lr * protocol.local_steps

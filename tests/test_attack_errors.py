@@ -131,3 +131,26 @@ def test_tuning_picks_by_objective_and_by_score(image):
     assert by_score.best == {"lr": 0.1} and by_score.by == "score"
     with pytest.raises(AttackError, match="unknown hyper-parameter"):
         search("l2", {"learning_rate": [0.1]}, [target])
+
+
+def test_registries_refuse_a_taken_name_and_a_class_without_a_name():
+    from dataclasses import dataclass
+
+    from attacks import CosineAttack, register_attack, register_objective
+    from attacks.objectives import CosineDistance
+
+    @dataclass(frozen=True)
+    class Unnamed(CosineAttack):
+        pass
+
+    with pytest.raises(AttackError, match=r"register_attack: .*Unnamed needs a class attribute"):
+        register_attack(Unnamed)
+
+    class Clash(CosineDistance):
+        name = "l2"
+
+    with pytest.raises(AttackError, match="register_objective: name 'l2' is taken by attacks"):
+        register_objective(Clash)
+    with pytest.raises(AttackError, match="is not an attack"):
+        register_attack(int)
+    assert ATTACKS["cos"] is CosineAttack

@@ -11,7 +11,7 @@ from attack_helpers import gradient_target, mnist_images, paper_cnn
 from attacks import Budget, build_attack
 from attacks.engine import Problem
 from attacks.errors import AttackError
-from attacks.objectives import Observed, ObservedGroup, build_objective
+from attacks.objectives import OBJECTIVES, Observed, ObservedGroup, build_objective
 from attacks.parameter_weights import resolve_parameter_weights
 from attacks.updates import build_updates
 from defenses.mechanisms import GaussianMechanism, LaplacianMechanism
@@ -20,13 +20,11 @@ EXCLUDED = (
     "body.7.weight"  # the paper CNN's 3136 → 100 dense layer (kept as factors on the fast route)
 )
 CASES = {
-    "l2": ("l2", None),
-    "l1": ("l1", None),
-    "cos": ("cos", None),
-    "cos-paper": ("cos-paper", None),
+    **{name: (name, None) for name in OBJECTIVES if name != "likelihood"},
     "likelihood-gauss": ("likelihood", GaussianMechanism(sigma=0.1)),
     "likelihood-laplace": ("likelihood", LaplacianMechanism(scale=0.1)),
 }
+"""Every registered objective (the likelihood under two mechanisms)."""
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +71,7 @@ def test_reconstruct_many_honours_exclusion_per_target(images):
     torch.testing.assert_close(together[1].inputs, alone.inputs, rtol=0, atol=1e-5)
 
 
-def _data_term(model, target, objective, weights, route):
+def _data_term(model, target, objective, weights, route, **options):
     x0 = torch.rand((1, 1, *target.input_shape), generator=torch.Generator().manual_seed(3))
     updates = build_updates(model, 1, True, route=route)
     observed = [u.unsqueeze(0) for u in target.update]
@@ -82,7 +80,7 @@ def _data_term(model, target, objective, weights, route):
         updates,
         target.labels.view(1, 1),
         Observed(observed, [group], weights),
-        build_objective(objective),
+        build_objective(objective, **options),
         [],
     )
     data, _ = problem.terms(x0)
@@ -124,6 +122,22 @@ def test_paper_cosine_without_weights_is_the_cosine(images):
     plain, _, _ = _data_term(model, target, "cos", None, "fast")
     torch.testing.assert_close(paper, plain)
     assert 0 < float(plain) < 2
+
+
+def test_objective_options_set_the_cosine_of_the_paper(images):
+    """`build_objective(name, **options)`: `cos` with the paper's options is `cos-paper`."""
+    x, y, model = images
+    target = _with_noise_on(gradient_target(model, x[:1], y[:1]), "body.9.weight", scale=0.01)
+    weights = [1.0, 3.0, 0.0, 0.0, 0.5, 0.5, 1.0, 1.0]
+    paper, _, _ = _data_term(model, target, "cos-paper", weights, "fast")
+    plain, _, _ = _data_term(model, target, "cos", weights, "fast")
+    options = {"weighted_norms": False, "epsilon": 1e-7}
+    optioned, _, _ = _data_term(model, target, "cos", weights, "fast", **options)
+    assert torch.equal(optioned, paper) and not torch.equal(plain, paper)
+    attack = build_attack("cos", objective_options=options)
+    assert attack.data_term(target).epsilon == 1e-7
+    with pytest.raises(AttackError, match="objective 'l2': unknown option eps; valid: none"):
+        build_attack("l2", objective_options={"eps": 1.0})
 
 
 def test_bad_weights_and_names_are_refused(images):

@@ -69,3 +69,26 @@ def test_bayes_keeps_exact_priors_for_exact_updates_and_tunes_otherwise():
     assert bayes.prior_choice(exact).weights == {}
     assert bayes.prior_choice(noisy).weights == {"tv": 300.0}
     assert bayes.prior_choice(noisy).tuned
+
+
+def test_a_subclass_inherits_its_base_class_defaults_and_says_so():
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from attacks import CosineAttack, L2Attack
+    from attacks.prior_defaults import lineage
+
+    @dataclass(frozen=True)
+    class Narrower(CosineAttack):
+        name: ClassVar[str] = "test-narrower-cos"
+
+    assert lineage(Narrower)[:2] == ("test-narrower-cos", "cos")
+    torch.manual_seed(0)
+    target = small_target(build_model("cnn", MNIST), MNIST.input_shape)
+    own = CosineAttack().prior_choice(target)
+    inherited = Narrower().prior_choice(target)
+    assert inherited.weights == own.weights == {"tv": 0.01} and inherited.tuned
+    assert inherited.source == f"{own.source}; defaults of cos (inherited)"
+    # an attack with rows of its own is unchanged, and one without any row uses no prior
+    assert L2Attack().prior_choice(target) == choose_priors("l2", "PaperCNN", (1, 28, 28))
+    assert choose_priors(("test-none", "gradient"), "PaperCNN", (1, 28, 28)).weights == {}

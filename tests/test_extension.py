@@ -1,11 +1,16 @@
-"""A defense defined outside the packages, as a researcher adds one (CONTRIBUTING.md):
-registered by name, it works in `fedsim attack`, in a scenario run and in the auditor,
-composes with the package's noise, and states its own privacy claim.
+"""A defense and an attack defined outside the packages, as a researcher adds them
+(CONTRIBUTING.md): registered by name, each works in `fedsim attack`, in a scenario run
+and in the auditor; the defense composes with the package's noise and states its own
+privacy claim, the attack brings its own objective and inherits its base class's prior.
 
 The defense below is a client-level Gaussian mechanism (as Flower's LocalDpMod): the
 whole update clipped to norm C, then Gaussian noise σ·C. Any change to a client's
 records moves the clipped update by at most 2C, so each round is a Gaussian mechanism
 of noise multiplier σ/2, composed over the rounds (user-level, q = 1).
+
+The attack below is Inverting Gradients (`cos`) with an L2 term added to its cosine
+distance: a data term registered as an objective, with an option, and an attack that
+subclasses `cos` and so runs with its optimiser and its total-variation prior.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
 
+from attacks import CosineAttack, register_attack, register_objective
+from attacks.objectives import CosineDistance, L2Distance, Objective, Observed
+from attacks.updates import CandidateUpdates
 from defenses import Defense, Parameter, PrivacyClaim, RoundSchedule, register_defense
 from defenses.accounting import check_delta, dp_epsilon
 from defenses.base import TrainingProtocol, added_gaussian_variance, draw_normal
@@ -195,7 +204,113 @@ def test_the_auditor_attacks_it_with_its_mechanism() -> None:
     assert outcome.record["mechanism"]["name"] == "clipped-gaussian"
 
 
-def test_the_contributing_guide_shows_lines_of_this_defense() -> None:
+ATTACK = "test-cos-l2"
+OBJECTIVE = "test-cos-plus-l2"
+
+
+@register_objective
+class CosinePlusL2(Objective):
+    """(1 − cos(g, g_obs)) + λ ‖g − g_obs‖² over the parameters the data term keeps."""
+
+    name = OBJECTIVE
+    options = ("l2_weight",)
+    l2_weight = 1e-3
+
+    def __call__(self, candidate: CandidateUpdates, observed: Observed) -> torch.Tensor:
+        cosine = CosineDistance()(candidate, observed)
+        return cosine + self.l2_weight * L2Distance()(candidate, observed)
+
+
+@register_attack
+@dataclass(frozen=True)
+class CosineL2Attack(CosineAttack):
+    """Inverting Gradients with an L2 term added to its cosine distance."""
+
+    name: ClassVar[str] = ATTACK
+    reference: ClassVar[str] = "this test (after Inverting Gradients)"
+
+    objective: str = OBJECTIVE
+    objective_options: dict[str, object] = field(default_factory=lambda: {"l2_weight": 1e-2})
+
+
+INHERITED = "; defaults of cos (inherited)"
+
+
+def test_the_attack_is_listed_and_builds_its_objective_with_options(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attacks import ATTACKS, OBJECTIVES, build_attack
+    from fedsim.cli import main
+
+    monkeypatch.setenv("COLUMNS", "250")
+    assert ATTACKS[ATTACK] is CosineL2Attack and OBJECTIVES[OBJECTIVE] is CosinePlusL2
+    assert main(["list", "attacks"]) == 0
+    assert ATTACK in capsys.readouterr().out
+    attack = build_attack(ATTACK, objective_options={"l2_weight": 0.5}, iterations=3)
+    assert attack.data_term(None).l2_weight == 0.5 and attack.signed  # cos's optimiser
+    assert main(["attack", "--attack", f"{ATTACK}:objective_options={{l2=1}}"]) == 2
+    assert "unknown option l2; valid: l2_weight" in capsys.readouterr().err
+
+
+def test_fedsim_attack_runs_the_attack_by_name(tmp_path: Path) -> None:
+    from fedsim.cli import main
+
+    out = tmp_path / "attack.json"
+    spec = f"{ATTACK}:iterations=3,objective_options={{l2_weight=0.5}}"
+    argv = ["attack", "--images", "1", "--attack", spec]
+    assert main([*argv, "--json", str(out)]) == 0
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["attack"] == spec and result["statuses"] == ["ok"]
+    assert result["psnr_mean"] is not None and math.isfinite(result["psnr_mean"])
+    assert result["priors"] == {"tv": 0.01} and result["priors_source"].endswith(INHERITED)
+
+
+def test_a_scenario_runs_the_attack(tmp_path: Path) -> None:
+    from fedsim.cli import main
+    from fedsim.records import LEAKAGE_FILE, read_jsonl
+
+    quickstart = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.toml"
+    settings = [
+        f"attacks=[{{name = '{ATTACK}'}}]", "federation.rounds=1", "federation.clients=2",
+        "audit.clients={}", "audit.budget.iterations=2", "audit.worker='inline'",
+        "data.eval_samples=20", "simulation.engine='inprocess'",
+    ]  # fmt: skip
+    out = tmp_path / "run"
+    argv = ["run", str(quickstart), *[a for s in settings for a in ("--set", s)]]
+    assert main([*argv, "--out", str(out)]) == 0
+    leakage = read_jsonl(out / LEAKAGE_FILE)
+    assert leakage and all(r["status"] == "ok" and r["attack"] == ATTACK for r in leakage)
+    assert all(r["psnr"] is not None and r["priors_source"].endswith(INHERITED) for r in leakage)
+
+
+def test_the_auditor_runs_the_attack() -> None:
+    from fedsim.auditor.attack_runner import AttackRunner, ClientCase, RoundJob
+    from fedsim.auditor.setup import AuditSetup
+    from fedsim.models.cnn import PaperCNN
+
+    def model() -> torch.nn.Module:
+        return PaperCNN((1, 12, 12), 4, [0.5], [0.25])
+
+    setup = AuditSetup.for_model(
+        model, input_shape=(1, 12, 12), num_classes=4, batch_size=1, domain="image",
+        protocol="fedsgd", lr=0.1, attacks=(ATTACK,),
+        audit={"worker": "inline", "grids": False, "budget": {"iterations": 2}},
+    )  # fmt: skip
+    start = model()
+    x, y = torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(1)), torch.tensor([2])
+    loss = torch.nn.functional.cross_entropy(start(x), y)
+    update = [g.detach() for g in torch.autograd.grad(loss, list(start.parameters()))]
+    case = ClientCase(0, update, originals=x, true_labels=y)
+    ((_, outcome),) = AttackRunner(setup, torch.device("cpu")).run(
+        RoundJob(1, start.state_dict(), cases=[case])
+    )
+    assert outcome.record["status"] == "ok" and outcome.record["attack"] == ATTACK
+    assert outcome.record["psnr"] is not None and math.isfinite(outcome.record["psnr"])
+    assert outcome.record["priors_source"].endswith(INHERITED)  # untuned for 12×12: said first
+    assert outcome.record["priors_source"].startswith("untuned: cos's prior weights")
+
+
+def test_the_contributing_guide_shows_lines_of_this_module() -> None:
     """CONTRIBUTING.md's fragments are this module's lines, so the guide shows what runs."""
     guide = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
     fragments = re.findall(r"```py\n(.*?)```", guide, flags=re.DOTALL)

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import torch
 
+from attacks.lookup import lookup
 from fedsim.data.info import DatasetInfo
 from fedsim.errors import ConfigError
 from fedsim.models.base import ImageClassifier, count_parameters
@@ -94,12 +95,7 @@ MODELS: dict[str, ModelEntry] = {
 
 def build_model(name: str, info: DatasetInfo) -> ImageClassifier:
     """Build model `name` for data set `info`, with its normalisation inside."""
-    try:
-        entry = MODELS[name]
-    except KeyError:
-        raise ConfigError(
-            f"model: unknown name {name!r}; choose one of {', '.join(sorted(MODELS))}"
-        ) from None
+    entry = lookup(MODELS, name, "model", ConfigError)
     if not info.is_image and not entry.feature_rows:
         takes = ", ".join(n for n, e in MODELS.items() if e.feature_rows)
         raise ConfigError(

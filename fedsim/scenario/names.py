@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import ValidationInfo
 
+from attacks.lookup import unknown_name
+
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _LOOKS_LIKE_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*: ")
 
@@ -37,7 +39,7 @@ def known_dataset(name: str) -> str:
     from fedsim.data.registry import DATASETS
 
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+        raise ValueError(unknown_name("data set", name, DATASETS, lead=False))
     return name
 
 
@@ -53,7 +55,7 @@ def known_model(name: str) -> str:
     from fedsim.models.registry import MODELS
 
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+        raise ValueError(unknown_name("model", name, sorted(MODELS), lead=False))
     return name
 
 
@@ -73,8 +75,7 @@ def known_attack(name: str, info: ValidationInfo) -> str:
     from attacks.specs import ADAPTED
 
     if _attacks_checked(info) and name not in ATTACKS and name != ADAPTED:
-        choices = ", ".join([*sorted(ATTACKS), ADAPTED])
-        raise ValueError(f"unknown attack {name!r}; choose one of {choices}")
+        raise ValueError(unknown_name("attack", name, [*sorted(ATTACKS), ADAPTED], lead=False))
     return name
 
 
