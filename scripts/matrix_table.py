@@ -34,6 +34,12 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
 
 
+def signed(value: float) -> str:
+    """`+0.12`, `-0.12`, and `0.00` for anything that rounds to zero (never `-0.00`)."""
+    text = f"{value:+.2f}"
+    return "0.00" if float(text) == 0 else text
+
+
 def load_cells(runs: list[str]) -> list[dict[str, Any]]:
     cells = []
     for text in runs:
@@ -113,7 +119,7 @@ def lead_table(cells: list[dict[str, Any]], reference: str) -> list[str]:
                 continue
             other = by[(key, attack)]["psnr"]
             mean, se = mean_se([a - b for a, b in zip(mine, other, strict=True)])
-            texts.append(f"{mean:+.2f} ± {se:.2f}")
+            texts.append(f"{signed(mean)} ± {se:.2f}")
         lines.append(f"| {row_label(key, None)} | " + " | ".join(texts) + " |")
     return lines
 
@@ -140,8 +146,8 @@ def best_other_lead(
     diffs = [a - b for a, b in zip(ref[field], best[field], strict=True)]
     mean, se = mean_se(diffs)
     if len(labels) > 1:
-        return f"{mean:+.2f} ± {se:.2f} ({ref['requested']} − {best['requested']})"
-    return f"{mean:+.2f} ± {se:.2f} ({best['attack']})"
+        return f"{signed(mean)} ± {se:.2f} ({ref['requested']} − {best['requested']})"
+    return f"{signed(mean)} ± {se:.2f} ({best['attack']})"
 
 
 def best_other_table(cells: list[dict[str, Any]], reference: str, field: str = "psnr") -> list[str]:
