@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Collection
 from pathlib import Path
 
@@ -98,16 +99,22 @@ def fsync_dir(path: str | Path) -> None:
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Replace `path` with `data`: written to a temporary owner-only file, fsynced, renamed."""
+    """Replace `path` with `data`: written to a temporary owner-only file, fsynced, renamed.
+
+    The temporary file's name is unique, so two processes writing the same file (two runs
+    training the same kept state) each rename a whole file of their own."""
     target = Path(path)
-    temporary = target.with_name(f".{target.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        os.unlink(temporary)
+        raise
+    os.close(fd)
     os.replace(temporary, target)
     fsync_dir(target.parent)

@@ -78,3 +78,24 @@ def test_html_page_escapes_every_recorded_string(tmp_path: Path) -> None:
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
     assert "Partial run" in page
+
+
+def test_two_writers_of_one_file_each_replace_it_whole(tmp_path: Path) -> None:
+    """Two runs that train the same kept state write the same files at once: neither may
+    find its temporary file taken by the other, and the file ends whole and owner-only."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fedsim.private_files import write_atomic
+
+    target = tmp_path / "recipe.json"
+    payloads = [bytes([65 + i]) * 100_000 for i in range(2)]
+
+    def write(payload: bytes) -> None:
+        for _ in range(50):
+            write_atomic(target, payload)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(write, payloads))  # re-raises what either writer raised
+    assert target.read_bytes() in payloads
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["recipe.json"]
