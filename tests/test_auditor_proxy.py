@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import test_auditor_checks as checks
 import torch
-from flwr.app import ArrayRecord, Context, Message
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import LocalDpMod
-from flwr.serverapp.strategy import FedAvg
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
@@ -30,7 +29,6 @@ from fedsim.auditor.protocol_check import ProtocolCheck
 from fedsim.auditor.proxy_data import read_proxy_data
 from fedsim.auditor.setup import AuditSetup
 from fedsim.errors import ConfigError
-from fedsim.flower.runtimes.local_grid import LocalGrid
 from fedsim.records import LEAKAGE_FILE, read_jsonl
 
 IMAGE = ImageDomain(low=-1.0, high=1.0)
@@ -217,28 +215,13 @@ def _proxy_rows() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _audit(out_dir: Path | None, client_lr: float, **changes: object) -> LeakageAuditor:
     options: dict = {
-        "input_shape": (FEATURES,),
-        "num_classes": 2,
         "batch_size": ROWS,
-        "domain": "features",
-        "protocol": "fedavg",
-        "lr": 0.1,
-        "local_steps": 1,
-        "attacks": ["l2"],
         "proxy_data": _proxy_rows(),
         "audit": {"worker": "inline", "budget": {"iterations": 3}},
         **changes,
     }
-    strategy = LeakageAuditor.for_model(
-        FedAvg(fraction_evaluate=0.0, min_available_nodes=2), checks.net, out_dir=out_dir, **options
-    )
-    torch.set_num_threads(1)
-    strategy.start(
-        grid=LocalGrid(_client(client_lr), num_nodes=2, seed=0),
-        initial_arrays=ArrayRecord(checks.net().state_dict()),
-        num_rounds=1,
-    )
-    strategy.close()
+    strategy = checks.auditor(out_dir, **options)
+    checks.run(strategy, _client(client_lr), rounds=1)
     return strategy
 
 
